@@ -8,9 +8,9 @@ from .errors import (
     MediaNotFoundError,
     MediaProcessingError,
     MelcnnError,
-    NoWeightsError,
     NonFiniteAudioError,
     NotAudioError,
+    NoWeightsError,
     SilentAudioError,
     TooLongError,
     TooShortError,
@@ -19,8 +19,19 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # the detector pulls in NumPy and the decoders: import it on first use, so `import melcnn` stays cheap
+    if name in ("load_model", "Detector"):
+        from . import detector
+
+        return getattr(detector, name)
+    raise AttributeError(f"module 'melcnn' has no attribute {name!r}")
+
+
 __all__ = [
     "CheckpointError",
+    "Detector",
     "EmptyMediaError",
     "MediaNotFoundError",
     "MediaProcessingError",
@@ -33,4 +44,5 @@ __all__ = [
     "TooShortError",
     "UndecodableMediaError",
     "__version__",
+    "load_model",
 ]

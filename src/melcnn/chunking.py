@@ -1,0 +1,105 @@
+"""Split mono audio into the whole, fixed-length chunks the model scores.
+
+V2 uses non-overlapping chunks (step = chunk); V3 overlapping ones (step = chunk - overlap). As the
+specification says, only whole chunks are analysed: a tail shorter than one chunk is not scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import MelcnnError, TooShortError
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """Chunks of one signal.
+
+    Attributes
+    ----------
+    samples : np.ndarray [shape=(n_chunks, chunk_len)]
+        A read-only strided view into the signal (no copy).
+    starts_s, ends_s : np.ndarray [shape=(n_chunks,)]
+        Start and end of every chunk in seconds.
+    chunk_s, overlap_s : float
+        Chunk length and overlap in seconds, as used.
+    """
+
+    samples: np.ndarray
+    starts_s: np.ndarray
+    ends_s: np.ndarray
+    chunk_s: float
+    overlap_s: float
+
+    def __len__(self) -> int:
+        return int(self.samples.shape[0])
+
+
+def validate_overlap(overlap_s: float, chunk_s: float) -> float:
+    """Return ``overlap_s`` as float if ``0 <= overlap_s < chunk_s``, else raise ``MelcnnError``."""
+    try:
+        overlap = float(overlap_s)
+    except (TypeError, ValueError):
+        raise MelcnnError(f"overlap must be a number of seconds; got {overlap_s!r}") from None
+    if not np.isfinite(overlap) or overlap < 0 or overlap >= chunk_s:
+        raise MelcnnError(
+            f"overlap must be at least 0 s and less than the chunk length ({chunk_s:g} s); got {overlap_s!r}"
+        )
+    return overlap
+
+
+def chunk(y: np.ndarray, *, sr: int, chunk_s: float = 3.0, overlap_s: float = 0.0) -> Chunks:
+    """Split ``y`` into whole chunks of ``chunk_s`` seconds, consecutive chunks overlapping by ``overlap_s``.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono audio.
+    sr : int > 0
+        Sample rate of ``y`` in Hz.
+    chunk_s : float > 0
+        Chunk length in seconds; ``int(chunk_s * sr)`` samples, as the specification computes it.
+    overlap_s : float, 0 <= overlap_s < chunk_s
+        Overlap of consecutive chunks in seconds (0 for V2, 1.5 for V3 by default).
+
+    Returns
+    -------
+    Chunks
+        ``n_chunks = 1 + (n - chunk_len) // step`` whole chunks, with
+        ``step = chunk_len - int(overlap_s * sr)``.
+
+    Raises
+    ------
+    TooShortError
+        If ``y`` is shorter than one chunk.
+
+    Examples
+    --------
+    >>> c = chunk(np.zeros(16000 * 6, dtype=np.float32) + 1, sr=16000, chunk_s=3.0, overlap_s=1.5)
+    >>> c.starts_s.tolist()
+    [0.0, 1.5, 3.0]
+    """
+    overlap = validate_overlap(overlap_s, chunk_s)
+    chunk_len = int(chunk_s * sr)
+    step = chunk_len - int(overlap * sr)
+    n = int(y.shape[-1])
+    if n < chunk_len:
+        found = n / sr
+        raise TooShortError(
+            f"the audio is {found:.2f} s long, shorter than one {chunk_s:g} s chunk; "
+            f"melcnn needs at least {chunk_s:g} s of audio",
+            duration_s=found,
+            minimum_s=float(chunk_s),
+        )
+    n_chunks = 1 + (n - chunk_len) // step
+    windows = np.lib.stride_tricks.sliding_window_view(y, chunk_len)[::step][:n_chunks]
+    starts = np.arange(n_chunks) * step
+    return Chunks(
+        samples=windows,
+        starts_s=starts / sr,
+        ends_s=(starts + chunk_len) / sr,
+        chunk_s=float(chunk_s),
+        overlap_s=overlap,
+    )

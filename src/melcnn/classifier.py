@@ -1,0 +1,324 @@
+"""The specification's MLP head and its checkpoint format.
+
+Input: the scattering coefficients of one chunk image averaged over time, ``(n_channels, n_rows)``
+(417 x 16 for J=4, L=8 on 256x256), pooled further into ``freq_bands`` bands along frequency, then
+``log(x + log_eps)`` and standardised with the training set's mean and std (both stored in the
+checkpoint), flattened, and passed through the specification's network::
+
+    Linear(n_in -> 1024) -> ReLU -> BatchNorm1d -> Dropout(0.4) ->
+    Linear(1024 -> 512)  -> ReLU -> BatchNorm1d -> Dropout(0.4) ->
+    Linear(512 -> 128)   -> ReLU -> BatchNorm1d -> Dropout(0.3) ->
+    Linear(128 -> 1)
+
+The raw 417x16x16 map flattened would need 110 M parameters; pooling keeps the head at the
+specification's ~1-2 M (417 x 2 bands: 1.45 M).
+
+A checkpoint is a directory with ``model.safetensors`` (weights, never a pickle) and
+``config.json`` (every pipeline setting, the calibration, the threshold, training summary and
+measured metrics). Inference here runs in NumPy; training builds the same network in torch with
+:func:`torch_head` and saves it with :func:`save_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import FeatureConfig
+from .errors import CheckpointError
+
+FORMAT = "melcnn-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+_BN_EPS = 1e-5  # torch.nn.BatchNorm1d default
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Shape of the classifier head."""
+
+    n_channels: int = 417  # scattering channels, 1 + J*L + L*L*J*(J-1)/2
+    n_rows: int = 16  # frequency rows of the scattering map (image_size / 2**J)
+    freq_bands: int = 2  # rows are averaged into this many frequency bands
+    hidden: tuple[int, ...] = (1024, 512, 128)
+    dropout: tuple[float, ...] = (0.4, 0.4, 0.3)
+    log_eps: float = 1e-6  # features enter as log(x + log_eps)
+    output: str = "fake"  # the logit is of P(fake); "real" means P(real), as the spec's V2
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_channels * self.freq_bands
+
+    def n_parameters(self) -> int:
+        sizes = [self.n_inputs, *self.hidden, 1]
+        linear = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        return linear + 2 * sum(self.hidden)  # + BatchNorm affine
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HeadConfig:
+        d = dict(d)
+        d["hidden"] = tuple(d.get("hidden", cls.hidden))
+        d["dropout"] = tuple(d.get("dropout", cls.dropout))
+        return cls(**d)
+
+
+def pool_bands(pooled: np.ndarray, freq_bands: int) -> np.ndarray:
+    """Average the frequency rows of time-pooled scattering maps into ``freq_bands`` bands.
+
+    Parameters
+    ----------
+    pooled : np.ndarray [shape=(n, n_channels, n_rows)]
+
+    Returns
+    -------
+    np.ndarray [shape=(n, n_channels * freq_bands)], channel-major
+    """
+    n, c, rows = pooled.shape
+    if rows % freq_bands:
+        raise CheckpointError(f"{rows} frequency rows cannot be split into {freq_bands} equal bands")
+    return pooled.reshape(n, c, freq_bands, rows // freq_bands).mean(axis=-1).reshape(n, c * freq_bands)
+
+
+def head_inputs(pooled: np.ndarray, head: HeadConfig) -> np.ndarray:
+    """Unstandardised head inputs: band pooling and log. ``(n, C, R) -> (n, C * bands)``."""
+    return np.log(pool_bands(np.asarray(pooled, dtype=np.float32), head.freq_bands) + np.float32(head.log_eps))
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: configuration plus NumPy weights."""
+
+    name: str
+    variant: str  # "v2" or "v3"
+    version: str
+    features: FeatureConfig
+    head: HeadConfig
+    weights: dict[str, np.ndarray]
+    overlap_s: float = 0.0  # default chunk overlap of this model
+    threshold: float = 0.5
+    calibration: dict[str, Any] = field(default_factory=lambda: {"scale": 1.0, "bias": 0.0})
+    extra: dict[str, Any] = field(default_factory=dict)  # training summary, metrics, ...
+    path: Path | None = None
+    sha256: str | None = None
+
+    def config_dict(self) -> dict[str, Any]:
+        head = asdict(self.head)
+        head["hidden"] = list(self.head.hidden)
+        head["dropout"] = list(self.head.dropout)
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "variant": self.variant,
+            "version": self.version,
+            "features": self.features.to_dict(),
+            "chunking": {"overlap_s": self.overlap_s},
+            "head": head,
+            "threshold": self.threshold,
+            "calibration": self.calibration,
+            **self.extra,
+        }
+
+    def logits(self, pooled: np.ndarray) -> np.ndarray:
+        """Raw head output (eval mode) for time-pooled scattering maps ``(n, C, R) -> (n,)``."""
+        w = self.weights
+        x = (head_inputs(pooled, self.head) - w["feature_mean"]) / w["feature_std"]
+        n_hidden = len(self.head.hidden)
+        for i in range(n_hidden):
+            lin, bn = 1 + 4 * i, 3 + 4 * i
+            x = np.maximum(x @ w[f"net.{lin}.weight"].T + w[f"net.{lin}.bias"], 0.0)
+            scale = w[f"net.{bn}.weight"] / np.sqrt(w[f"net.{bn}.running_var"] + _BN_EPS)
+            x = (x - w[f"net.{bn}.running_mean"]) * scale + w[f"net.{bn}.bias"]
+        last = 1 + 4 * n_hidden
+        return (x @ w[f"net.{last}.weight"].T + w[f"net.{last}.bias"])[:, 0]
+
+    def fake_scores(self, pooled: np.ndarray) -> np.ndarray:
+        """Calibrated P(fake) per chunk in [0, 1] ``(n, C, R) -> (n,)``."""
+        return calibrated_scores(self.logits(pooled), head=self.head, calibration=self.calibration)
+
+
+def calibrated_scores(logits: np.ndarray, *, head: HeadConfig, calibration: dict[str, Any]) -> np.ndarray:
+    """Map head logits to calibrated P(fake): ``sigmoid(scale * fake_logit + bias)``."""
+    z = np.asarray(logits, dtype=np.float64)
+    if head.output == "real":
+        z = -z
+    z = float(calibration.get("scale", 1.0)) * z + float(calibration.get("bias", 0.0))
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float64)
+
+
+def _expected_shapes(head: HeadConfig) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {"feature_mean": (head.n_inputs,), "feature_std": (head.n_inputs,)}
+    sizes = [head.n_inputs, *head.hidden]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        lin, bn = 1 + 4 * i, 3 + 4 * i
+        shapes[f"net.{lin}.weight"] = (b, a)
+        shapes[f"net.{lin}.bias"] = (b,)
+        for k in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"net.{bn}.{k}"] = (b,)
+    last = 1 + 4 * len(head.hidden)
+    shapes[f"net.{last}.weight"] = (1, head.hidden[-1])
+    shapes[f"net.{last}.bias"] = (1,)
+    return shapes
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Load and validate a checkpoint directory (``config.json`` + ``model.safetensors``).
+
+    Raises
+    ------
+    CheckpointError
+        If a file is missing, the JSON or the safetensors data is malformed, a tensor is missing or
+        has the wrong shape, or the feature settings are not ones this code can reproduce.
+    """
+    directory = Path(path)
+    cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory not found: {directory}")
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint {directory} lacks {p.name}")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{cfg_path} is not valid JSON: {exc}") from exc
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path} is not a melcnn checkpoint config (format != {FORMAT!r})")
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{cfg_path} has format_version {cfg.get('format_version')!r}; this melcnn reads {FORMAT_VERSION}"
+        )
+    try:
+        features = FeatureConfig.from_dict(cfg["features"])
+        head = HeadConfig.from_dict(cfg["head"])
+        variant = str(cfg["variant"])
+        name = str(cfg["name"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{cfg_path} is incomplete or malformed: {exc!r}") from exc
+    if head.n_rows != features.image_size // 2**features.scattering_J:
+        raise CheckpointError(f"{cfg_path}: head expects {head.n_rows} rows, features give a different number")
+    if head.output not in ("fake", "real"):
+        raise CheckpointError(f"{cfg_path}: head.output must be 'fake' or 'real', not {head.output!r}")
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        weights = load_file(str(w_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{w_path} is not a readable safetensors file: {exc}") from exc
+    for key, shape in _expected_shapes(head).items():
+        if key not in weights:
+            raise CheckpointError(f"{w_path} lacks tensor {key!r}")
+        if tuple(weights[key].shape) != shape:
+            raise CheckpointError(f"{w_path}: tensor {key!r} has shape {weights[key].shape}, expected {shape}")
+        weights[key] = weights[key].astype(np.float32)
+        if not np.all(np.isfinite(weights[key])):
+            raise CheckpointError(f"{w_path}: tensor {key!r} contains NaN or infinity")
+    known = {"format", "format_version", "name", "variant", "version", "features", "chunking", "head"}
+    known |= {"threshold", "calibration"}
+    threshold = float(cfg.get("threshold", 0.5))
+    if not 0.0 < threshold < 1.0:
+        raise CheckpointError(f"{cfg_path}: threshold must lie in (0, 1), got {threshold}")
+    return Checkpoint(
+        name=name,
+        variant=variant,
+        version=str(cfg.get("version", "0")),
+        features=features,
+        head=head,
+        weights=weights,
+        overlap_s=float(cfg.get("chunking", {}).get("overlap_s", 0.0)),
+        threshold=threshold,
+        calibration=dict(cfg.get("calibration", {"scale": 1.0, "bias": 0.0})),
+        extra={k: v for k, v in cfg.items() if k not in known},
+        path=directory,
+        sha256=_sha256(w_path),
+    )
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
+    """Write ``ckpt`` as a checkpoint directory (atomically per file). Returns the directory."""
+    from safetensors.numpy import save_file
+
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    missing = set(_expected_shapes(ckpt.head)) - set(ckpt.weights)
+    if missing:
+        raise CheckpointError(f"cannot save checkpoint: missing tensors {sorted(missing)}")
+    tensors = {k: np.ascontiguousarray(v) for k, v in ckpt.weights.items()}
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    save_file(tensors, tmp, metadata={"format": FORMAT})
+    os.replace(tmp, directory / WEIGHTS_FILE)
+    text = json.dumps(_jsonable(ckpt.config_dict()), indent=2, sort_keys=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, directory / CONFIG_FILE)
+    ckpt.path = directory
+    ckpt.sha256 = _sha256(directory / WEIGHTS_FILE)
+    return directory
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def torch_head(head: HeadConfig):  # -> torch.nn.Module (torch imported lazily)
+    """The specification's network as a ``torch.nn.Module`` for training.
+
+    Its ``state_dict`` keys are those of the safetensors file: ``feature_mean``, ``feature_std``
+    (buffers) and ``net.<i>.*`` of the ``nn.Sequential``. Its forward takes head inputs
+    (:func:`head_inputs`, unstandardised) of shape ``(n, n_inputs)`` and returns logits ``(n,)``.
+    """
+    import torch
+    from torch import nn
+
+    class MelCNNHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[nn.Module] = [nn.Flatten()]
+            sizes = [head.n_inputs, *head.hidden]
+            for (a, b), p in zip(zip(sizes[:-1], sizes[1:], strict=True), head.dropout, strict=True):
+                layers += [nn.Linear(a, b), nn.ReLU(), nn.BatchNorm1d(b), nn.Dropout(p)]
+            layers.append(nn.Linear(sizes[-1], 1))
+            self.net = nn.Sequential(*layers)
+            self.register_buffer("feature_mean", torch.zeros(head.n_inputs))
+            self.register_buffer("feature_std", torch.ones(head.n_inputs))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net((x - self.feature_mean) / self.feature_std)[:, 0]
+
+    return MelCNNHead()
+
+
+def weights_from_torch(module) -> dict[str, np.ndarray]:
+    """NumPy copies of a :func:`torch_head` module's parameters and buffers (float32)."""
+    return {
+        k: v.detach().cpu().numpy().astype(np.float32)
+        for k, v in module.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }

@@ -1,0 +1,74 @@
+"""Model names and where their shipped checkpoints live.
+
+``load_model`` (in :mod:`melcnn.detector`) accepts the registry names ``MEL-Spectrogram-CNN-V2`` and
+``MEL-Spectrogram-CNN-V3`` (case-insensitive), the short names ``v2``/``v3``, or a checkpoint directory.
+Shipped checkpoints are package data under ``melcnn/weights/<short name>/``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .config import CHUNK_S, V3_OVERLAP_S
+from .errors import CheckpointError, NoWeightsError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str  # registry name, as the specification spells it
+    short: str  # "v2" or "v3"
+    overlap_s: float  # default chunk overlap in seconds
+    description: str
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(str(resources.files("melcnn"))) / "weights" / self.short
+
+
+MODELS: dict[str, ModelEntry] = {
+    "v2": ModelEntry(
+        "MEL-Spectrogram-CNN-V2", "v2", 0.0, f"non-overlapping {CHUNK_S:g} s chunks, mean of chunk scores"
+    ),
+    "v3": ModelEntry(
+        "MEL-Spectrogram-CNN-V3",
+        "v3",
+        V3_OVERLAP_S,
+        f"{CHUNK_S:g} s chunks overlapping by {V3_OVERLAP_S:g} s, mean of chunk scores, score timeline",
+    ),
+}
+
+
+def resolve(name_or_path: str | os.PathLike) -> tuple[ModelEntry | None, Path]:
+    """Map a model name or a checkpoint directory to ``(registry entry or None, checkpoint dir)``.
+
+    Raises
+    ------
+    NoWeightsError
+        A registry model whose weights are not installed.
+    CheckpointError
+        Neither a known name nor an existing directory.
+    """
+    key = str(name_or_path).strip()
+    low = key.lower()
+    for entry in MODELS.values():
+        if low in (entry.short, entry.name.lower()):
+            if not (entry.checkpoint_dir / "config.json").is_file():
+                raise NoWeightsError(
+                    f"{entry.name} has no trained weights in this installation "
+                    f"(expected {entry.checkpoint_dir}); train them with `melcnn train` "
+                    "and pass the checkpoint directory instead"
+                )
+            return entry, entry.checkpoint_dir
+    path = Path(key).expanduser()
+    if path.is_dir():
+        return None, path
+    names = ", ".join([e.name for e in MODELS.values()] + list(MODELS))
+    raise CheckpointError(f"unknown model {key!r}: use one of {names}, or a checkpoint directory")
+
+
+def available() -> list[ModelEntry]:
+    """Registry entries whose weights are installed."""
+    return [e for e in MODELS.values() if (e.checkpoint_dir / "config.json").is_file()]

@@ -1,0 +1,234 @@
+"""Chunk -> pre-emphasis -> mel spectrogram (dB) -> 256x256 image, in NumPy alone.
+
+This reproduces the specification's librosa calls (``librosa.effects.preemphasis``,
+``librosa.feature.melspectrogram`` with a Hann window, centred frames and zero padding,
+``librosa.power_to_db(ref=np.max)``), checked against librosa in the tests, without importing
+librosa (whose import and first call cost seconds in a fresh process).
+
+The image is built directly from the dB array instead of a matplotlib render and PNG round trip:
+
+* intensity = ``(dB + top_db) / top_db``, so 0 dB (the chunk's loudest cell) is 1.0 and
+  ``-top_db`` dB and below is 0.0 (``power_to_db`` already clips at ``-top_db``);
+* the mel axis is flipped so that low frequencies are at the bottom row, as on a plotted spectrogram;
+* the ``(n_mels, n_frames)`` array is resized to ``image_size x image_size`` with bilinear
+  interpolation (pixel centres aligned, as ``PIL``/``torch`` ``align_corners=False`` do), applied as
+  two small matrix products.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .config import FeatureConfig
+
+_AMIN = 1e-10  # power floor before log10, as librosa.power_to_db
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney mel scale (librosa's default, htk=False)."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-12) / min_log_hz) / logstep, f / f_sp)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin_hz: float = 0.0, fmax_hz: float | None = None) -> np.ndarray:
+    """Slaney-normalised triangular mel filters, as ``librosa.filters.mel`` with its defaults.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n_fft // 2)], float32, read-only
+    """
+    fmax = sr / 2.0 if fmax_hz is None else float(fmax_hz)
+    fftfreqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin_hz), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fftfreqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    out = weights.astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=4)
+def _hann(n_fft: int) -> np.ndarray:
+    """Periodic Hann window (``scipy.signal.get_window('hann', n_fft)``)."""
+    w = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    w.setflags(write=False)
+    return w
+
+
+def preemphasis(y: np.ndarray, *, coef: float = 0.97) -> np.ndarray:
+    """``y[n] - coef * y[n-1]`` along the last axis, started as ``librosa.effects.preemphasis`` does.
+
+    librosa initialises the filter state with ``2 * y[0] - y[1]``, so the first output sample is
+    ``3 * y[0] - y[1]``; reproduced here so that features match the specification's code.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    out = np.empty_like(y)
+    out[..., 1:] = y[..., 1:] - np.float32(coef) * y[..., :-1]
+    out[..., 0] = 3 * y[..., 0] - y[..., 1]
+    return out
+
+
+def mel_power(y: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
+    """Mel power spectrogram of (batches of) audio, as ``librosa.feature.melspectrogram`` (power 2).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)]
+        Audio at ``cfg.sample_rate``.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., n_mels, 1 + n // hop_length)], float32
+    """
+    n_fft, hop = cfg.n_fft, cfg.hop_length
+    y = np.asarray(y, dtype=np.float32)
+    pad = [(0, 0)] * (y.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+    padded = np.pad(y, pad, mode="constant")
+    n_frames = 1 + (padded.shape[-1] - n_fft) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[..., ::hop, :][..., :n_frames, :]
+    spec = np.fft.rfft(frames * _hann(n_fft), axis=-1)  # (..., n_frames, 1 + n_fft // 2), complex64
+    power = spec.real**2 + spec.imag**2
+    fb = mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
+    return np.matmul(power, fb.T).swapaxes(-1, -2)
+
+
+def power_to_db(power: np.ndarray, *, top_db: float = 80.0) -> np.ndarray:
+    """``librosa.power_to_db(power, ref=np.max, amin=1e-10, top_db=top_db)`` over the last two axes.
+
+    Each 2-D spectrogram in the batch is referenced to its own maximum, so its loudest cell is 0 dB.
+    An all-zero (digitally silent) spectrogram gives all 0 dB, never NaN.
+    """
+    log_spec = 10.0 * np.log10(np.maximum(_AMIN, power))
+    ref = np.max(power, axis=(-2, -1), keepdims=True)
+    log_spec -= 10.0 * np.log10(np.maximum(_AMIN, ref))
+    return np.maximum(log_spec, log_spec.max(axis=(-2, -1), keepdims=True) - top_db).astype(np.float32)
+
+
+def mel_db(y: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
+    """Pre-emphasis, mel power spectrogram and dB, per signal in the batch.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., n_mels, n_frames)], float32, values in ``[-top_db, 0]``
+    """
+    return power_to_db(mel_power(preemphasis(y, coef=cfg.preemphasis), cfg=cfg), top_db=cfg.top_db)
+
+
+@lru_cache(maxsize=16)
+def _resize_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Bilinear interpolation weights [shape=(n_out, n_in)] with half-pixel centres (align_corners=False)."""
+    x = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    x = np.clip(x, 0, n_in - 1)
+    lo = np.floor(x).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = x - lo
+    w = np.zeros((n_out, n_in), dtype=np.float64)
+    w[np.arange(n_out), lo] += 1 - frac
+    w[np.arange(n_out), hi] += frac
+    out = w.astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def db_to_image(db: np.ndarray, *, size: int = 256, top_db: float = 80.0) -> np.ndarray:
+    """Map mel dB arrays to square single-channel images.
+
+    Parameters
+    ----------
+    db : np.ndarray [shape=(..., n_mels, n_frames)]
+        Output of :func:`mel_db`.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., size, size)], float32 in [0, 1]
+        Row 0 is the highest mel band, the last row the lowest; columns are time.
+    """
+    intensity = np.clip((db + top_db) / top_db, 0.0, 1.0)[..., ::-1, :]
+    rows = _resize_matrix(size, db.shape[-2])
+    cols = _resize_matrix(size, db.shape[-1])
+    return np.ascontiguousarray(rows @ intensity @ cols.T, dtype=np.float32)
+
+
+def chunk_images(chunks: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
+    """The model's input images for a batch of chunks.
+
+    Parameters
+    ----------
+    chunks : np.ndarray [shape=(n_chunks, chunk_len)]
+
+    Returns
+    -------
+    np.ndarray [shape=(n_chunks, image_size, image_size)], float32 in [0, 1]
+    """
+    return db_to_image(mel_db(chunks, cfg=cfg), size=cfg.image_size, top_db=cfg.top_db)
+
+
+def overview_mel_db(
+    y: np.ndarray, *, cfg: FeatureConfig, max_frames: int = 2000, block_frames: int = 4096
+) -> tuple[np.ndarray, float]:
+    """Mel spectrogram (dB re the file's maximum) of a whole file, for pictures.
+
+    Computed block by block so memory stays bounded for long files; when the file has more than
+    ``max_frames`` frames, consecutive frames are averaged (in power) so that at most ``max_frames``
+    columns remain.
+
+    Returns
+    -------
+    mel_db : np.ndarray [shape=(n_mels, n_columns)], float32
+    column_s : float
+        Seconds per column.
+    """
+    hop = cfg.hop_length
+    n_frames = 1 + len(y) // hop
+    group = max(1, int(np.ceil(n_frames / max_frames)))
+    step = block_frames * group  # frames per block, a multiple of the group size
+    emphasized = preemphasis(y, coef=cfg.preemphasis)
+    pad = cfg.n_fft // 2
+    padded = np.pad(emphasized, (pad, pad))
+    cols = []
+    for f0 in range(0, n_frames, step):
+        f1 = min(n_frames, f0 + step)
+        seg = padded[f0 * hop : (f1 - 1) * hop + cfg.n_fft]
+        # mel_power pads by n_fft // 2 itself: undo by slicing its centred frames back out
+        power = _frames_power(seg, cfg=cfg)
+        n = power.shape[-1]
+        usable = n - n % group if f1 < n_frames else n
+        if usable:
+            full = power[:, : usable - usable % group].reshape(power.shape[0], -1, group).mean(axis=-1)
+            cols.append(full)
+            rest = usable % group
+            if rest:
+                cols.append(power[:, usable - rest : usable].mean(axis=-1, keepdims=True))
+    power_all = np.concatenate(cols, axis=1)
+    return power_to_db(power_all, top_db=cfg.top_db), group * hop / cfg.sample_rate
+
+
+def _frames_power(seg: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
+    """Mel power of already padded audio: frames start at 0, every hop, no extra padding."""
+    n_fft, hop = cfg.n_fft, cfg.hop_length
+    n_frames = 1 + (len(seg) - n_fft) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop][:n_frames]
+    spec = np.fft.rfft(frames * _hann(n_fft), axis=-1)
+    power = spec.real**2 + spec.imag**2
+    fb = mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
+    return (power @ fb.T).T

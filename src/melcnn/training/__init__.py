@@ -1,0 +1,1 @@
+"""Training toolkit: dataset building, feature caching, training and evaluation of the head."""

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from melcnn import spectrogram as S
+from melcnn.config import FeatureConfig
+
+librosa = pytest.importorskip("librosa")
+CFG = FeatureConfig()
+
+
+@pytest.fixture
+def chunks(rng):
+    t = np.arange(CFG.chunk_len) / CFG.sample_rate
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    noise = rng.standard_normal((3, CFG.chunk_len)) * np.linspace(0.001, 0.2, CFG.chunk_len)
+    return (tone + noise).astype(np.float32)
+
+
+def test_mel_filterbank_matches_librosa():
+    ref = librosa.filters.mel(sr=16000, n_fft=2048, n_mels=128)
+    np.testing.assert_allclose(S.mel_filterbank(16000, 2048, 128), ref, atol=1e-7)
+
+
+def test_preemphasis_matches_librosa(chunks):
+    np.testing.assert_allclose(S.preemphasis(chunks), librosa.effects.preemphasis(chunks), atol=1e-6)
+
+
+def test_mel_db_matches_the_specifications_librosa_calls(chunks):
+    ours = S.mel_db(chunks, cfg=CFG)
+    for i, y in enumerate(chunks):
+        ref = librosa.power_to_db(
+            librosa.feature.melspectrogram(
+                y=librosa.effects.preemphasis(y), sr=16000, n_fft=2048, hop_length=512, n_mels=128
+            ),
+            ref=np.max,
+        )
+        assert ours[i].shape == ref.shape == (128, 94)
+        np.testing.assert_allclose(ours[i], ref, atol=1e-3)
+
+
+def test_image_is_256_square_low_frequencies_at_bottom(rng):
+    t = np.arange(CFG.chunk_len) / CFG.sample_rate
+    low = (0.5 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+    img = S.chunk_images(low[None], cfg=CFG)
+    assert img.shape == (1, 256, 256) and img.dtype == np.float32
+    assert 0.0 <= img.min() and img.max() <= 1.0
+    rows = img[0].mean(axis=1)
+    assert rows[-64:].mean() > 5 * rows[:64].mean()  # energy of a 150 Hz tone sits in the bottom rows
+
+
+def test_db_to_image_mapping_is_linear_in_db():
+    db = np.full((128, 94), -40.0, dtype=np.float32)
+    np.testing.assert_allclose(S.db_to_image(db, size=256, top_db=80.0), 0.5, atol=1e-6)
+    db[:] = 0.0
+    np.testing.assert_allclose(S.db_to_image(db), 1.0, atol=1e-6)
+    db[:] = -80.0
+    np.testing.assert_allclose(S.db_to_image(db), 0.0, atol=1e-6)
+
+
+def test_digitally_silent_chunk_gives_a_valid_image():
+    img = S.chunk_images(np.zeros((2, CFG.chunk_len), dtype=np.float32), cfg=CFG)
+    assert np.all(np.isfinite(img)) and img.shape == (2, 256, 256)
+
+
+def test_overview_equals_full_mel_when_short_and_is_bounded_when_long(rng):
+    y = rng.standard_normal(16000 * 20).astype(np.float32)
+    full = S.mel_db(y, cfg=CFG)
+    overview, column_s = S.overview_mel_db(y, cfg=CFG)
+    np.testing.assert_allclose(overview, full, atol=1e-4)
+    assert column_s == pytest.approx(512 / 16000)
+    small, column_s = S.overview_mel_db(y, cfg=CFG, max_frames=100, block_frames=7)
+    assert small.shape[0] == 128 and small.shape[1] <= 100
+    assert column_s == pytest.approx(7 * 512 / 16000)
