@@ -64,7 +64,76 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="list the models, their settings and measured quality")
     mo.add_argument("--json", action="store_true", help="print JSON")
     mo.set_defaults(func=_cmd_models)
+
+    tr = sub.add_parser("train", help="train a V2 or V3 checkpoint on a dataset built by `melcnn data build`")
+    tr.add_argument("--data", type=Path, required=True, metavar="DATA_DIR")
+    tr.add_argument("--model", choices=("v2", "v3"), required=True)
+    tr.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint directory to write")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--epochs", type=int, default=60)
+    tr.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's held-out split")
+    ev.add_argument("--data", type=Path, required=True, metavar="DATA_DIR")
+    ev.add_argument("--model", required=True, help="checkpoint directory, v2 or v3")
+    ev.add_argument("--split", default="eval")
+    ev.add_argument("--out", type=Path, default=None, metavar="DIR", help="report directory (default CKPT/eval)")
+    ev.add_argument("--workers", type=int, default=2)
+    ev.set_defaults(func=_cmd_eval)
     return parser
+
+
+class _Progress:
+    """One self-overwriting progress line on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last: tuple[str, int] = ("", -1)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if not self.tty and (stage, pct // 10) == self.last and done != total:
+            return
+        self.last = (stage, pct // 10)
+        line = f"{stage}: {done}/{total} ({pct}%)"
+        print(("\r" + line.ljust(70)) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        if self.tty and done == total:
+            print(file=sys.stderr)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training.pipeline import markdown, train_model
+
+    out = train_model(
+        args.data,
+        variant=args.model,
+        out=args.out,
+        seed=args.seed,
+        epochs=args.epochs,
+        workers=args.workers,
+        progress=_Progress(),
+    )
+    report = out / "eval" / "eval.json"
+    if report.is_file():
+        print(markdown(json.loads(report.read_text())))
+    print(f"checkpoint written to {out}")
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .training.pipeline import evaluate_model, markdown
+
+    out = args.out
+    if out is None:
+        model_dir = Path(args.model)
+        out = (model_dir / "eval") if model_dir.is_dir() else Path(f"eval-{args.model}")
+    result = evaluate_model(
+        args.data, args.model, split=args.split, out_dir=out, workers=args.workers, progress=_Progress()
+    )
+    print(markdown(result))
+    print(f"report written to {out}/eval.json, eval.md, det.png, hist.png")
+    return EXIT_OK
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -160,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("melcnn: interrupted", file=sys.stderr)
         return 130
     except MelcnnError as exc:
+        print(f"melcnn: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, ValueError) as exc:  # training/eval inputs: missing manifest, empty split
         print(f"melcnn: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -1,0 +1,174 @@
+"""Scattering features of a dataset, cached on disk (the expensive part of training; resumable).
+
+Every clip goes through exactly the inference path: :func:`melcnn.audio.load_audio` (decode, mono,
+16 kHz), :func:`melcnn.chunking.chunk`, :func:`melcnn.detector.chunk_features`. The cache lives in
+``DATA_DIR/features/<key>/`` where ``key`` hashes the feature settings and the chunk overlap, one
+``.npy`` file per clip (written atomically), so an interrupted run resumes where it stopped and a
+changed setting never reuses stale features.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import FeatureConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One manifest row."""
+
+    clip_id: str
+    path: Path
+    label: int  # 1 spoof, 0 bona fide
+    split: str
+    generator: str
+    speaker: str
+    language: str
+    augmentation: str
+    duration_s: float
+    source: str
+
+
+def read_manifest(data_dir: Path) -> list[Clip]:
+    """Rows of ``DATA_DIR/manifest.csv`` as :class:`Clip` objects (paths made absolute)."""
+    data_dir = Path(data_dir)
+    path = data_dir / "manifest.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: build the data first with `melcnn data build {data_dir}`")
+    clips = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            clips.append(
+                Clip(
+                    clip_id=row.get("clip_id") or row.get("id") or row["path"],
+                    path=data_dir / row["path"],
+                    label=1 if row["label"] == "spoof" else 0,
+                    split=row["split"],
+                    generator=row.get("generator", ""),
+                    speaker=row.get("speaker", ""),
+                    language=row.get("language", ""),
+                    augmentation=row.get("augmentation", "") or "none",
+                    duration_s=float(row.get("duration_s") or 0.0),
+                    source=row.get("source", ""),
+                )
+            )
+    return clips
+
+
+def cache_key(cfg: FeatureConfig, overlap_s: float) -> str:
+    blob = json.dumps({"features": cfg.to_dict(), "overlap_s": overlap_s, "v": 1}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _feature_file(root: Path, clip_id: str) -> Path:
+    safe = hashlib.sha1(clip_id.encode()).hexdigest()[:20]
+    return root / safe[:2] / f"{safe}.npy"
+
+
+def _compute(args: tuple[str, str, dict, float]) -> tuple[str, int, str | None]:
+    """Worker: features of one clip, saved atomically. Returns (clip id, n chunks, error or None)."""
+    clip_path, out_path, cfg_dict, overlap_s = args
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from ..audio import load_audio
+    from ..chunking import chunk
+    from ..detector import chunk_features
+    from ..errors import MelcnnError
+
+    cfg = FeatureConfig.from_dict(cfg_dict)
+    error = None
+    try:
+        y = load_audio(clip_path, sample_rate=cfg.sample_rate, min_duration_s=cfg.chunk_s).samples
+        c = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap_s)
+        feats = chunk_features(c.samples, cfg=cfg).astype(np.float32)
+    except MelcnnError as exc:  # e.g. a clip shorter than one chunk: recorded as empty, not retried
+        feats, error = np.zeros((0,), dtype=np.float32), str(exc)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, feats, allow_pickle=False)
+    os.replace(tmp, out)
+    return clip_path, len(feats), error
+
+
+def cache_features(
+    data_dir: Path,
+    clips: Sequence[Clip],
+    *,
+    cfg: FeatureConfig,
+    overlap_s: float,
+    workers: int = 2,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    """Compute (or find) the features of ``clips``; returns the cache directory."""
+    root = Path(data_dir) / "features" / cache_key(cfg, overlap_s)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "settings.json").write_text(json.dumps({"features": cfg.to_dict(), "overlap_s": overlap_s}, indent=2))
+    todo = [c for c in clips if not _feature_file(root, c.clip_id).is_file()]
+    done = len(clips) - len(todo)
+    if progress:
+        progress("features", done, len(clips))
+    jobs = [(str(c.path), str(_feature_file(root, c.clip_id)), cfg.to_dict(), overlap_s) for c in todo]
+    failures = []
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for path, _, err in pool.map(_compute, jobs, chunksize=4):
+                done += 1
+                if err:
+                    failures.append((path, err))
+                if progress:
+                    progress("features", done, len(clips))
+    else:
+        for job in jobs:
+            path, _, err = _compute(job)
+            done += 1
+            if err:
+                failures.append((path, err))
+            if progress:
+                progress("features", done, len(clips))
+    if failures:
+        log.warning("%d clips gave no features (first: %s: %s)", len(failures), *failures[0])
+    return root
+
+
+@dataclass
+class FeatureSet:
+    """Chunk features of a set of clips, with per-chunk labels and the clip each chunk came from."""
+
+    x: np.ndarray  # (n_chunks, n_channels, n_rows) float32
+    y: np.ndarray  # (n_chunks,) 1 spoof / 0 bona fide
+    clip_index: np.ndarray  # (n_chunks,) index into `clips`
+    clips: list[Clip]
+
+
+def load_features(root: Path, clips: Sequence[Clip]) -> FeatureSet:
+    """Stack the cached features of ``clips`` (clips without features, e.g. too short, are left out)."""
+    xs, ys, idx, kept = [], [], [], []
+    for c in clips:
+        f = _feature_file(root, c.clip_id)
+        if not f.is_file():
+            continue
+        arr = np.load(f, allow_pickle=False)
+        if arr.size == 0:
+            continue
+        xs.append(arr.astype(np.float32))
+        ys.append(np.full(len(arr), c.label, dtype=np.int64))
+        idx.append(np.full(len(arr), len(kept), dtype=np.int64))
+        kept.append(c)
+    if not xs:
+        raise ValueError("no cached features for these clips")
+    return FeatureSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(idx), kept)

@@ -1,0 +1,281 @@
+"""`melcnn train` and `melcnn eval`: features -> head -> calibrated checkpoint -> evaluation report.
+
+Both use the inference feature path (:mod:`melcnn.training.features`) and score with the
+checkpoint's NumPy head, exactly as :class:`melcnn.detector.Detector` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..classifier import Checkpoint, HeadConfig, load_checkpoint, save_checkpoint
+from ..config import V3_OVERLAP_S, FeatureConfig
+from . import evaluate as ev
+from .features import Clip, FeatureSet, cache_features, load_features, read_manifest
+from .train import TrainConfig, file_scores, fit_head
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+
+def _summarise_data(clips: list[Clip]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for split in sorted({c.split for c in clips}):
+        sel = [c for c in clips if c.split == split]
+        out[split] = {
+            "files_bonafide": sum(c.label == 0 for c in sel),
+            "files_spoof": sum(c.label == 1 for c in sel),
+            "minutes_bonafide": round(sum(c.duration_s for c in sel if c.label == 0) / 60, 1),
+            "minutes_spoof": round(sum(c.duration_s for c in sel if c.label == 1) / 60, 1),
+            "generators": sorted({c.generator for c in sel if c.label == 1}),
+            "speakers": len({c.speaker for c in sel}),
+            "languages": sorted({c.language for c in sel}),
+        }
+    return out
+
+
+def train_model(
+    data_dir: Path,
+    *,
+    variant: str,
+    out: Path,
+    seed: int = 0,
+    epochs: int = 60,
+    freq_bands: int = 2,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> Path:
+    """Train a V2 or V3 checkpoint on DATA_DIR's train split, calibrate on dev, evaluate on eval."""
+    if variant not in ("v2", "v3"):
+        raise ValueError(f"variant must be v2 or v3, not {variant!r}")
+    cfg = FeatureConfig()
+    overlap = V3_OVERLAP_S if variant == "v3" else 0.0
+    clips = read_manifest(data_dir)
+    train_clips = [c for c in clips if c.split == "train"]
+    dev_clips = [c for c in clips if c.split == "dev"]
+    root = cache_features(
+        data_dir, train_clips + dev_clips, cfg=cfg, overlap_s=overlap, workers=workers, progress=progress
+    )
+    tr, dv = load_features(root, train_clips), load_features(root, dev_clips)
+    head = HeadConfig(freq_bands=freq_bands)
+    tcfg = TrainConfig(epochs=epochs, seed=seed)
+
+    def epoch_progress(i: int, n: int, row: dict[str, float]) -> None:
+        if progress:
+            progress(f"train (dev EER {row['dev_file_eer']:.2%})", i, n)
+
+    t0 = time.perf_counter()
+    weights, calibration, history = fit_head(
+        tr.x, tr.y, dv.x, dv.y, dev_files=dv.clip_index, head=head, cfg=tcfg, progress=epoch_progress
+    )
+    ckpt = Checkpoint(
+        name=f"MEL-Spectrogram-CNN-{variant.upper()}",
+        variant=variant,
+        version=f"{__version__}+{time.strftime('%Y%m%d')}",
+        features=cfg,
+        head=head,
+        weights=weights,
+        overlap_s=overlap,
+        threshold=0.5,
+        calibration=calibration,
+        extra={
+            "training": {
+                "data_dir": str(Path(data_dir).name),
+                "data": _summarise_data(clips),
+                "train_chunks": int(len(tr.y)),
+                "dev_chunks": int(len(dv.y)),
+                "config": asdict(tcfg),
+                "epochs_run": len(history),
+                "seconds": round(time.perf_counter() - t0, 1),
+                "melcnn_version": __version__,
+            }
+        },
+    )
+    save_checkpoint(ckpt, out)
+    if any(c.split == "eval" for c in clips):
+        result = evaluate_model(data_dir, out, out_dir=Path(out) / "eval", workers=workers, progress=progress)
+        ckpt = load_checkpoint(out)
+        ckpt.extra["metrics"] = headline(result)
+        ckpt.extra["evaluation"] = {
+            k: result[k]
+            for k in ("file_level", "chunk_level", "per_generator", "per_augmentation", "shortcut_audit")
+            if k in result
+        }
+        save_checkpoint(ckpt, out)
+    return Path(out)
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any]:
+    """The few figures `melcnn models` shows."""
+    f = result["file_level"]
+    gens = result.get("per_generator", {})
+    return {
+        "eval_file_eer": round(f["eer"], 4),
+        "eval_min_dcf": round(f["min_dcf"], 4),
+        "eval_roc_auc": round(f["roc_auc"], 4),
+        "eval_bonafide_false_reject_at_threshold": round(f["bonafide_false_reject_rate"], 4),
+        "eval_worst_generator_eer": round(max((g["eer"] for g in gens.values()), default=float("nan")), 4),
+        "eval_files": f["n_bonafide"] + f["n_spoof"],
+    }
+
+
+def _eer_by(fs: FeatureSet, scores: np.ndarray, key: Callable[[Clip], str], *, spoof_only: bool) -> dict:
+    """EER per group: for spoof-only grouping (generators) each group's spoofs vs ALL bona fide."""
+    labels = np.array([c.label for c in fs.clips])
+    groups = np.array([key(c) for c in fs.clips])
+    out = {}
+    for g in sorted(set(groups[labels == 1]) if spoof_only else set(groups)):
+        sel = ((groups == g) & (labels == 1)) | (labels == 0) if spoof_only else groups == g
+        if labels[sel].min() == labels[sel].max():
+            continue
+        value, _ = ev.eer(scores[sel], labels[sel])
+        out[str(g)] = {
+            "eer": value,
+            "n_spoof": int((labels[sel] == 1).sum()),
+            "n_bonafide": int((labels[sel] == 0).sum()),
+        }
+    return out
+
+
+def evaluate_model(
+    data_dir: Path,
+    model: str | Path,
+    *,
+    split: str = "eval",
+    out_dir: Path | None = None,
+    workers: int = 2,
+    timing_files: int = 10,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint (directory, or v2/v3) on one split; write JSON, Markdown and PNGs to ``out_dir``."""
+    from ..detector import load_model
+
+    detector = load_model(model)
+    ckpt = detector.checkpoint
+    clips = [c for c in read_manifest(data_dir) if c.split == split]
+    if not clips:
+        raise ValueError(f"no clips in split {split!r}")
+    root = cache_features(
+        data_dir, clips, cfg=ckpt.features, overlap_s=ckpt.overlap_s, workers=workers, progress=progress
+    )
+    fs = load_features(root, clips)
+    chunk_scores = ckpt.fake_scores(fs.x)
+    _, file_mean = file_scores(chunk_scores, fs.clip_index)
+    labels = np.array([c.label for c in fs.clips])
+    result: dict[str, Any] = {
+        "model": {"name": ckpt.name, "variant": ckpt.variant, "version": ckpt.version, "sha256": ckpt.sha256},
+        "split": split,
+        "threshold": ckpt.threshold,
+        "dcf_costs": {"p_spoof": ev.DCF_P_SPOOF, "c_miss": ev.DCF_C_MISS, "c_false_alarm": ev.DCF_C_FA},
+        "file_level": ev.summary(file_mean, labels, threshold=ckpt.threshold),
+        "chunk_level": ev.summary(chunk_scores, fs.y, threshold=ckpt.threshold),
+        "per_generator": _eer_by(fs, file_mean, lambda c: c.generator, spoof_only=True),
+        "per_augmentation": _eer_by(fs, file_mean, lambda c: c.augmentation.split(":")[0], spoof_only=False),
+        "per_language": _eer_by(fs, file_mean, lambda c: c.language, spoof_only=False),
+        "files_without_features": len(clips) - len(fs.clips),
+    }
+    # end-to-end time per file through Detector.analyze on a few files
+    sample = fs.clips[:: max(1, len(fs.clips) // max(1, timing_files))][:timing_files]
+    t = time.perf_counter()
+    for c in sample:
+        detector.analyze(media_path=c.path)
+    result["seconds_per_file"] = (time.perf_counter() - t) / max(1, len(sample))
+    result["mean_file_duration_s"] = float(np.mean([c.duration_s for c in sample])) if sample else 0.0
+    try:
+        from .audit import shortcut_audit
+
+        result["shortcut_audit"] = shortcut_audit(Path(data_dir) / "manifest.csv")
+    except ImportError:  # pragma: no cover - the audit ships with the dataset builder
+        pass
+    if out_dir is not None:
+        write_report(result, file_mean, labels, Path(out_dir))
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The evaluation as Markdown tables (percentages)."""
+    f, c = result["file_level"], result["chunk_level"]
+    lines = [
+        f"## {result['model']['name']} on split `{result['split']}`",
+        "",
+        "| level | bona fide | spoof | EER | minDCF | ROC AUC | accuracy @ thr | bona fide FRR @ thr "
+        "| spoof miss @ thr |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in (("file", f), ("chunk", c)):
+        lines.append(
+            f"| {name} | {m['n_bonafide']} | {m['n_spoof']} | {m['eer']:.2%} | {m['min_dcf']:.3f} | {m['roc_auc']:.4f} "
+            f"| {m['accuracy']:.2%} | {m['bonafide_false_reject_rate']:.2%} | {m['spoof_miss_rate']:.2%} |"
+        )
+    d = result["dcf_costs"]
+    lines += [
+        "",
+        f"Threshold {result['threshold']}; minDCF with P(spoof) = {d['p_spoof']}, C_miss = {d['c_miss']}, "
+        f"C_fa = {d['c_false_alarm']} (normalised). Time per file: {result['seconds_per_file']:.3f} s "
+        f"(mean duration {result['mean_file_duration_s']:.1f} s).",
+        "",
+    ]
+    for title, key in (
+        ("generator (its spoofs vs all bona fide)", "per_generator"),
+        ("laundering condition", "per_augmentation"),
+        ("language", "per_language"),
+    ):
+        lines += [f"| {title} | bona fide | spoof | EER |", "|---|---|---|---|"]
+        for g, m in result[key].items():
+            lines.append(f"| {g} | {m['n_bonafide']} | {m['n_spoof']} | {m['eer']:.2%} |")
+        lines.append("")
+    audit = result.get("shortcut_audit")
+    if audit:
+        lines.append(
+            f"Shortcut audit (simple classifier on nuisance features, train -> {result['split']}): "
+            f"EER {audit.get('eer', float('nan')):.2%} (near 50% = no shortcut)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(result: dict[str, Any], scores: np.ndarray, labels: np.ndarray, out_dir: Path) -> None:
+    """eval.json, eval.md, det.png and hist.png in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    (out_dir / "eval.md").write_text(markdown(result))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from scipy.stats import norm
+
+    det = ev.det_points(scores, labels)
+    fr = np.clip(np.array(det["bonafide_false_reject"]), 1e-4, 1 - 1e-4)
+    miss = np.clip(np.array(det["spoof_miss"]), 1e-4, 1 - 1e-4)
+    fig = Figure(figsize=(5, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(norm.ppf(fr), norm.ppf(miss))
+    ticks = np.array([0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4])
+    ax.set_xticks(norm.ppf(ticks), [f"{t:.1%}" for t in ticks])
+    ax.set_yticks(norm.ppf(ticks), [f"{t:.1%}" for t in ticks])
+    ax.set_xlim(norm.ppf(5e-4), norm.ppf(0.5))
+    ax.set_ylim(norm.ppf(5e-4), norm.ppf(0.5))
+    ax.set_xlabel("bona fide false-reject rate")
+    ax.set_ylabel("spoof miss rate")
+    ax.set_title(f"DET, file level, EER {result['file_level']['eer']:.2%}")
+    ax.grid(True, alpha=0.3)
+    fig.savefig(out_dir / "det.png")
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    bins = np.linspace(0, 1, 41)
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="bona fide")
+    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="spoof")
+    ax.axvline(result["threshold"], color="k", linestyle="--", label="threshold")
+    ax.set_xlabel("file fake score")
+    ax.set_ylabel("files")
+    ax.legend()
+    fig.savefig(out_dir / "hist.png")

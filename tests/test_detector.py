@@ -1,0 +1,181 @@
+"""End to end: media file -> Detector.analyze -> report, with small checkpoints trained by the tests."""
+
+import json
+import subprocess
+import sys
+import threading
+
+import jsonschema
+import numpy as np
+import pytest
+from conftest import SR, bonafide_signal, spoof_signal, write_wav
+
+import melcnn
+from melcnn.errors import (
+    EmptyMediaError,
+    MelcnnError,
+    NonFiniteAudioError,
+    NotAudioError,
+    SilentAudioError,
+    TooShortError,
+)
+from melcnn.report import schema
+
+
+@pytest.fixture(scope="module")
+def v2(tiny_checkpoints):
+    return melcnn.load_model(tiny_checkpoints["v2"])
+
+
+@pytest.fixture(scope="module")
+def v3(tiny_checkpoints):
+    return melcnn.load_model(tiny_checkpoints["v3"])
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    # seeds never seen in training (the fixture trains on 100-109)
+    return {
+        "real": write_wav(d / "real.wav", bonafide_signal(9.5, seed=501)),
+        "fake": write_wav(d / "fake.wav", spoof_signal(9.5, seed=502)),
+    }
+
+
+def test_verdicts_on_unseen_clips(v2, v3, clips):
+    for model in (v2, v3):
+        real = model.analyze(media_path=str(clips["real"]))
+        fake = model.analyze(media_path=str(clips["fake"]))
+        assert real["prediction"] == "REAL", real["chunks"]
+        assert fake["prediction"] == "FAKE", fake["chunks"]
+        assert fake["fake_score"] > real["fake_score"]
+
+
+def test_v2_report_structure_and_schema(v2, clips):
+    r = v2.analyze(media_path=clips["real"])
+    jsonschema.validate(r, schema())
+    json.dumps(r)  # serialisable
+    assert "metrics" not in r
+    assert [c["start_s"] for c in r["chunks"]] == [0.0, 3.0, 6.0]
+    assert r["properties"]["duration_seconds"] == pytest.approx(9.5, abs=0.01)
+    assert r["properties"]["analyzed_seconds"] == pytest.approx(9.0)
+    assert r["properties"]["channels"] == 1 and r["properties"]["sample_rate"] == SR
+    assert r["properties"]["format"].startswith("wav")
+    assert r["fake_score"] == pytest.approx(np.mean([c["fake_score"] for c in r["chunks"]]), abs=1e-3)
+    expected_conf = r["fake_score"] if r["prediction"] == "FAKE" else 1 - r["fake_score"]
+    assert r["confidence"] == pytest.approx(expected_conf, abs=1e-3)
+    assert r["model"]["variant"] == "v2" and len(r["model"]["weights_sha256"]) == 64
+    # V2 visualisation data: the last chunk's mel spectrogram in dB
+    data = np.array(r["visualization"]["spectrogram_data"])
+    assert data.shape == (128, 94) and data.max() == pytest.approx(0.0) and data.min() >= -80
+    assert r["visualization"]["spectrogram_url"] is None
+    assert any("not scored" in w for w in r["warnings"])
+
+
+def test_v3_metrics_section(v3, clips):
+    r = v3.analyze(media_path=clips["fake"])
+    jsonschema.validate(r, schema())
+    m = r["metrics"]
+    assert m["chunk_duration_s"] == 3.0 and m["chunk_overlap_s"] == 1.5
+    assert m["num_chunks"] == len(r["chunks"]) == 5  # 0, 1.5, 3, 4.5, 6 (ends at 9.0 <= 9.5)
+    assert m["chunk_predictions"] == [c["fake_score"] for c in r["chunks"]]
+    assert m["average_chunk_fake_score"] == r["fake_score"]
+    assert r["visualization"]["spectrogram_data"] == m["chunk_predictions"]
+
+
+def test_overlap_per_call_and_score_chunks_agree(v3, clips):
+    r = v3.analyze(media_path=clips["fake"], overlap_s=2.0)
+    assert [c["start_s"] for c in r["chunks"]] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    from melcnn.audio import load_audio
+    from melcnn.chunking import chunk
+
+    y = load_audio(clips["fake"]).samples
+    scores = v3.score_chunks(chunk(y, sr=SR, chunk_s=3.0, overlap_s=2.0).samples)
+    np.testing.assert_allclose(scores, [c["fake_score"] for c in r["chunks"]], atol=1e-4)
+    with pytest.raises(MelcnnError, match="overlap"):
+        v3.analyze(media_path=clips["fake"], overlap_s=3.0)
+
+
+def test_pictures_only_when_asked(v2, v3, clips, tmp_path):
+    r2 = v2.analyze(media_path=clips["real"], plot_dir=tmp_path / "p")
+    r3 = v3.analyze(media_path=clips["fake"], plot_dir=tmp_path / "p")
+    for r in (r2, r3):
+        url = r["visualization"]["spectrogram_url"]
+        assert url and url.endswith(".png")
+        with open(url, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "timeline" in r3["visualization"]["spectrogram_url"]
+    assert "spectrogram" in r2["visualization"]["spectrogram_url"]
+
+
+def test_no_matplotlib_without_pictures(tiny_checkpoints, clips):
+    code = (
+        "import sys, melcnn; m = melcnn.load_model(sys.argv[1]); m.analyze(media_path=sys.argv[2]);"
+        "print('matplotlib' in sys.modules, 'torch' in sys.modules, 'librosa' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_checkpoints["v2"]), str(clips["real"])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_exactly_one_chunk_is_analysed(v3, tmp_path):
+    r = v3.analyze(media_path=write_wav(tmp_path / "one.wav", bonafide_signal(3.0, seed=7)))
+    assert r["metrics"]["num_chunks"] == 1 and r["chunks"][0]["end_s"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda p: p.write_bytes(b""), EmptyMediaError, "empty|zero"),
+        (lambda p: p.write_text("hello, this is not audio\n" * 20), NotAudioError, "audio"),
+        (lambda p: write_wav(p, np.zeros(5 * SR, dtype=np.float32)), SilentAudioError, "nothing to judge|silent"),
+        (lambda p: write_wav(p, bonafide_signal(2.0, seed=3)), TooShortError, r"2\.0"),
+    ],
+    ids=["empty", "text", "silence", "short"],
+)
+def test_bad_media_raise_specific_errors(v2, tmp_path, make, error, message):
+    path = tmp_path / "bad.wav"
+    make(path)
+    with pytest.raises(error, match=message):
+        v2.analyze(media_path=path)
+
+
+def test_nan_samples_are_refused(v2, tmp_path):
+    import soundfile as sf
+
+    y = bonafide_signal(5.0, seed=4)
+    y[1000:1010] = np.nan
+    sf.write(tmp_path / "nan.wav", y, SR, subtype="FLOAT")
+    with pytest.raises(NonFiniteAudioError):
+        v2.analyze(media_path=tmp_path / "nan.wav")
+
+
+def test_concurrent_analyses_agree(v3, clips):
+    expected = v3.analyze(media_path=clips["fake"])["chunks"]
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append(v3.analyze(media_path=clips["fake"])["chunks"])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 4
+    for r in results:
+        assert [c["fake_score"] for c in r] == pytest.approx([c["fake_score"] for c in expected], abs=1e-4)
+
+
+def test_registry_names_without_weights_say_so():
+    try:
+        melcnn.load_model("MEL-Spectrogram-CNN-V2")
+    except melcnn.NoWeightsError as exc:
+        assert "no trained weights" in str(exc)
