@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--json", action="store_true", help="print JSON")
     mo.set_defaults(func=_cmd_models)
 
+    da = sub.add_parser("data", help="build the training dataset")
+    da_sub = da.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    db = da_sub.add_parser("build", help="fetch bona fide sources, generate spoofs, launder, split, write a manifest")
+    db.add_argument("data_dir", type=Path, metavar="DATA_DIR")
+    db.add_argument("--minutes", type=float, default=None, help="approximate bona fide minutes (default: all)")
+    db.add_argument("--seed", type=int, default=0)
+    db.add_argument("--workers", type=int, default=2)
+    db.set_defaults(func=_cmd_data_build)
+
     tr = sub.add_parser("train", help="train a V2 or V3 checkpoint on a dataset built by `melcnn data build`")
     tr.add_argument("--data", type=Path, required=True, metavar="DATA_DIR")
     tr.add_argument("--model", choices=("v2", "v3"), required=True)
@@ -100,6 +109,16 @@ class _Progress:
         print(("\r" + line.ljust(70)) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
         if self.tty and done == total:
             print(file=sys.stderr)
+
+
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    from .training.build import build_dataset
+
+    manifest = build_dataset(
+        args.data_dir, minutes=args.minutes, seed=args.seed, workers=args.workers, progress=_Progress()
+    )
+    print(f"manifest written to {manifest}")
+    return EXIT_OK
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

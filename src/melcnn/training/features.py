@@ -125,7 +125,10 @@ def cache_features(
     jobs = [(str(c.path), str(_feature_file(root, c.clip_id)), cfg.to_dict(), overlap_s) for c in todo]
     failures = []
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        import multiprocessing as mp
+
+        # spawn, not fork: the parent may already run the scattering thread pool
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             for path, _, err in pool.map(_compute, jobs, chunksize=4):
                 done += 1
                 if err:
