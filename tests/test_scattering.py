@@ -1,0 +1,348 @@
+"""melcnn.scattering: the NumPy scattering equals Kymatio 0.3.0's torch Scattering2D.
+
+Kymatio builds its 256x256 filter bank in ~15 s, so the reference is built once per module and its
+filters seed the (temporary) cache of the object under test. Small configurations, whose filters
+build in well under a second, exercise the cache itself and the geometric corner cases.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from melcnn import scattering as sc
+from melcnn.errors import MelcnnError
+
+torch = pytest.importorskip("torch")
+ScatteringTorch2D = pytest.importorskip("kymatio.scattering2d.frontend.torch_frontend").ScatteringTorch2D
+
+RTOL = 1e-5  # max |ours - kymatio| <= RTOL * max |kymatio|
+
+
+def _clear_process_caches() -> None:
+    sc._filter_bank_cached.cache_clear()
+    sc._get_scattering.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache directory and a cold in-process cache."""
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    _clear_process_caches()
+    yield
+    _clear_process_caches()
+
+
+def kymatio_filters(ref) -> dict[str, np.ndarray]:
+    """The filter bank of a Kymatio ScatteringTorch2D, under our cache's names."""
+    arrays = {f"phi_{r}": np.asarray(level, np.float32) for r, level in enumerate(ref.phi["levels"])}
+    for psi in ref.psi:
+        for r, level in enumerate(psi["levels"]):
+            arrays[f"psi_{psi['j']}_{psi['theta']}_{r}"] = np.asarray(level, np.float32)
+    return arrays
+
+
+def kymatio(ref, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return ref(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+
+
+def assert_matches(got: np.ndarray, want: np.ndarray) -> float:
+    assert got.shape == want.shape and got.dtype == np.float32
+    for g, w in zip(got, want, strict=True):
+        err = np.abs(g - w).max()
+        assert err <= RTOL * np.abs(w).max(), f"max abs diff {err:.3g} vs max abs {np.abs(w).max():.3g}"
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def smooth_images(n: int, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Image-like inputs with values in [0, 1] (smooth ridges, a blob and a little noise)."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] / np.array(shape, float)[:, None, None]
+    out = []
+    for _ in range(n):
+        a, b, c = rng.uniform(2, 12, 3)
+        img = 0.5 + 0.3 * np.sin(a * xx + b * yy) * np.cos(c * yy)
+        img += 0.2 * np.exp(-((xx - rng.random()) ** 2 + (yy - rng.random()) ** 2) / 0.02)
+        out.append(np.clip(img + 0.02 * rng.standard_normal(shape), 0, 1))
+    return np.asarray(out, np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# the production configuration: J=4, L=8, 256 x 256
+
+
+@pytest.fixture(scope="module")
+def reference_256(tmp_path_factory):
+    """Kymatio's ScatteringTorch2D(J=4, (256, 256), L=8), and a cache directory seeded with its filters."""
+    ref = ScatteringTorch2D(J=4, shape=(256, 256), L=8)
+    cache = tmp_path_factory.mktemp("cache256")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MELCNN_CACHE_DIR", str(cache))
+        path = sc._cache_path(4, 8, (288, 288))
+        sc._write_cache(path, kymatio_filters(ref), 4, 8, (288, 288))
+    assert path.is_file()
+    return ref, cache
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Torch's OpenMP threads spin-wait and crawl on a busy 2-core machine (10x slower first calls)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def scattering_256(reference_256, monkeypatch) -> sc.Scattering:
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
+    return sc.Scattering(J=4, L=8, shape=(256, 256))
+
+
+def test_shape_channels_and_pooled(scattering_256):
+    s = scattering_256
+    assert s.n_channels == 417 and s.out_spatial == (16, 16)
+    x = smooth_images(3, (256, 256), np.random.default_rng(0))
+    y = s(x)
+    assert y.shape == (3, 417, 16, 16) and y.dtype == np.float32
+    p = s.pooled(x)
+    assert p.shape == (3, 417, 16) and p.dtype == np.float32
+    np.testing.assert_allclose(p, y.mean(axis=-1), rtol=1e-6, atol=1e-9)
+    assert s(np.zeros((0, 256, 256), np.float32)).shape == (0, 417, 16, 16)
+    assert s.pooled(np.zeros((0, 256, 256))).shape == (0, 417, 16)
+
+
+def test_numpy_matches_kymatio_256(reference_256, scattering_256):
+    ref = reference_256[0]
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            smooth_images(2, (256, 256), rng),  # image-like, [0, 1]
+            rng.random((2, 256, 256), dtype=np.float32),  # uniform noise
+            rng.standard_normal((1, 256, 256)).astype(np.float32),  # zero-mean noise
+        ]
+    )
+    want = kymatio(ref, x)
+    rel = assert_matches(scattering_256(x), want)
+    assert rel < 1e-5
+    assert_matches(scattering_256.pooled(x), want.mean(axis=-1))
+
+
+def test_torch_backend_matches_kymatio_256(reference_256, monkeypatch):
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
+    s = sc.Scattering(J=4, L=8, shape=(256, 256), device="cpu-torch")
+    x = smooth_images(2, (256, 256), np.random.default_rng(2))
+    assert_matches(s(x), kymatio(reference_256[0], x))
+    assert s.pooled(x).shape == (2, 417, 16)
+
+
+def test_threads_and_task_splits_agree(scattering_256, reference_256, monkeypatch):
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
+    x = smooth_images(5, (256, 256), np.random.default_rng(3))
+    single = sc.Scattering(threads=1)(x)
+    np.testing.assert_allclose(scattering_256(x), single, rtol=1e-6, atol=1e-7 * np.abs(single).max())
+    np.testing.assert_allclose(scattering_256(x[2:3])[0], single[2], rtol=1e-6, atol=1e-7 * np.abs(single).max())
+
+
+# ------------------------------------------------------------------------------------------------
+# other configurations (cheap to build): geometry corner cases
+
+
+@pytest.mark.parametrize(
+    ("J", "L", "shape"),
+    [
+        (2, 4, (32, 48)),  # rectangular
+        (3, 6, (40, 56)),  # odd L, 6 orientations
+        (4, 8, (16, 32)),  # padding == image height: Kymatio's special reflection case
+        (2, 8, (30, 44)),  # not a multiple of 2**J
+        (1, 3, (8, 8)),
+    ],
+)
+def test_numpy_matches_kymatio_small(J, L, shape):
+    ref = ScatteringTorch2D(J=J, shape=shape, L=L)
+    s = sc.Scattering(J=J, L=L, shape=shape)
+    rng = np.random.default_rng(J * 100 + L)
+    x = np.concatenate([smooth_images(2, shape, rng), rng.random((2, *shape), dtype=np.float32)])
+    want = kymatio(ref, x)
+    assert s.n_channels == want.shape[1] == 1 + J * L + L * L * J * (J - 1) // 2
+    assert s.out_spatial == want.shape[2:]
+    assert_matches(s(x), want)
+
+
+# ------------------------------------------------------------------------------------------------
+# input validation
+
+
+@pytest.fixture
+def small() -> sc.Scattering:
+    return sc.Scattering(J=2, L=4, shape=(32, 32))
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (1, 32, 31), (2, 16, 32), (1, 1, 32, 32), ()])
+def test_bad_shapes_raise(small, shape):
+    with pytest.raises(MelcnnError, match=r"\(n, 32, 32\)"):
+        small(np.zeros(shape, np.float32))
+
+
+def test_bad_dtype_and_conversion(small):
+    with pytest.raises(MelcnnError, match="real"):
+        small(np.zeros((1, 32, 32), np.complex64))
+    x = (np.random.default_rng(4).random((2, 32, 32)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(small(x), small(x.astype(np.float32)))
+    np.testing.assert_allclose(small(x.astype(np.float64)), small(x.astype(np.float32)))
+    assert small(x.astype(np.float64)).dtype == np.float32
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(MelcnnError, match="at least 16"):
+        sc.Scattering(J=4, shape=(8, 64))
+    with pytest.raises(MelcnnError, match="device"):
+        sc.Scattering(device="tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_unavailable_raises():
+    with pytest.raises(MelcnnError, match="CUDA is not available"):
+        sc.Scattering(device="cuda")
+
+
+def test_get_scattering_is_shared():
+    a = sc.get_scattering(J=2, L=4, shape=(32, 32))
+    assert sc.get_scattering(2, 4, (32, 32)) is a
+    assert sc.get_scattering(2, 4, (32, 64)) is not a
+
+
+# ------------------------------------------------------------------------------------------------
+# the filter cache
+
+
+def test_cache_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(tmp_path / "a"))
+    assert sc.cache_dir() == tmp_path / "a"
+    monkeypatch.delenv("MELCNN_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert sc.cache_dir() == tmp_path / "xdg" / "melcnn"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert sc.cache_dir() == Path.home() / ".cache" / "melcnn"
+
+
+FRESH = r"""
+import json, sys, logging
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+import numpy as np
+from melcnn.scattering import Scattering
+s = Scattering(J=2, L=4, shape=(32, 32))
+y = s(np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32))
+print(json.dumps({"torch": "torch" in sys.modules, "kymatio": "kymatio" in sys.modules,
+                  "sum": float(np.abs(y).sum())}))
+"""
+
+
+def _fresh_process(cache: Path) -> tuple[dict, str]:
+    env = dict(os.environ, MELCNN_CACHE_DIR=str(cache))
+    done = subprocess.run([sys.executable, "-c", FRESH], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_fresh_process_loads_from_cache_without_torch_or_kymatio(tmp_path):
+    first, log1 = _fresh_process(tmp_path)
+    assert "building the Kymatio scattering filter bank" in log1
+    assert list(tmp_path.glob("*.npz")) and not list(tmp_path.glob("*.tmp"))
+    second, log2 = _fresh_process(tmp_path)
+    assert "building" not in log2 and "ignoring" not in log2
+    assert not second["torch"] and not second["kymatio"]
+    assert second["sum"] == first["sum"]
+
+
+def _cached_file() -> Path:
+    (path,) = sc.cache_dir().glob("scattering2d-*.npz")
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "wrong_meta"])
+def test_damaged_cache_is_rebuilt(damage, caplog):
+    x = smooth_images(2, (32, 32), np.random.default_rng(5))
+    want = sc.Scattering(J=2, L=4, shape=(32, 32))(x)
+    path = _cached_file()
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":  # inside array data (caught by the zip CRC or by our checksum)
+        for i in range(len(data) // 3, len(data) // 3 + 64):
+            data[i] ^= 0x5A
+    elif damage == "garbage":
+        data = bytearray(b"not an npz file at all")
+    else:  # a valid file for other parameters under this name
+        arrays = sc.load_filter_bank(J=2, L=4, shape=(32, 32))
+        sc._write_cache(path, arrays, 2, 3, sc.padded_shape((32, 32), 2))
+        data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data))
+    _clear_process_caches()
+    with caplog.at_level(logging.WARNING, logger="melcnn.scattering"):
+        got = sc.Scattering(J=2, L=4, shape=(32, 32))(x)
+    assert "ignoring invalid scattering filter cache" in caplog.text
+    np.testing.assert_array_equal(got, want)
+    # rewritten, valid again
+    assert sc._read_cache(path, 2, 4, sc.padded_shape((32, 32), 2)) is not None
+
+
+def test_cache_file_format(small):
+    path = _cached_file()
+    assert f"kymatio{sc.KYMATIO_VERSION}" in path.name and "J2-L4-40x40" in path.name
+    assert f"fmt{sc.CACHE_FORMAT_VERSION}" in path.name
+    with np.load(path, allow_pickle=False) as z:
+        assert str(z["sha256"][()]) and str(z["meta_kymatio"][()]) == sc.KYMATIO_VERSION
+
+
+def test_unwritable_cache_dir_warns_and_works(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(blocker / "cache"))
+    with caplog.at_level(logging.WARNING, logger="melcnn.scattering"):
+        s = sc.Scattering(J=2, L=4, shape=(32, 32))
+    assert "cannot write the scattering filter cache" in caplog.text
+    assert s(np.ones((1, 32, 32))).shape == (1, 1 + 8 + 16, 8, 8)
+
+
+# ------------------------------------------------------------------------------------------------
+# building blocks
+
+
+@pytest.mark.parametrize("separable", [True, False])
+def test_lowpass_operator_equals_kymatio_formula(separable):
+    """sum(A @ x @ B) == unpad(real(ifft2(subsample_fourier(fft2(x) * h, k)))) for any real h."""
+    rng = np.random.default_rng(6)
+    m, n, k = 24, 32, 4
+    if separable:
+        h = np.outer(rng.random(m), rng.random(n)).astype(np.float32)
+    else:
+        h = rng.random((m, n)).astype(np.float32)
+    x = rng.standard_normal((3, m, n)).astype(np.float32)
+    spec = np.fft.fft2(x) * h
+    sub = spec.reshape(3, k, m // k, k, n // k).mean(axis=(1, 3))
+    want = np.fft.ifft2(sub).real[:, 1:-1, 1:-1]
+    ops = sc._lowpass_operator(h, k)
+    assert (len(ops) <= 2) == separable  # real and imaginary part of one separable term
+    got = sc._apply_lowpass(x, ops)
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+    lead = sc._apply_lowpass_leading(np.ascontiguousarray(x.transpose(1, 2, 0)), ops)
+    np.testing.assert_allclose(lead.transpose(2, 0, 1), got, rtol=1e-5, atol=1e-6)
+
+
+def test_concurrent_callers_share_one_object(small):
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = smooth_images(4, (32, 32), np.random.default_rng(7))
+    want = small(x)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: small(x), range(8)))
+    for got in results:
+        np.testing.assert_array_equal(got, want)
