@@ -1,1 +1,31 @@
-"""Training toolkit: dataset building, feature caching, training and evaluation of the head."""
+"""Training toolkit: dataset building, feature caching, training and evaluation of the head.
+
+Data side: ``build_dataset(DATA_DIR, minutes=..., seed=...)`` fetches the bona fide Debian packages, generates
+the spoofs, splits by speaker with held-out generators, and writes ``DATA_DIR/manifest.csv``;
+``shortcut_audit(manifest)`` checks that trivial file properties do not separate the classes.
+Modules: sources (bona fide), generators (spoofs), audio (shared signal chain), protocol (splits),
+build (orchestration), audit. System and Python requirements: ``scripts/install_training_deps.sh``.
+Heavy imports happen inside functions, so importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__all__ = ["build_dataset", "shortcut_audit", "read_manifest"]
+
+if TYPE_CHECKING:
+    from .audit import shortcut_audit
+    from .build import build_dataset, read_manifest
+
+
+def __getattr__(name: str):
+    if name in ("build_dataset", "read_manifest"):
+        from . import build
+
+        return getattr(build, name)
+    if name == "shortcut_audit":
+        from .audit import shortcut_audit
+
+        return shortcut_audit
+    raise AttributeError(name)

@@ -1,0 +1,368 @@
+"""Tests of the training-data builder (melcnn.training): signal chain, protocol, manifest, audit, smoke build.
+
+The smoke build fetches the bona fide Debian packages (about 370 MB; kept in $MELCNN_DEB_CACHE, default
+~/.cache/melcnn/debs) and runs the TTS tools; it is skipped where apt or the tools are missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+soundfile = pytest.importorskip("soundfile")
+pytest.importorskip("soxr")
+
+from melcnn.training import audio as A  # noqa: E402
+from melcnn.training import build as B  # noqa: E402
+from melcnn.training import protocol as P  # noqa: E402
+from melcnn.training import sources as S  # noqa: E402
+from melcnn.training.audit import eer, shortcut_audit  # noqa: E402
+
+SR = A.SR
+
+
+def _hf_fraction(x: np.ndarray, cutoff: float = 4000.0) -> float:
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1.0 / SR)
+    return float(spec[f > cutoff].sum() / spec.sum())
+
+
+def _speechlike(rng: np.random.Generator, seconds: float = 2.0) -> np.ndarray:
+    """Harmonic 'vowels' with a syllable envelope, plus a little noise: broadband, like speech."""
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 140.0 + 20.0 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    x = sum(np.sin(k * phase) / k for k in range(1, 40))
+    env = 0.5 * (1 - np.cos(2 * np.pi * 3.0 * t)) + 0.05
+    return 0.1 * x * env + 0.005 * rng.standard_normal(len(t))
+
+
+# ------------------------------------------------------------------------------------------ signal
+
+
+def test_band_limit_removes_energy_above_4khz(rng):
+    x = rng.standard_normal(SR * 2) * 0.1
+    assert _hf_fraction(x) > 0.4
+    y = A.band_limit(x, 8000)
+    assert len(y) == len(x)
+    assert _hf_fraction(y) < 1e-3
+
+
+@pytest.mark.parametrize("codec", ["gsm", "vorbis", "mp3", "opus", "g722", "band8k"])
+def test_codec_round_trip_keeps_length_and_alignment(codec, rng):
+    if codec == "g722":
+        pytest.importorskip("G722")
+    x = _speechlike(rng)
+    y = A.codec_roundtrip(x, codec, rng)
+    assert len(y) == len(x)
+    assert np.all(np.isfinite(y))
+    # aligned: the decoded signal still correlates with the input sample by sample
+    lo_x = A.band_limit(x, 8000)
+    lo_y = A.band_limit(y, 8000)
+    corr = float(np.corrcoef(lo_x[1000:-1000], lo_y[1000:-1000])[0, 1])
+    assert corr > 0.5, f"{codec}: correlation {corr:.2f}"
+
+
+def test_codec_round_trip_is_lossy_where_claimed(rng):
+    x = _speechlike(rng)
+    assert not np.allclose(A.codec_roundtrip(x, "mp3", rng), x, atol=1e-4)
+    assert _hf_fraction(A.codec_roundtrip(x, "gsm", rng)) < 1e-3  # GSM is 8 kHz telephone audio
+
+
+def test_noise_floor_is_present_and_at_its_level(rng):
+    silent = np.zeros(SR * 2)
+    y = A.add_noise_floor(silent, -60.0, rng)
+    assert abs(A.db(float(np.sqrt(np.mean(y**2)))) - (-60.0)) < 1.0
+    pcm = A.to_int16(y)
+    assert np.mean(pcm == 0) < 0.05  # digital silence is gone
+
+
+def test_post_chain_leaves_no_digital_silence_in_tts_like_clip(rng):
+    x = np.concatenate([np.zeros(SR // 2), _speechlike(rng, 1.5), np.zeros(SR // 2)])
+    x = A.normalise_loudness(A.trim_with_margin(x, rng))
+    aug = {"codec": "none", "noise_snr_db": None, "noise_colour": None, "gain_db": -6.0, "floor_dbfs": -66.0}
+    y, desc = B._post(x, aug, rng)
+    assert desc == "none:gain=-6dB"
+    assert B.describe_augmentation({**aug, "codec": "mp3", "noise_snr_db": 18.0, "noise_colour": "pink"}) == (
+        "mp3+noise:noise=pink@18dB;gain=-6dB"
+    )
+    assert np.mean(A.to_int16(y) == 0) < 0.05
+
+
+def test_trim_margin_and_loudness_are_the_same_law_for_any_clip(rng):
+    x = np.concatenate([np.zeros(SR), _speechlike(rng, 1.0), np.zeros(SR)])
+    y = A.trim_with_margin(x, rng, (0.05, 0.3))
+    a, b = A.active_bounds(y)
+    assert 0.04 <= a / SR <= 0.31
+    assert 0.04 <= (len(y) - b) / SR <= 0.31
+    z = A.normalise_loudness(y)
+    assert abs(A.active_rms_db(z) - A.TARGET_RMS_DBFS) < 0.5 or np.max(np.abs(z)) >= A.PEAK_LIMIT - 1e-9
+
+
+def test_apply_channel_band_limits_narrowband_sources(rng):
+    x = rng.standard_normal(SR) * 0.05
+    assert _hf_fraction(A.apply_channel(x, "pcm@8000", rng)) < 1e-3
+    assert A.channel_is_narrowband("gsm@8000") and A.channel_is_lossy("vorbis@44100")
+    assert not A.channel_is_lossy("pcm@16000")
+
+
+def test_flac_written_atomically_as_16k_mono(tmp_path, rng):
+    p = tmp_path / "a" / "x.flac"
+    A.write_flac_atomic(p, _speechlike(rng, 0.5))
+    info = soundfile.info(str(p))
+    assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    assert [q.name for q in p.parent.iterdir()] == ["x.flac"]
+
+
+# ---------------------------------------------------------------------------------------- protocol
+
+
+def _fake_utterances() -> list[S.Utterance]:
+    spk_lang = {
+        "asterisk_allison": "en",
+        "asterisk_carlo": "it",
+        "festvox_nsh": "ru",
+        "asterisk_ivr_ru": "ru",
+        "esco": "es",
+        "asterisk_june": "fr",
+        "fillets_m": "cs",
+        "gcin_5": "zh",
+        "ktuberling_ca": "ca",
+        "klettres_en": "en",
+        "codec2_hts1a": "en",
+    }
+    utts = []
+    for spk, lang in spk_lang.items():
+        for i in range(12):
+            utts.append(
+                S.Utterance(
+                    f"pkg.{spk}.{i:05d}",
+                    spk,
+                    lang,
+                    "pkg",
+                    "pcm@16000",
+                    [("x.wav", "sf", 0.0, -1.0)],
+                    4.0 + (i % 3),
+                    "word one. word two",
+                )
+            )
+    return utts
+
+
+def _plan(minutes=None, seed=0):
+    from melcnn.training import generators as G
+
+    avail = dict.fromkeys(G.GENERATORS, True)
+    fest = set(G.FESTIVAL_VOICES)
+    return B.make_plan(
+        _fake_utterances(), minutes=minutes, seed=seed, avail=avail, fest_installed=fest, sentences=B.load_sentences()
+    )
+
+
+def test_protocol_tables_are_consistent():
+    from melcnn.training import generators as G
+
+    assert set(P.SPEAKER_SPLITS.values()) <= set(P.SPLITS)
+    assert len(P.HELD_OUT_GENERATORS) >= 3
+    assert any(G.GENERATORS[g][1] for g in P.HELD_OUT_GENERATORS), "at least one held-out generator is neural"
+    for split in ("train", "dev"):
+        for kind in ("resynthesis", "tts"):
+            assert not set(P.SPLIT_GENERATORS[split][kind]) & set(P.HELD_OUT_GENERATORS)
+    for gen, voices in P.TTS_VOICE_SPLITS.items():
+        assert gen in G.GENERATORS
+        assert set(voices.values()) <= set(P.SPLITS)
+    # the long-tail rule is a pure function of the speaker id
+    assert P.speaker_split("klettres_de") == P.speaker_split("klettres_de")
+    assert P.speaker_split("festvox_nsh") == P.TTS_VOICE_SPLITS["festival_clunits"]["msu_ru_nsh_clunits"]
+
+
+def test_plan_speakers_disjoint_and_held_out_generators_only_in_eval():
+    specs = _plan()
+    rows = [
+        {"speaker": s["speaker"], "split": s["split"], "generator": s["generator"], "clip_id": s["clip_id"]}
+        for s in specs
+    ]
+    assert P.check_protocol(rows) == []
+    eval_gens = {s["generator"] for s in specs if s["split"] == "eval"}
+    for g in P.HELD_OUT_GENERATORS:
+        assert g in eval_gens, g
+    for s in specs:
+        if s["split"] != "eval":
+            assert s["generator"] not in P.HELD_OUT_GENERATORS
+    # every bona fide utterance has exactly one spoof partner in its split
+    for split in P.SPLITS:
+        bona = [s for s in specs if s["split"] == split and s["label"] == "bonafide"]
+        spoof = [s for s in specs if s["split"] == split and s["label"] == "spoof"]
+        assert len(bona) == len(spoof) > 0
+        assert sorted(s["parent"] for s in bona) == sorted(s["parent"] for s in spoof)
+    # spoofs inherit the partner's native channel
+    assert {s["channel"] for s in specs} == {"pcm@16000"}
+
+
+def test_plan_matches_augmentation_shares_across_classes():
+    specs = _plan()
+    for split in P.SPLITS:
+        counts = {}
+        for label in ("bonafide", "spoof"):
+            ss = [s for s in specs if s["split"] == split and s["label"] == label]
+            counts[label] = sorted((c, sum(1 for s in ss if s["aug"]["codec"] == c)) for c, _ in B.CHANNEL_AUG)
+            counts[label + "_noise"] = sum(1 for s in ss if s["aug"]["noise_snr_db"] is not None)
+        assert counts["bonafide"] == counts["spoof"]
+        assert counts["bonafide_noise"] == counts["spoof_noise"]
+
+
+def test_plan_is_deterministic_and_tiny_plans_are_complete():
+    assert [s["spec_hash"] for s in _plan(seed=3)] == [s["spec_hash"] for s in _plan(seed=3)]
+    tiny = _plan(minutes=0.5)
+    for split in P.SPLITS:
+        assert {"bonafide", "spoof"} <= {s["label"] for s in tiny if s["split"] == split}
+    assert set(P.HELD_OUT_GENERATORS) <= {s["generator"] for s in tiny if s["split"] == "eval"}
+
+
+def test_stratified_assignment_exact_shares(rng):
+    out = B._stratified(100, list(B.CHANNEL_AUG), rng)
+    for name, share in B.CHANNEL_AUG:
+        assert out.count(name) == round(100 * share)
+
+
+def test_check_protocol_flags_violations():
+    rows = [
+        {"speaker": "a", "split": "train", "generator": "bonafide", "clip_id": "1"},
+        {"speaker": "a", "split": "eval", "generator": "bonafide", "clip_id": "2"},
+        {"speaker": "b", "split": "dev", "generator": "piper", "clip_id": "3"},
+    ]
+    problems = P.check_protocol(rows)
+    assert any("several splits" in p for p in problems)
+    assert any("held-out" in p for p in problems)
+
+
+# ---------------------------------------------------------------------------------- manifest, audit
+
+
+def _fake_rows(tmp_path: Path, rng, shortcut: bool) -> Path:
+    rows = []
+    for split in ("train", "eval"):
+        for i in range(24):
+            for label in ("bonafide", "spoof"):
+                x = _speechlike(rng, 2.0 + 0.1 * (i % 7))
+                if shortcut and label == "spoof":
+                    x = np.concatenate([np.zeros(SR), x])  # a second of digital silence: the classic shortcut
+                else:
+                    x = A.add_noise_floor(x, -60.0, rng)
+                path = f"clips/{split}/{label}/{i}.flac"
+                A.write_flac_atomic(tmp_path / path, x)
+                rows.append(
+                    {
+                        "path": path,
+                        "label": label,
+                        "source": "test",
+                        "generator": "bonafide" if label == "bonafide" else "fakegen",
+                        "speaker": f"s{i % 4}{split}",
+                        "language": "en",
+                        "split": split,
+                        "duration_s": len(x) / SR,
+                        "augmentation": "none",
+                        "clip_id": f"{split}.{label}.{i}",
+                        "voice": "",
+                        "channel": "pcm@16000",
+                        "codec": 0,
+                        "parent": str(i),
+                        "text": "a, b",
+                    }
+                )
+    B.write_manifest(rows, tmp_path / "manifest.csv")
+    return tmp_path / "manifest.csv"
+
+
+def test_manifest_schema_round_trip(tmp_path, rng):
+    m = _fake_rows(tmp_path, rng, shortcut=False)
+    with open(m, newline="") as f:
+        header = next(csv.reader(f))
+    assert tuple(header) == B.MANIFEST_COLUMNS
+    required = {
+        "path",
+        "label",
+        "source",
+        "generator",
+        "speaker",
+        "language",
+        "split",
+        "duration_s",
+        "augmentation",
+        "clip_id",
+    }
+    assert required <= set(header)
+    rows = B.read_manifest(m)
+    assert {r["label"] for r in rows} == {"bonafide", "spoof"}
+    assert all(isinstance(r["duration_s"], float) for r in rows)
+    s = B.summarise(rows)
+    assert s["split_label"]["train/bonafide"]["clips"] == 24
+
+
+def test_eer_basic():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    assert eer(y, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])) == 0.0
+    assert eer(y, -np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])) == 1.0
+    r = np.random.default_rng(0)
+    yy = r.integers(0, 2, 4000)
+    assert abs(eer(yy, r.random(4000)) - 0.5) < 0.05
+
+
+def test_audit_catches_a_planted_shortcut_and_passes_clean_data(tmp_path, rng):
+    bad = shortcut_audit(_fake_rows(tmp_path / "bad", rng, shortcut=True))
+    assert bad["eer"] < 0.1 and not bad["passes"]
+    good = shortcut_audit(_fake_rows(tmp_path / "good", rng, shortcut=False))
+    assert good["eer"] >= 0.3
+
+
+# ------------------------------------------------------------------------------------- smoke build
+
+
+def _apt_ready() -> bool:
+    if not (shutil.which("apt-get") and shutil.which("dpkg-deb") and shutil.which("apt-cache")):
+        return False
+    r = subprocess.run(["apt-cache", "show", "festvox-ru"], capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(not _apt_ready(), reason="apt-get/dpkg-deb or current apt lists missing")
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_smoke_build_tiny(tmp_path, monkeypatch):
+    pytest.importorskip("librosa")
+    pytest.importorskip("G722")
+    monkeypatch.setenv(
+        "MELCNN_DEB_CACHE", os.environ.get("MELCNN_DEB_CACHE", str(Path.home() / ".cache" / "melcnn" / "debs"))
+    )
+    from melcnn.training import generators as G
+
+    stages = []
+    data = tmp_path / "data"
+    manifest = B.build_dataset(data, minutes=1.5, seed=0, workers=2, progress=lambda s, d, t: stages.append((s, d, t)))
+    assert manifest == data / "manifest.csv"
+    rows = B.read_manifest(manifest)
+    assert {"fetch", "clips", "audit"} <= {s for s, _, _ in stages}
+    assert {(r["split"], r["label"]) for r in rows} == {(s, lab) for s in P.SPLITS for lab in ("bonafide", "spoof")}
+    avail = G.available_generators()
+    eval_gens = {r["generator"] for r in rows if r["split"] == "eval"}
+    for g in P.HELD_OUT_GENERATORS:
+        if avail[g]:
+            assert g in eval_gens, g
+    assert P.check_protocol(rows) == []
+    for r in rows:
+        info = soundfile.info(str(data / r["path"]))
+        assert info.samplerate == 16000 and info.channels == 1 and info.format == "FLAC"
+        assert abs(info.duration - r["duration_s"]) < 0.01
+    summary = (data / "summary.json").read_text()
+    assert '"audit"' in summary
+    # a rerun does no work and gives the same manifest
+    before = manifest.read_bytes()
+    mtimes = {r["path"]: (data / r["path"]).stat().st_mtime_ns for r in rows}
+    B.build_dataset(data, minutes=1.5, seed=0, workers=2)
+    assert manifest.read_bytes() == before
+    assert all((data / p).stat().st_mtime_ns == t for p, t in mtimes.items())
