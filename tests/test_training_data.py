@@ -331,19 +331,32 @@ def _apt_ready() -> bool:
     return r.returncode == 0
 
 
-@pytest.mark.skipif(not _apt_ready(), reason="apt-get/dpkg-deb or current apt lists missing")
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
-def test_smoke_build_tiny(tmp_path, monkeypatch):
+_needs_tools = [
+    pytest.mark.skipif(not _apt_ready(), reason="apt-get/dpkg-deb or current apt lists missing"),
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """A complete 1.5-minute dataset built by the real builder (shared by the smoke tests)."""
     pytest.importorskip("librosa")
     pytest.importorskip("G722")
-    monkeypatch.setenv(
-        "MELCNN_DEB_CACHE", os.environ.get("MELCNN_DEB_CACHE", str(Path.home() / ".cache" / "melcnn" / "debs"))
-    )
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MELCNN_DEB_CACHE", os.environ.get("MELCNN_DEB_CACHE", str(Path.home() / ".cache" / "melcnn" / "debs")))
+    stages = []
+    data = tmp_path_factory.mktemp("tiny") / "data"
+    manifest = B.build_dataset(data, minutes=1.5, seed=0, workers=2, progress=lambda s, d, t: stages.append((s, d, t)))
+    yield data, manifest, stages
+    mp.undo()
+
+
+@_needs_tools[0]
+@_needs_tools[1]
+def test_smoke_build_tiny(tiny_dataset):
     from melcnn.training import generators as G
 
-    stages = []
-    data = tmp_path / "data"
-    manifest = B.build_dataset(data, minutes=1.5, seed=0, workers=2, progress=lambda s, d, t: stages.append((s, d, t)))
+    data, manifest, stages = tiny_dataset
     assert manifest == data / "manifest.csv"
     rows = B.read_manifest(manifest)
     assert {"fetch", "clips", "audit"} <= {s for s, _, _ in stages}
@@ -366,3 +379,72 @@ def test_smoke_build_tiny(tmp_path, monkeypatch):
     B.build_dataset(data, minutes=1.5, seed=0, workers=2)
     assert manifest.read_bytes() == before
     assert all((data / p).stat().st_mtime_ns == t for p, t in mtimes.items())
+
+
+@_needs_tools[0]
+@_needs_tools[1]
+def test_smoke_train_and_eval(tiny_dataset, tmp_path):
+    """build -> train -> eval end to end, through the same commands users run."""
+    import json
+    import sys
+
+    import melcnn
+    from melcnn.training.protocol import HELD_OUT_GENERATORS
+
+    data, _, _ = tiny_dataset
+    ckpt = tmp_path / "ckpt"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "melcnn",
+            "train",
+            "--data",
+            str(data),
+            "--model",
+            "v3",
+            "--out",
+            str(ckpt),
+            "--epochs",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "EER" in p.stdout
+    for name in ("config.json", "model.safetensors", "eval/eval.json", "eval/eval.md", "eval/det.png", "eval/hist.png"):
+        assert (ckpt / name).is_file(), name
+    cfg = json.loads((ckpt / "config.json").read_text())
+    assert cfg["variant"] == "v3" and cfg["threshold"] == 0.5
+    assert {"scale", "bias", "dev_file_eer"} <= set(cfg["calibration"])
+    assert {"eval_file_eer", "eval_min_dcf", "eval_bonafide_false_reject_at_threshold"} <= set(cfg["metrics"])
+    assert set(cfg["training"]["data"]) == {"train", "dev", "eval"}
+    result = json.loads((ckpt / "eval" / "eval.json").read_text())
+    assert 0.0 <= result["file_level"]["eer"] <= 1.0 and result["seconds_per_file"] > 0
+    assert set(HELD_OUT_GENERATORS) & set(result["per_generator"])
+    assert "shortcut_audit" in result
+    # the trained checkpoint is a working detector
+    clip = next((data / "clips").rglob("*.flac"))
+    report = melcnn.load_model(ckpt).analyze(media_path=clip)
+    assert report["model"]["variant"] == "v3"
+    # `melcnn eval` reuses the cached features and writes the same report
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "melcnn",
+            "eval",
+            "--data",
+            str(data),
+            "--model",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    again = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert again["file_level"]["eer"] == pytest.approx(result["file_level"]["eer"])
