@@ -90,6 +90,45 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=None, metavar="DIR", help="report directory (default CKPT/eval)")
     ev.add_argument("--workers", type=int, default=2)
     ev.set_defaults(func=_cmd_eval)
+
+    se = sub.add_parser("serve", help="HTTP service and web page (FastAPI on uvicorn)")
+    se.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    se.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    se.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="MODEL",
+        help="v2, v3, a registry name or a checkpoint directory; give twice to load both, the first is the "
+        "default (default v3)",
+    )
+    se.add_argument("--max-upload-mb", type=float, default=200.0, metavar="MB", help="largest file (MiB, default 200)")
+    se.add_argument(
+        "--max-duration-s", type=float, default=None, metavar="S", help="longest audio in seconds (default 7200)"
+    )
+    se.add_argument("--workers", type=int, default=None, metavar="N", help="analyses at once (default: CPUs, max 4)")
+    se.add_argument(
+        "--queue-size", type=int, default=16, metavar="N", help="requests that may wait; more get 503 (default 16)"
+    )
+    se.add_argument(
+        "--timeout-s", type=float, default=600.0, metavar="S", help="time limit per request, upload included"
+    )
+    se.add_argument(
+        "--artifact-ttl-s", type=float, default=3600.0, metavar="S", help="seconds pictures stay available (3600)"
+    )
+    se.add_argument(
+        "--api-key-file", type=Path, default=None, metavar="F", help="require the key in F for /v1/* (not /healthz)"
+    )
+    se.add_argument(
+        "--tmp-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the private work folder goes (default $MELCNN_SERVER_TMPDIR, else the system temp folder)",
+    )
+    se.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    se.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    se.set_defaults(func=_cmd_serve)
     return parser
 
 
@@ -153,6 +192,48 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(markdown(result))
     print(f"report written to {out}/eval.json, eval.md, det.png, hist.png")
     return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .config import MAX_DURATION_S
+    from .registry import resolve
+    from .server import Settings, SettingsError, read_api_key, serve
+    from .server.settings import MB, TMPDIR_ENV, key_file_is_private
+
+    names = tuple(args.model or ["v3"])
+    for name in names:
+        try:
+            resolve(name)
+        except MelcnnError as exc:
+            print(f"melcnn: cannot load model {name!r}: {exc}", file=sys.stderr)
+            return EXIT_MODEL
+    try:
+        api_key = None
+        if args.api_key_file is not None:
+            api_key = read_api_key(args.api_key_file)
+            if not key_file_is_private(args.api_key_file):
+                print(f"melcnn: warning: {args.api_key_file} is readable by other users", file=sys.stderr)
+        tmp_dir = args.tmp_dir or os.environ.get(TMPDIR_ENV) or None
+        settings = Settings(
+            models=names,
+            host=args.host,
+            port=args.port,
+            max_upload_bytes=int(args.max_upload_mb * MB) if args.max_upload_mb > 0 else 0,
+            max_duration_s=MAX_DURATION_S if args.max_duration_s is None else args.max_duration_s,
+            workers=args.workers if args.workers is not None else max(1, min(4, os.cpu_count() or 1)),
+            queue_size=args.queue_size,
+            timeout_s=args.timeout_s,
+            artifact_ttl_s=args.artifact_ttl_s,
+            api_key=api_key,
+            device=args.device,
+            **({"tmp_dir": Path(tmp_dir)} if tmp_dir else {}),
+        )
+    except SettingsError as exc:
+        print(f"melcnn: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return serve(settings, log_level=args.log_level)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:

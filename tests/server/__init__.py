@@ -1,0 +1,1 @@
+"""Tests of the HTTP service (`melcnn serve`) and its web page."""
