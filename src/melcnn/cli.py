@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint directory to write")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--epochs", type=int, default=60)
+    tr.add_argument(
+        "--train-overlap",
+        type=_non_negative_float,
+        default=1.5,
+        metavar="S",
+        help="chunk overlap of the training examples in seconds (default 1.5)",
+    )
     tr.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
     tr.set_defaults(func=_cmd_train)
 
@@ -169,6 +176,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out=args.out,
         seed=args.seed,
         epochs=args.epochs,
+        train_overlap_s=args.train_overlap,
         workers=args.workers,
         progress=_Progress(),
     )

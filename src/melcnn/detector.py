@@ -23,8 +23,8 @@ from .audio import load_audio, validate_audio
 from .chunking import chunk, validate_overlap
 from .classifier import Checkpoint, load_checkpoint
 from .config import MAX_DURATION_S, FeatureConfig
-from .errors import MelcnnError
-from .registry import ModelEntry, resolve
+from .errors import CheckpointError, MelcnnError
+from .registry import ModelEntry, recorded_sha256, resolve
 from .report import build_report
 from .scattering import get_scattering
 from .spectrogram import chunk_images, mel_db, overview_mel_db
@@ -307,4 +307,12 @@ def load_model(name: str | os.PathLike = "MEL-Spectrogram-CNN-V2", *, device: st
         Unknown name, or an invalid checkpoint.
     """
     entry, directory = resolve(name)
-    return Detector(load_checkpoint(directory), device=device, entry=entry)
+    checkpoint = load_checkpoint(directory)
+    if entry is not None:
+        expected = recorded_sha256(entry)
+        if expected is not None and expected != checkpoint.sha256:
+            raise CheckpointError(
+                f"the shipped weights of {entry.name} do not match their recorded sha256 "
+                f"(expected {expected}, found {checkpoint.sha256}): reinstall melcnn"
+            )
+    return Detector(checkpoint, device=device, entry=entry)

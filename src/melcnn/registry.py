@@ -69,6 +69,18 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[ModelEntry | None, Path]:
     raise CheckpointError(f"unknown model {key!r}: use one of {names}, or a checkpoint directory")
 
 
+def recorded_sha256(entry: ModelEntry) -> str | None:
+    """The sha256 of ``entry``'s shipped weights as recorded in ``weights/SHA256SUMS``, if listed."""
+    sums = entry.checkpoint_dir.parent / "SHA256SUMS"
+    if not sums.is_file():
+        return None
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == f"{entry.short}/model.safetensors":
+            return parts[0]
+    return None
+
+
 def available() -> list[ModelEntry]:
     """Registry entries whose weights are installed."""
     return [e for e in MODELS.values() if (e.checkpoint_dir / "config.json").is_file()]

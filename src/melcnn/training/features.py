@@ -9,7 +9,6 @@ changed setting never reuses stale features.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -44,29 +43,28 @@ class Clip:
 
 
 def read_manifest(data_dir: Path) -> list[Clip]:
-    """Rows of ``DATA_DIR/manifest.csv`` as :class:`Clip` objects (paths made absolute)."""
+    """Rows of ``DATA_DIR/manifest.csv`` (written by :func:`melcnn.training.build.build_dataset`) as clips."""
+    from .build import read_manifest as read_rows
+
     data_dir = Path(data_dir)
     path = data_dir / "manifest.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build the data first with `melcnn data build {data_dir}`")
-    clips = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            clips.append(
-                Clip(
-                    clip_id=row.get("clip_id") or row.get("id") or row["path"],
-                    path=data_dir / row["path"],
-                    label=1 if row["label"] == "spoof" else 0,
-                    split=row["split"],
-                    generator=row.get("generator", ""),
-                    speaker=row.get("speaker", ""),
-                    language=row.get("language", ""),
-                    augmentation=row.get("augmentation", "") or "none",
-                    duration_s=float(row.get("duration_s") or 0.0),
-                    source=row.get("source", ""),
-                )
-            )
-    return clips
+    return [
+        Clip(
+            clip_id=row["clip_id"],
+            path=data_dir / row["path"],
+            label=1 if row["label"] == "spoof" else 0,
+            split=row["split"],
+            generator=row["generator"],
+            speaker=row["speaker"],
+            language=row["language"],
+            augmentation=row["augmentation"] or "none",
+            duration_s=row["duration_s"],
+            source=row["source"],
+        )
+        for row in read_rows(path)
+    ]
 
 
 def cache_key(cfg: FeatureConfig, overlap_s: float) -> str:

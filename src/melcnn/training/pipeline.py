@@ -51,10 +51,15 @@ def train_model(
     seed: int = 0,
     epochs: int = 60,
     freq_bands: int = 2,
+    train_overlap_s: float = V3_OVERLAP_S,
     workers: int = 2,
     progress: Progress | None = None,
 ) -> Path:
-    """Train a V2 or V3 checkpoint on DATA_DIR's train split, calibrate on dev, evaluate on eval."""
+    """Train a V2 or V3 checkpoint on DATA_DIR's train split, calibrate on dev, evaluate on eval.
+
+    Training and calibration use chunks overlapping by ``train_overlap_s`` (more, shifted examples
+    from the same clips); the checkpoint keeps its variant's own overlap for inference and evaluation.
+    """
     if variant not in ("v2", "v3"):
         raise ValueError(f"variant must be v2 or v3, not {variant!r}")
     cfg = FeatureConfig()
@@ -63,7 +68,7 @@ def train_model(
     train_clips = [c for c in clips if c.split == "train"]
     dev_clips = [c for c in clips if c.split == "dev"]
     root = cache_features(
-        data_dir, train_clips + dev_clips, cfg=cfg, overlap_s=overlap, workers=workers, progress=progress
+        data_dir, train_clips + dev_clips, cfg=cfg, overlap_s=train_overlap_s, workers=workers, progress=progress
     )
     tr, dv = load_features(root, train_clips), load_features(root, dev_clips)
     head = HeadConfig(freq_bands=freq_bands)
@@ -94,6 +99,7 @@ def train_model(
                 "train_chunks": int(len(tr.y)),
                 "dev_chunks": int(len(dv.y)),
                 "config": asdict(tcfg),
+                "train_overlap_s": train_overlap_s,
                 "epochs_run": len(history),
                 "seconds": round(time.perf_counter() - t0, 1),
                 "melcnn_version": __version__,
