@@ -83,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--train-overlap",
         type=_non_negative_float,
-        default=1.5,
+        default=None,
         metavar="S",
-        help="chunk overlap of the training examples in seconds (default 1.5)",
+        help="chunk overlap of the training examples in seconds (default: the model's own, V2 0, V3 1.5)",
     )
     tr.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
     tr.set_defaults(func=_cmd_train)

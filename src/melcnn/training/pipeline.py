@@ -51,19 +51,20 @@ def train_model(
     seed: int = 0,
     epochs: int = 60,
     freq_bands: int = 2,
-    train_overlap_s: float = V3_OVERLAP_S,
+    train_overlap_s: float | None = None,
     workers: int = 2,
     progress: Progress | None = None,
 ) -> Path:
     """Train a V2 or V3 checkpoint on DATA_DIR's train split, calibrate on dev, evaluate on eval.
 
-    Training and calibration use chunks overlapping by ``train_overlap_s`` (more, shifted examples
-    from the same clips); the checkpoint keeps its variant's own overlap for inference and evaluation.
+    Training and calibration use chunks overlapping by ``train_overlap_s`` (default: the variant's own
+    overlap, V2 0 s and V3 1.5 s); the checkpoint keeps its variant's overlap for inference and evaluation.
     """
     if variant not in ("v2", "v3"):
         raise ValueError(f"variant must be v2 or v3, not {variant!r}")
     cfg = FeatureConfig()
     overlap = V3_OVERLAP_S if variant == "v3" else 0.0
+    train_overlap_s = overlap if train_overlap_s is None else train_overlap_s
     clips = read_manifest(data_dir)
     train_clips = [c for c in clips if c.split == "train"]
     dev_clips = [c for c in clips if c.split == "dev"]

@@ -146,16 +146,7 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, files: np.ndarray, *, head
     w = np.where(y == 1, 0.5 / max(1, n_pos), 0.5 / max(1, n_neg))
     # Platt's smoothed targets keep the fit finite when dev is perfectly separated
     y = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-    a, b = 1.0, 0.0
-    for _ in range(100):  # Newton's method on the weighted logistic loss
-        p = 1 / (1 + np.exp(-(a * z + b)))
-        g = np.array([np.sum(w * (p - y) * z), np.sum(w * (p - y))])
-        s = w * p * (1 - p)
-        h = np.array([[np.sum(s * z * z), np.sum(s * z)], [np.sum(s * z), np.sum(s)]]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
-            break
+    a, b = _platt(z, y, w)
     file_labels = _file_labels(labels, files)
 
     def file_level(bias: float) -> np.ndarray:
@@ -189,6 +180,35 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, files: np.ndarray, *, head
         "dev_bonafide_false_reject_at_0.5": float(pred[file_labels == 0].mean()),
         "dev_spoof_miss_at_0.5": float((~pred[file_labels == 1]).mean()),
     }
+
+
+def _platt(z: np.ndarray, t: np.ndarray, w: np.ndarray, l2: float = 1e-4) -> tuple[float, float]:
+    """Weighted logistic regression of targets ``t`` on ``z``: Newton's method with a backtracking line search."""
+
+    def loss(p: np.ndarray) -> float:
+        m = p[0] * z + p[1]
+        return float(np.sum(w * (np.logaddexp(0, m) - t * m)) + l2 * (p[0] - 1.0) ** 2)
+
+    params = np.array([1.0, 0.0])
+    current = loss(params)
+    for _ in range(100):
+        q = 1 / (1 + np.exp(-(params[0] * z + params[1])))
+        g = np.array([np.sum(w * (q - t) * z) + 2 * l2 * (params[0] - 1.0), np.sum(w * (q - t))])
+        s = w * q * (1 - q)
+        h = np.array([[np.sum(s * z * z) + 2 * l2, np.sum(s * z)], [np.sum(s * z), np.sum(s) + 1e-12]])
+        step = np.linalg.solve(h, g)
+        size = 1.0
+        while size > 1e-6 and loss(params - size * step) > current:
+            size /= 2
+        if size <= 1e-6:
+            break
+        params = params - size * step
+        new = loss(params)
+        if current - new < 1e-12:
+            current = new
+            break
+        current = new
+    return float(params[0]), float(params[1])
 
 
 def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""The checkpoints shipped inside the package: integrity, recorded evidence, verdicts on the examples."""
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+import melcnn
+from melcnn.registry import MODELS, recorded_sha256
+
+EXAMPLES = Path(str(resources.files("melcnn"))) / "examples"
+
+
+@pytest.fixture(scope="module", params=["v2", "v3"])
+def shipped(request):
+    return melcnn.load_model(request.param)
+
+
+def test_weights_match_recorded_sha256_and_size():
+    for entry in MODELS.values():
+        weights = entry.checkpoint_dir / "model.safetensors"
+        assert weights.stat().st_size <= 10 * 1024 * 1024
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        assert digest == recorded_sha256(entry)
+        assert melcnn.load_model(entry.name).checkpoint.sha256 == digest
+
+
+def test_tampered_weights_are_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from melcnn import registry
+
+    root = tmp_path / "weights"
+    shutil.copytree(MODELS["v2"].checkpoint_dir.parent, root)
+    data = bytearray((root / "v2" / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF  # flip bits inside the last tensor
+    (root / "v2" / "model.safetensors").write_bytes(bytes(data))
+    monkeypatch.setattr(registry.ModelEntry, "checkpoint_dir", property(lambda self: root / self.short))
+    with pytest.raises(melcnn.CheckpointError, match="sha256"):
+        melcnn.load_model("v2")
+
+
+def test_config_records_training_and_quality(shipped):
+    cfg = json.loads((shipped.checkpoint.path / "config.json").read_text())
+    assert cfg["threshold"] == 0.5
+    assert {"scale", "bias", "description", "dev_file_eer"} <= set(cfg["calibration"])
+    assert {"eval_file_eer", "eval_min_dcf", "eval_bonafide_false_reject_at_threshold"} <= set(cfg["metrics"])
+    data = cfg["training"]["data"]
+    assert set(data) == {"train", "dev", "eval"}
+    assert not set(data["eval"]["generators"]) <= set(data["train"]["generators"])  # held-out generators
+    assert 1_000_000 <= shipped.checkpoint.head.n_parameters() <= 2_000_000
+
+
+def test_bundled_examples_are_classified_correctly(shipped):
+    real = shipped.analyze(media_path=EXAMPLES / "bonafide_en.flac")
+    fake = shipped.analyze(media_path=EXAMPLES / "spoof_en.flac")
+    assert real["prediction"] == "REAL", real["chunks"]
+    assert fake["prediction"] == "FAKE", fake["chunks"]
