@@ -289,17 +289,7 @@ def make_plan(
                     continue
                 g = resyn[rr % len(resyn)]
                 rr += 1
-                specs.append(
-                    {
-                        **base,
-                        "clip_id": f"sp.{g}.{_safe(u.uid)}",
-                        "speaker": u.speaker,
-                        "source": u.package,
-                        "generator": g,
-                        "voice": "",
-                        "text": u.text,
-                    }
-                )
+                specs.append(_resynthesis_spec(base, u, g))
             else:
                 i = tts_counter[u.language]
                 tts_counter[u.language] += 1
@@ -333,6 +323,19 @@ def make_plan(
             json.dumps({k: v for k, v in s.items() if k != "spec_hash"}, sort_keys=True, default=str).encode()
         ).hexdigest()[:16]
     return sorted(specs, key=lambda s: s["clip_id"])
+
+
+def _resynthesis_spec(base: dict, u: S.Utterance, g: str) -> dict:
+    """A spoof made by resynthesising utterance ``u`` itself with generator ``g`` (same speaker and text)."""
+    return {
+        **base,
+        "clip_id": f"sp.{g}.{_safe(u.uid)}",
+        "speaker": u.speaker,
+        "source": u.package,
+        "generator": g,
+        "voice": "",
+        "text": u.text,
+    }
 
 
 def _tts_spec(base: dict, u: S.Utterance, g: str, v: str, sentences, seed: int) -> dict:
@@ -371,15 +374,7 @@ def _ensure_held_out(specs: list[dict], avail, fest_installed, sentences, seed: 
         base = {k: s[k] for k in ("label", "split", "language", "parent", "channel", "utt")}
         base["language"] = u.language
         if kind == "resynthesis":
-            new = {
-                **base,
-                "clip_id": f"sp.{g}.{_safe(u.uid)}",
-                "speaker": u.speaker,
-                "source": u.package,
-                "generator": g,
-                "voice": "",
-                "text": u.text,
-            }
+            new = _resynthesis_spec(base, u, g)
         else:
             voices = P.voices_for(g, "eval")
             if g.startswith("festival"):
