@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._blas import single_threaded_blas
 from .audio import load_audio, validate_audio
 from .chunking import chunk, validate_overlap
 from .classifier import Checkpoint, load_checkpoint
@@ -31,38 +30,6 @@ from .spectrogram import chunk_images, mel_db, overview_mel_db
 
 #: chunks per scattering batch: bounds memory for long files (an image is 256 KiB)
 BATCH_CHUNKS = 16
-
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limiter: Any = None
-
-
-@contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    """Run BLAS single-threaded while analyses are in flight.
-
-    Our matrix products are small; OpenBLAS's two threads cost 100x more than they save when the
-    other core is busy (measured: 2 ms -> 370 ms for the mel filter product). Reference-counted so
-    concurrent analyses in threads share one limit.
-    """
-    global _blas_users, _blas_limiter
-    with _blas_lock:
-        if _blas_users == 0:
-            try:
-                from threadpoolctl import threadpool_limits
-
-                _blas_limiter = threadpool_limits(limits=1, user_api="blas")
-            except Exception:  # threadpoolctl is an optimisation only
-                _blas_limiter = None
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0 and _blas_limiter is not None:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
 
 
 def chunk_features(
@@ -149,7 +116,7 @@ class Detector:
 
     def score_chunks(self, chunks: np.ndarray) -> np.ndarray:
         """Calibrated P(fake) in [0, 1] for each chunk ``(n_chunks, chunk_len) -> (n_chunks,)``."""
-        with _single_threaded_blas():
+        with single_threaded_blas():
             feats = chunk_features(chunks, cfg=self.config, device=self.device)
             return self.checkpoint.fake_scores(feats)
 
@@ -184,7 +151,7 @@ class Detector:
         cfg = self.config
         overlap = self.default_overlap_s if overlap_s is None else validate_overlap(overlap_s, cfg.chunk_s)
         timings: dict[str, float] = {}
-        with _single_threaded_blas():
+        with single_threaded_blas():
             t = time.perf_counter()
             decoded = load_audio(
                 media_path,

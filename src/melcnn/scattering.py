@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from ._blas import single_threaded_blas
 from .errors import MelcnnError
 
 _log = logging.getLogger(__name__)
@@ -278,83 +279,6 @@ def load_filter_bank(J: int = 4, L: int = 8, shape: tuple[int, int] = (256, 256)
     """
     J, L, shape = _check_params(J, L, shape)
     return _filter_bank_cached(J, L, padded_shape(shape, J))
-
-
-# --------------------------------------------------------------------------------------------------
-# BLAS threads
-
-
-class _SingleThreadedBlas:
-    """Context manager: NumPy's OpenBLAS runs single-threaded inside (re-entrant, thread-safe).
-
-    The engine's matrix products are small and run in its own worker threads; OpenBLAS's own threads
-    would oversubscribe the cores and busy-wait between calls (measured: 2-3x slower on 2 cores).
-    The previous thread count is restored when the last user leaves. A no-op when NumPy's BLAS is
-    not an OpenBLAS found among the loaded libraries.
-    """
-
-    _names = (
-        ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-        ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-        ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-        ("openblas_get_num_threads", "openblas_set_num_threads"),
-    )
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._saved: list[int] = []
-        self._funcs = self._find()
-
-    @classmethod
-    def _find(cls) -> list[tuple[Any, Any]]:
-        import ctypes
-
-        paths: list[str] = []
-        try:
-            with open("/proc/self/maps") as f:
-                for line in f:
-                    path = line.rsplit(None, 1)[-1]
-                    if "openblas" in os.path.basename(path).lower() and path not in paths:
-                        paths.append(path)
-        except OSError:
-            return []
-        funcs = []
-        for path in paths:
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for get_name, set_name in cls._names:
-                get, set_ = getattr(lib, get_name, None), getattr(lib, set_name, None)
-                if get is not None and set_ is not None:
-                    get.restype, get.argtypes = ctypes.c_int, []
-                    set_.restype, set_.argtypes = None, [ctypes.c_int]
-                    funcs.append((get, set_))
-                    break
-        return funcs
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._depth == 0:
-                self._saved = [get() for get, _ in self._funcs]
-                for (_, set_), n in zip(self._funcs, self._saved, strict=True):
-                    if n != 1:
-                        set_(1)
-            self._depth += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0:
-                for (_, set_), n in zip(self._funcs, self._saved, strict=True):
-                    if n != 1:
-                        set_(n)
-
-
-@functools.lru_cache(maxsize=1)
-def _single_threaded_blas() -> _SingleThreadedBlas:
-    return _SingleThreadedBlas()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -656,7 +580,7 @@ class _NumpyEngine:
         out = np.empty((B, self.n_channels, self.out_spatial[0], 1 if pooled else self.out_spatial[1]), np.float32)
         sizes = _task_sizes(B, self.threads, _IMAGES_PER_TASK)
         starts = np.cumsum([0, *sizes])
-        with _single_threaded_blas():
+        with single_threaded_blas():
             if len(sizes) == 1:
                 # one task: let the FFTs use the threads instead
                 self.transform(x, out, pooled, workers=self.threads)
