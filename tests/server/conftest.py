@@ -3,7 +3,8 @@
 ``server`` (session) serves the tiny V2 and V3 checkpoints of ``tiny_checkpoints`` with small limits
 (2 MiB uploads, 30 s of audio, 2 workers). ``media`` (session) holds real encoded clips made by
 ``media_factory``. The servers' temporary folders live in test directories, so the tests can check
-that no upload is left behind.
+that no upload is left behind. ``browser`` (module) is real headless Chromium: Debian's /usr/bin/chromium
+driven by Playwright (``playwright install`` is never used); tests that need it skip without it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,31 @@ import pytest
 from media_factory import make_media
 
 from .serverutil import MAX_DURATION_S, MAX_UPLOAD_MB, ServerProcess, start_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (skips the test when /usr/bin/chromium or Playwright is missing)."""
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium (run scripts/install_test_deps.sh)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,8 @@ def error_code(resp: requests.Response) -> str:
 def test_api_key(strict, media):
     assert requests.get(strict.url + "/healthz", timeout=10).status_code == 200  # always open
     assert requests.get(strict.url + "/", timeout=10).status_code == 200  # the page itself holds no data
+    for path in ("/docs", "/docs-static/swagger-ui-bundle.js", "/openapi.json"):  # no data either
+        assert requests.get(strict.url + path, timeout=30).status_code == 200, path
     for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + KEY}):
         resp = requests.get(strict.url + "/v1/models", headers=headers, timeout=10)
         assert resp.status_code == 401 and error_code(resp) == "unauthorized", headers

@@ -1,4 +1,5 @@
-"""The web page end to end in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright).
+"""The web page end to end in real headless Chromium (``browser`` in conftest.py: Debian's /usr/bin/chromium
+driven by Playwright).
 
 Screenshots go to ``test-artifacts/`` at the repository root (git-ignored).
 """
@@ -13,30 +14,7 @@ import pytest
 import soundfile as sf
 from media_factory import speech_like
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium (run scripts/install_test_deps.sh)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class PageWatch:

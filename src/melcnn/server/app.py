@@ -16,8 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
@@ -31,6 +33,10 @@ from .routes import build_router
 from .settings import Settings, SettingsError
 
 logger = logging.getLogger("melcnn.server")
+
+#: where Swagger UI's own files are served, so /docs works offline. They come from the fastapi-offline
+#: package (Swagger UI 5: FastAPI's documents are OpenAPI 3.1, which Swagger UI 4 cannot render)
+DOCS_STATIC = "/docs-static"
 
 #: name prefix of the server's private work folder in --tmp-dir: melcnn-serve-<pid>-<random>
 WORK_PREFIX = "melcnn-serve-"
@@ -122,6 +128,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+async def docs_page(request: Request) -> HTMLResponse:
+    """Swagger UI for the OpenAPI document, with its script, style and icon served by this server (no CDN)."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    return get_swagger_ui_html(
+        openapi_url=root + (request.app.openapi_url or "/openapi.json"),
+        title=f"{request.app.title} - Swagger UI",
+        swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge from the online validator
+    )
+
+
 async def _purge_loop(store: ArtifactStore) -> None:
     interval = max(0.5, min(60.0, store.ttl_s / 4))
     while True:
@@ -190,7 +209,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by docs_page from local files, not FastAPI's CDN page
         redoc_url=None,
     )
     app.state.settings = settings
@@ -199,5 +218,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(build_router(settings))
     static = Path(str(resources.files("melcnn.server") / "static"))
     app.mount("/static", StaticFiles(directory=static), name="static")
+    app.add_route("/docs", docs_page, include_in_schema=False)
+    docs_files = Path(str(resources.files("fastapi_offline") / "static"))
+    app.mount(DOCS_STATIC, StaticFiles(directory=docs_files), name="docs-static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
