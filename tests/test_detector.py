@@ -72,6 +72,24 @@ def test_v2_report_structure_and_schema(v2, clips):
     assert any("not scored" in w for w in r["warnings"])
 
 
+def test_measurements_and_v2_picture_data_equal_their_modules(v2, clips):
+    """The measurements (computed partly on the scattering's worker thread) and V2's spectrogram data
+    (reused from the feature computation) are what the modules compute on their own."""
+    from melcnn.audio import load_audio
+    from melcnn.chunking import chunk
+    from melcnn.metrics import audio_metrics
+    from melcnn.spectrogram import mel_db
+
+    r = v2.analyze(media_path=clips["real"])
+    y = load_audio(clips["real"]).samples
+    sections, warnings = audio_metrics(y, sample_rate=SR)
+    assert {k: r[k] for k in sections} == sections
+    assert all(w in r["warnings"] for w in warnings)
+    last = mel_db(chunk(y, sr=SR, chunk_s=3.0, overlap_s=0.0).samples[-1], cfg=v2.config)
+    np.testing.assert_allclose(r["visualization"]["spectrogram_data"], last, atol=0.051)
+    assert set(r["timings"]) == {"decode", "features", "classifier", "measurements", "visualization"}
+
+
 def test_v3_metrics_section(v3, clips):
     r = v3.analyze(media_path=clips["fake"])
     jsonschema.validate(r, schema())

@@ -264,6 +264,18 @@ def test_bad_input_raises(bad):
         audio_metrics(bad, sample_rate=SR)
 
 
+def test_signal_and_pitch_parts_make_up_audio_metrics(speech):
+    """The two parts the detector runs separately (one on a worker thread) equal the whole."""
+    x, sr = speech
+    sections, warnings = audio_metrics(x, sample_rate=sr)
+    pitch, pitch_warnings = metrics.pitch_metrics(x, sample_rate=sr)
+    assert {"pitch": pitch, **metrics.signal_metrics(x, sample_rate=sr)} == sections
+    assert pitch_warnings == warnings
+    for part in (metrics.signal_metrics, metrics.pitch_metrics):
+        with pytest.raises(ValueError):
+            part(np.zeros((2, 100), np.float32), sample_rate=sr)
+
+
 def test_import_does_not_pull_heavy_modules():
     code = (
         "import sys, numpy as np; import melcnn.metrics as m; "

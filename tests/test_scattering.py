@@ -333,8 +333,65 @@ def test_lowpass_operator_equals_kymatio_formula(separable):
     assert (len(ops) <= 2) == separable  # real and imaginary part of one separable term
     got = sc._apply_lowpass(x, ops)
     np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
-    lead = sc._apply_lowpass_leading(np.ascontiguousarray(x.transpose(1, 2, 0)), ops)
-    np.testing.assert_allclose(lead.transpose(2, 0, 1), got, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("j2", "k"), [(1, 2), (2, 4), (3, 8)])
+def test_alias_filter_product_equals_kymatio_periodisation(j2, k):
+    """Periodised products (alias blocks below float32 noise skipped) == Kymatio's subsample_fourier * k**2."""
+    filters = sc.load_filter_bank(4, 8, (256, 256))
+    h = np.stack([filters[f"psi_{j2}_{t}_0"] for t in range(8)])
+    af = sc._AliasFilter(h, k)
+    if k >= 4:
+        assert af.rows is not None and len(af.rows) < k  # some alias rows are skipped
+    rng = np.random.default_rng(8)
+    # a spectrum like the ones the transform sees: strong low frequencies, decaying upwards
+    freq = np.hypot(*np.meshgrid(np.fft.fftfreq(288), np.fft.fftfreq(288), indexing="ij"))
+    spec = (rng.standard_normal((2, 288, 288)) + 1j * rng.standard_normal((2, 288, 288))) * np.exp(-10 * freq)
+    want = (spec[:, None] * h[None].astype(np.float64)).reshape(2, 8, k, 288 // k, k, 288 // k).sum(axis=(2, 4))
+    got = af.product(spec.astype(np.complex64))
+    assert got.shape == want.shape and got.dtype == np.complex64
+    np.testing.assert_allclose(got, want, atol=1e-6 * np.abs(want).max())
+    np.testing.assert_array_equal(af.product(spec.astype(np.complex64), 2, 5), got[:, 2:5])
+
+
+def test_submit_runs_on_the_workers_and_returns_a_future(small):
+    future = small.submit(lambda a, b=0: a + b, 1, b=2)
+    assert future.result(timeout=10) == 3
+    failing = small.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.result(timeout=10)
+    x = smooth_images(3, (32, 32), np.random.default_rng(9))
+    want = small(x)
+    started = small.submit(lambda: small(x))  # a transform while another one runs
+    np.testing.assert_array_equal(small(x), want)
+    np.testing.assert_array_equal(started.result(timeout=30), want)
+
+
+def test_task_queue_uses_both_threads_and_reports_errors():
+    import threading
+    import time
+
+    engine = sc.Scattering(J=2, L=4, shape=(32, 32), threads=2)._engine
+    seen, lock = [], threading.Lock()
+
+    def task(i):
+        time.sleep(0.01)
+        with lock:
+            seen.append((i, threading.current_thread().name))
+
+    engine._drain([lambda i=i: task(i) for i in range(6)])
+    assert sorted(i for i, _ in seen) == list(range(6))
+    assert len({name for _, name in seen}) == 2  # the caller and the pool thread
+
+    seen.clear()
+
+    def boom():
+        raise RuntimeError("task failed")
+
+    with pytest.raises(RuntimeError, match="task failed"):
+        engine._drain([boom] + [lambda i=i: task(i) for i in range(20)])
+    assert len(seen) < 20  # the queue stops after an error
+    engine.close()
 
 
 def test_concurrent_callers_share_one_object(small):

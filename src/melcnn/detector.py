@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .errors import CheckpointError, MelcnnError
 from .registry import ModelEntry, recorded_sha256, resolve
 from .report import build_report
 from .scattering import get_scattering
-from .spectrogram import chunk_images, mel_db, overview_mel_db
+from .spectrogram import db_to_image, mel_db, overview_mel_db
 
 #: chunks per scattering batch: bounds memory for long files (an image is 256 KiB)
 BATCH_CHUNKS = 16
@@ -47,14 +48,22 @@ def chunk_features(
     np.ndarray [shape=(n_chunks, n_channels, image_size / 2**J)], float32
         Training caches exactly these arrays, so training and inference share one feature path.
     """
+    return _chunk_features(chunks, cfg=cfg, device=device, batch_chunks=batch_chunks)[0]
+
+
+def _chunk_features(
+    chunks: np.ndarray, *, cfg: FeatureConfig, device: str, batch_chunks: int = BATCH_CHUNKS
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`chunk_features`, and the mel dB array of the last chunk (None without chunks)."""
     scat = get_scattering(J=cfg.scattering_J, L=cfg.scattering_L, shape=(cfg.image_size, cfg.image_size), device=device)
-    out = []
+    out, last_db = [], None
     for i in range(0, len(chunks), batch_chunks):
-        images = chunk_images(np.asarray(chunks[i : i + batch_chunks]), cfg=cfg)
-        out.append(scat.pooled(images))
+        db = mel_db(np.asarray(chunks[i : i + batch_chunks]), cfg=cfg)
+        last_db = db[-1]
+        out.append(scat.pooled(db_to_image(db, size=cfg.image_size, top_db=cfg.top_db)))
     if not out:
-        return np.zeros((0, scat.n_channels, scat.out_spatial[0]), dtype=np.float32)
-    return np.concatenate(out, axis=0)
+        return np.zeros((0, scat.n_channels, scat.out_spatial[0]), dtype=np.float32), None
+    return np.concatenate(out, axis=0), last_db
 
 
 class Detector:
@@ -163,23 +172,37 @@ class Detector:
             validate_audio(y, sample_rate=cfg.sample_rate, min_duration_s=cfg.chunk_s)
             timings["decode"] = time.perf_counter() - t
 
-            t = time.perf_counter()
-            chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap)
-            feats = chunk_features(chunks.samples, cfg=cfg, device=self.device)
-            timings["features"] = time.perf_counter() - t
+            # The energy and spectral measurements (NumPy, which releases the GIL) run on the
+            # scattering's worker thread while this one computes the mel images; the scattering
+            # then shares both cores between its tasks.
+            from .metrics import pitch_metrics, signal_metrics
+
+            scat = get_scattering(
+                J=cfg.scattering_J, L=cfg.scattering_L, shape=(cfg.image_size, cfg.image_size), device=self.device
+            )
+            signal_future = scat.submit(signal_metrics, y, sample_rate=cfg.sample_rate)
+            try:
+                t = time.perf_counter()
+                chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap)
+                feats, last_db = _chunk_features(chunks.samples, cfg=cfg, device=self.device)
+                timings["features"] = time.perf_counter() - t
+
+                t = time.perf_counter()
+                scores = self.checkpoint.fake_scores(feats)
+                timings["classifier"] = time.perf_counter() - t
+
+                # Praat's pitch tracker holds the GIL throughout (no other thread could make progress),
+                # so it runs alone, after the parallel work. "measurements" times this thread only.
+                t = time.perf_counter()
+                pitch, metric_warnings = pitch_metrics(y, sample_rate=cfg.sample_rate)
+                measurements = {"pitch": pitch, **signal_future.result()}
+                timings["measurements"] = time.perf_counter() - t
+            finally:
+                signal_future.cancel()
+                wait([signal_future])  # never leave it running past an error
 
             t = time.perf_counter()
-            scores = self.checkpoint.fake_scores(feats)
-            timings["classifier"] = time.perf_counter() - t
-
-            t = time.perf_counter()
-            from .metrics import audio_metrics
-
-            measurements, metric_warnings = audio_metrics(y, sample_rate=cfg.sample_rate)
-            timings["measurements"] = time.perf_counter() - t
-
-            t = time.perf_counter()
-            visualization = self._visualization(y, chunks, scores, plot_dir)
+            visualization = self._visualization(y, chunks, scores, last_db, plot_dir)
             timings["visualization"] = time.perf_counter() - t
 
         warnings = list(decoded.warnings) + list(metric_warnings)
@@ -221,12 +244,14 @@ class Detector:
             timings_s=timings,
         )
 
-    def _visualization(self, y: np.ndarray, chunks, scores: np.ndarray, plot_dir) -> dict[str, Any]:
+    def _visualization(
+        self, y: np.ndarray, chunks, scores: np.ndarray, last_db: np.ndarray | None, plot_dir
+    ) -> dict[str, Any]:
         cfg = self.config
         if self.variant == "v3":
             data: list = [round(float(s), 4) for s in scores]
-        else:  # the specification's V2 shows the last chunk's mel spectrogram
-            last = mel_db(np.asarray(chunks.samples[-1]), cfg=cfg)
+        else:  # the specification's V2 shows the last chunk's mel spectrogram (computed with the features)
+            last = mel_db(np.asarray(chunks.samples[-1]), cfg=cfg) if last_db is None else last_db
             data = np.round(last, 1).tolist()
         url = None
         if plot_dir is not None:

@@ -51,11 +51,15 @@ window, centred frames with zero padding):
   librosa computes in float32, this module in float64). Reported is the mean over bands and over the
   non-silent STFT frames (over all frames if every frame is silent).
 
-Cost: about 40 ms for a 15 s, 16 kHz file on one idle core (Praat's tracker ~20-25 ms, the STFT
-~15 ms; librosa.pyin takes ~2.5 s), see ``benchmarks/bench_metrics.py``. Memory is bounded whatever
-the length (blocks of at most 2**20 samples / 1024 STFT frames / 60 s of pitch tracking; ~60 MB of
-temporaries). This module imports only numpy at import time; parselmouth is imported on first use.
-It must not import librosa, scipy.signal or matplotlib (start-up time of the CLI).
+Cost: about 40-60 ms for a 15 s, 16 kHz file on one core, about 60 % of it Praat's tracker
+(librosa.pyin takes ~2.5-4 s), see ``benchmarks/bench_metrics.py``. :func:`audio_metrics` is
+:func:`signal_metrics` (energy and spectral: NumPy and scipy.fft, which release the GIL, so it can run
+on a worker thread beside other NumPy work) plus :func:`pitch_metrics` (parselmouth holds the GIL for
+the whole tracking, ~35 ms per 15 s: any other Python thread stalls meanwhile, so run it alone).
+Memory is bounded whatever the length (blocks of at most 2**20 samples / 1024 STFT frames / 60 s of
+pitch tracking; ~60 MB of temporaries). This module imports only numpy at import time; scipy.fft
+and parselmouth are imported on first use. It must not import librosa, scipy.signal or matplotlib
+(start-up time of the CLI).
 """
 
 from __future__ import annotations
@@ -123,17 +127,59 @@ def audio_metrics(samples: np.ndarray, *, sample_rate: int) -> tuple[dict[str, d
         If ``samples`` is not a non-empty 1-D array of finite values, or ``sample_rate`` is not
         positive.
     """
+    energy_spectral = signal_metrics(samples, sample_rate=sample_rate)
+    pitch, warnings = pitch_metrics(samples, sample_rate=sample_rate)
+    return {"pitch": pitch, **energy_spectral}, warnings
+
+
+def _checked(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     x = np.asarray(samples)
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"samples must be a non-empty 1-D array, got shape {x.shape}")
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    return x
 
+
+def signal_metrics(samples: np.ndarray, *, sample_rate: int) -> dict[str, dict[str, Any]]:
+    """The ``energy`` and ``spectral`` sections of :func:`audio_metrics` (NumPy and scipy.fft only).
+
+    Their array operations release the GIL, so this part can run on a worker thread alongside
+    other NumPy work; Praat's pitch tracker (:func:`pitch_metrics`) holds the GIL throughout.
+
+    Returns
+    -------
+    dict
+        ``{"energy": {...}, "spectral": {...}}`` as in :func:`audio_metrics`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`audio_metrics`.
+    """
+    x = _checked(samples, sample_rate)
     energy = _energy_section(x, sample_rate)  # also checks finiteness (NaN/inf propagate to the sum)
+    return {"energy": energy, "spectral": _spectral_section(x, sample_rate)}
+
+
+def pitch_metrics(samples: np.ndarray, *, sample_rate: int) -> tuple[dict[str, Any], list[str]]:
+    """The ``pitch`` section of :func:`audio_metrics` and its warnings (Praat's tracker).
+
+    Returns
+    -------
+    pitch : dict
+        ``{"mean_pitch_hz": Hz | None, "pitch_stability_score": 0..1 | None, "voiced_ratio": 0..1}``.
+    warnings : list of str
+
+    Raises
+    ------
+    ValueError
+        If ``samples`` is not a non-empty 1-D array or ``sample_rate`` is not positive (finiteness is
+        checked by :func:`signal_metrics`).
+    """
+    x = _checked(samples, sample_rate)
     warnings: list[str] = []
-    pitch = _pitch_section(x, sample_rate, warnings)
-    spectral = _spectral_section(x, sample_rate)
-    return {"pitch": pitch, "energy": energy, "spectral": spectral}, warnings
+    return _pitch_section(x, sample_rate, warnings), warnings
 
 
 # --- pitch -------------------------------------------------------------------------------------------
@@ -279,6 +325,8 @@ def _stft_blocks(x: np.ndarray, n_fft: int, hop_length: int) -> Iterator[tuple[n
     ``magnitude`` is laid out ``(frames, bins)`` (C order: sorting along bins is contiguous), the
     transpose of :func:`stft_magnitude`'s.
     """
+    import scipy.fft  # deferred (start-up time); 1.3x numpy.fft's float64 speed here
+
     n = len(x)
     half = n_fft // 2
     n_frames = 1 + n // hop_length
@@ -288,12 +336,13 @@ def _stft_blocks(x: np.ndarray, n_fft: int, hop_length: int) -> Iterator[tuple[n
         f1 = min(n_frames, f0 + _STFT_BLOCK_FRAMES)
         a = f0 * hop_length - half  # first sample of frame f0 in unpadded coordinates
         b = (f1 - 1) * hop_length + n_fft - half  # one past the last sample of frame f1 - 1
-        seg = np.asarray(x[max(a, 0) : min(b, n)], dtype=np.float64)  # numpy's float64 FFT is the faster
+        seg = np.asarray(x[max(a, 0) : min(b, n)], dtype=np.float64)  # float64: librosa's values to 0.001 dB
         if a < 0 or b > n:  # zero padding, as librosa's default pad_mode="constant"
             seg = np.pad(seg, (max(0, -a), max(0, b - n)))
         windowed = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop_length] * window
-        magnitude = np.abs(np.fft.rfft(windowed, axis=1))
-        yield magnitude, np.einsum("ij,ij->i", windowed, windowed) / window_ms
+        level = np.einsum("ij,ij->i", windowed, windowed) / window_ms
+        magnitude = np.abs(scipy.fft.rfft(windowed, axis=1, overwrite_x=True))
+        yield magnitude, level
 
 
 def stft_magnitude(

@@ -9,18 +9,22 @@ modulus, low-pass, unpadding and channel order) with NumPy and :mod:`scipy.fft` 
 * the filter bank is Kymatio's own, built with :func:`kymatio.scattering2d.filter_bank.filter_bank`
   on a cache miss and cached on disk as a checksummed ``.npz`` (:func:`cache_dir`); a cache hit
   loads in milliseconds and imports neither Kymatio nor torch;
-* products with the (real) wavelet filters are done on float32 views of the complex64 spectra, so
-  nothing is promoted to complex; Kymatio's ``subsample_fourier`` (mean of the ``k x k`` aliases) is
-  folded into the products: first order as one ``einsum`` over reshaped blocks for all ``L``
-  orientations, second order as one batched matrix product per output frequency, ``(L x k**2)``
-  filter aliases times ``(k**2 x paths)`` spectrum aliases, for all ``L x L`` orientation pairs;
-* FFTs are complex64, ``norm="forward"`` both ways, which is Kymatio's scaling with no extra pass;
+* everything is float32/complex64, as in Kymatio's torch backend; FFTs use ``norm="forward"`` both
+  ways, which is Kymatio's scaling with no extra pass;
+* products with the (real) wavelet filters fold in Kymatio's ``subsample_fourier`` (mean of the
+  ``k x k`` aliases): the spectrum's alias blocks are copied contiguously and summed against
+  filters stored the same way, with each value duplicated to multiply the complex64 spectrum as
+  float32 (re, im) pairs (:class:`_AliasFilter`); alias blocks where every filter value is below
+  ``_ALIAS_RTOL`` (1e-6) of the filters' peak are skipped (for ``k >= 4`` most of them: Kymatio's
+  Morlet filters are Gaussians in Fourier, the skipped values are at most 4e-7 of the peak);
 * the low-pass phi is separable (an isotropic Gaussian), so Kymatio's "multiply by phi, periodise,
   inverse FFT, take the real part, unpad" is a real linear map ``A @ x @ B`` applied to the modulus
   directly: no forward FFT of the last layer and no work on discarded border pixels; the column
   mean of :meth:`Scattering.pooled` folds into ``B``;
-* batches are split over a small thread pool (pocketfft and NumPy release the GIL) with NumPy's
-  OpenBLAS held to one thread meanwhile.
+* the first-order paths are independent: each image's transform is cut into tasks of similar size
+  (a few first-order paths each, a few MB of arrays) that the calling thread and a small pool drain
+  from one queue (pocketfft and NumPy release the GIL), with NumPy's OpenBLAS held to one thread
+  meanwhile; :meth:`Scattering.submit` runs other work on the same threads.
 
 The result equals Kymatio's to float32 rounding: the max abs difference is below 1e-6 of the max
 abs coefficient (the tests require 1e-5).
@@ -42,7 +46,8 @@ import logging
 import os
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +64,12 @@ CACHE_FORMAT_VERSION = 1
 KYMATIO_VERSION = "0.3.0"
 #: SVD terms of a low-pass filter below this fraction of the first one are dropped (float32 noise)
 _SEPARABLE_RTOL = 1e-6
-#: most images one worker transforms in one go (temporary memory is about 35 MB per image)
-_IMAGES_PER_TASK = 3
+#: first-order orientations per task at the finest scale j1 = 0 (the coarser scales of an image are one
+#: task): for J=4, L=8 five tasks of similar cost per image, each with a few MB of arrays
+_THETAS_PER_TASK = 2
+#: alias blocks of a periodised filter product whose filter values all stay below this fraction of
+#: the largest filter value are skipped (see _AliasFilter)
+_ALIAS_RTOL = 1e-6
 #: most images per engine call (bounds the memory of huge batches, e.g. on a GPU)
 _IMAGES_PER_CALL = 64
 
@@ -350,18 +359,6 @@ def _apply_lowpass(x: np.ndarray, ops: list[tuple[np.ndarray, np.ndarray]]) -> n
     return out.reshape(*lead, out.shape[-2], out.shape[-1])
 
 
-def _apply_lowpass_leading(x: np.ndarray, ops: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """``sum(A @ x @ B)`` over the first two axes: float32 ``(m, n, ...)`` -> ``(mo, no, ...)``."""
-    m, n, rest = x.shape[0], x.shape[1], x.shape[2:]
-    out = None
-    for a, b in ops:
-        z = (a @ x.reshape(m, -1)).reshape(a.shape[0], n, -1)  # (mo, n, R)
-        term = np.matmul(b.T, z)  # (mo, no, R)
-        out = term if out is None else out + term
-    assert out is not None
-    return out.reshape(out.shape[0], out.shape[1], *rest)
-
-
 def _dup(h: np.ndarray) -> np.ndarray:
     """Real filter ``(..., m, n)`` -> float32 ``(..., m, 2n)`` that multiplies a complex64 float view."""
     out = np.empty((*h.shape, 2), np.float32)
@@ -370,50 +367,90 @@ def _dup(h: np.ndarray) -> np.ndarray:
     return out.reshape(*h.shape[:-1], 2 * h.shape[-1])
 
 
-def _periodised_filter(h: np.ndarray, k: int) -> np.ndarray:
-    """First-order filters ``(T, m, n)`` -> float32 ``(T, k, m/k, k, 2n/k)``: periodisation blocks."""
-    t, m, n = h.shape
-    return _dup(h).reshape(t, k, m // k, k, 2 * n // k)
+class _AliasFilter:
+    """Filters ``(T, m, n)`` prepared for the periodised product with a spectrum (``k x k`` aliases).
 
-
-def _frequency_major_filter(h: np.ndarray, k: int) -> np.ndarray:
-    """Second-order filters ``(T, m, n)`` -> float32 ``(m/k, n/k, T, k*k)``.
-
-    ``out[p, q, t, a*k + b] = h[t, a*m/k + p, b*n/k + q]``: for each output frequency ``(p, q)`` a
-    ``T x k**2`` matrix that maps the ``k**2`` aliases of ``(p, q)`` to the ``T`` periodised products.
+    ``blocks`` is float32 ``(T, C, m/k * 2n/k)``: each filter cut into its ``k x k`` alias blocks
+    (block ``(a, b)`` holds the frequencies ``(a*m/k + p, b*n/k + q)``), each block stored contiguously
+    with every value duplicated, so that it multiplies a complex64 spectrum seen as float32 (re, im).
+    Only the alias rows ``rows`` and columns ``cols`` where some filter exceeds ``_ALIAS_RTOL`` of the
+    largest filter value are kept (``None``: all ``k``), ``C = len(rows) * len(cols)``. Kymatio's
+    Morlet filters are Gaussians in Fourier: for ``k >= 4`` most alias blocks hold only values at
+    float32 noise level (at most 4e-7 of the peak), whose products lie below the rounding of the sums
+    they would enter.
     """
-    t, m, n = h.shape
-    blocks = h.reshape(t, k, m // k, k, n // k).transpose(2, 4, 0, 1, 3)
-    return np.ascontiguousarray(blocks, np.float32).reshape(m // k, n // k, t, k * k)
 
+    def __init__(self, h: np.ndarray, k: int):
+        t, m, n = h.shape
+        self.k, self.out_shape = k, (m // k, n // k)
+        mag = np.abs(h.astype(np.float64)).reshape(t, k, m // k, k, n // k)
+        peak = mag.max()
+        rows = np.flatnonzero(mag.max(axis=(0, 2, 3, 4)) > _ALIAS_RTOL * peak)
+        cols = np.flatnonzero(mag.max(axis=(0, 1, 2, 4)) > _ALIAS_RTOL * peak)
+        self.rows = None if len(rows) == k else rows
+        self.cols = None if len(cols) == k else cols
+        if k == 1:  # no aliases: a plain product, complex64 times the real filter (half the bytes)
+            self.blocks = np.ascontiguousarray(h, np.float32)
+        else:
+            blocks = _dup(h).reshape(t, k, m // k, k, 2 * n // k)[:, rows][:, :, :, cols]
+            self.blocks = np.ascontiguousarray(blocks.transpose(0, 1, 3, 2, 4)).reshape(t, len(rows) * len(cols), -1)
+        self.blocks.setflags(write=False)
 
-def _task_sizes(n: int, threads: int, most: int) -> list[int]:
-    """Split ``n`` images into tasks of at most ``most`` images, a multiple of ``threads`` of them."""
-    if threads <= 1 or n <= 1:
-        return [most] * (n // most) + ([n % most] if n % most else [])
-    tasks = -(-n // most)
-    tasks = min(n, -(-tasks // threads) * threads)
-    base, extra = divmod(n, tasks)
-    return [base + 1] * extra + [base] * (tasks - extra)
+    def product(self, spec: np.ndarray, t0: int = 0, t1: int | None = None) -> np.ndarray:
+        """Periodised products ``spec x filter[t]`` for the filters ``t0 <= t < t1``.
+
+        Parameters
+        ----------
+        spec : numpy.ndarray
+            complex64 ``(P, m, n)`` spectra.
+
+        Returns
+        -------
+        numpy.ndarray
+            complex64 ``(P, T, m/k, n/k)``: ``sum_{a,b} spec[s, a*m/k + p, b*n/k + q] * h[t, ...]``
+            (Kymatio's ``subsample_fourier`` times ``k**2``, which ``norm="forward"`` absorbs).
+        """
+        h = self.blocks[t0:t1]
+        P, k, (m2, n2) = spec.shape[0], self.k, self.out_shape
+        if k == 1:
+            return spec[:, None] * h[None]
+        T, C, X = h.shape
+        # the spectra's alias blocks, each contiguous: (P, C, X)
+        f = spec.view(np.float32).reshape(P, k, m2, k, 2 * n2)
+        if self.rows is not None:
+            f = f[:, self.rows]
+        if self.cols is not None:
+            f = f[:, :, :, self.cols]
+        f = np.ascontiguousarray(f.transpose(0, 1, 3, 2, 4)).reshape(P, C, X)
+        out = np.empty((P, T, X), np.float32)
+        for t in range(T):  # sums over the aliases in long contiguous inner loops (2x one big einsum)
+            np.einsum("scx,cx->sx", f, h[t], out=out[:, t])
+        return out.reshape(P, T, m2, 2 * n2).view(np.complex64)
 
 
 class _NumpyEngine:
-    """Kymatio's ``scattering2d`` algorithm, reorganised for NumPy.
+    """Kymatio's ``scattering2d`` algorithm, reorganised for NumPy and split into balanced tasks.
 
-    Per batch of ``B`` images (``S = B*L`` first-order paths):
+    Per image:
 
-    1. reflect-pad to ``(M, N)``; order 0 is the low-pass of the padded image (two matrix products);
-    2. ``x0 = fft2(padded)``; for each ``j1``: ``u1 = ifft2(periodise_{2**j1}(x0 * psi_{j1}))`` for
-       the ``L`` orientations at once (float32 view of complex64 times real filters; einsum over the
-       periodisation blocks), ``a1 = |u1|`` stored frequency-major ``(m1, n1, B, L)``, order 1 is its
-       low-pass;
-    3. ``g1 = fft2(a1)``; for each ``j2 > j1`` the periodised products of all ``S x L`` pairs are one
-       batched matrix product over the output frequencies (``L x k**2`` filters times ``k**2 x S``
-       aliases), then ``ifft2``, modulus and low-pass, written to Kymatio's channel order.
+    1. (prepare) reflect-pad to ``(M, N)``; order 0 is the low-pass of the padded image (two matrix
+       products); ``x0 = fft2(padded)``;
+    2. for each first-order path ``(j1, theta1)``: ``u1 = ifft2(periodise_{2**j1}(x0 * psi))``
+       (float32 view of the complex64 spectrum times the real filter, summed over the periodisation
+       blocks), ``a1 = |u1|``, order 1 is its low-pass; ``g1 = fft2(a1)`` and, for each ``j2 > j1``,
+       the periodised products with the ``L`` filters ``psi_{j2}``, ``ifft2``, modulus and low-pass,
+       written to Kymatio's channel order.
+
+    The first-order paths are independent, so step 2 is cut into tasks of similar cost: for the
+    costliest scale ``j1 = 0``, ``_THETAS_PER_TASK`` orientations per task; all coarser scales of an
+    image together. With the images' preparations first, the tasks of a batch are drained by the
+    calling thread and ``threads - 1`` pool threads from one queue (FFTs and large NumPy operations
+    release the GIL), so both cores stay busy to the end whatever the batch size. Small tasks also
+    keep their arrays (a few MB) in cache.
 
     FFTs use ``norm="forward"`` both ways (forward scaled by ``1/size``, inverse unscaled): with
     periodisation as a plain sum of aliases this is exactly Kymatio's scaling (mean of aliases,
-    ``1/size`` in the inverse transform).
+    ``1/size`` in the inverse transform). Everything is float32/complex64, as Kymatio's torch backend.
     """
 
     def __init__(self, J: int, L: int, shape: tuple[int, int], filters: dict[str, np.ndarray], threads: int):
@@ -428,18 +465,14 @@ class _NumpyEngine:
         # the same followed by the mean over output columns: (A x B).mean(-1) = A x B.mean(-1)
         self.lowpass_pooled = [[(a, b.mean(axis=1, keepdims=True)) for a, b in ops] for ops in self.lowpass]
         # first order: psi_{j1} at full resolution, periodised by 2**j1
-        self.psi1 = [
-            _periodised_filter(np.stack([filters[f"psi_{j}_{t}_0"] for t in range(L)]), 2**j) for j in range(J)
-        ]
+        self.psi1 = [_AliasFilter(np.stack([filters[f"psi_{j}_{t}_0"] for t in range(L)]), 2**j) for j in range(J)]
         # second order: psi_{j2} at resolution j1, periodised by 2**(j2 - j1)
         self.psi2 = {
-            (j1, j2): _frequency_major_filter(
-                np.stack([filters[f"psi_{j2}_{t}_{j1}"] for t in range(L)]), 2 ** (j2 - j1)
-            )
+            (j1, j2): _AliasFilter(np.stack([filters[f"psi_{j2}_{t}_{j1}"] for t in range(L)]), 2 ** (j2 - j1))
             for j1 in range(J)
             for j2 in range(j1 + 1, J)
         }
-        # output channel of every second-order path, in Kymatio's order
+        # output channel of every second-order path, in Kymatio's order: channels2[j1, j2][theta1, theta2]
         index, c = {}, 1 + J * L
         for n1 in range(J * L):
             for n2 in range(J * L):
@@ -451,6 +484,10 @@ class _NumpyEngine:
             (j1, j2): np.array([[index[j1 * L + a, j2 * L + b] for b in range(L)] for a in range(L)])
             for (j1, j2) in self.psi2
         }
+        # tasks of one image: (scales j1, first orientation, end orientation), the largest first so
+        # that the last tasks of a batch, which decide when both threads are done, are small ones
+        self.tasks: list[tuple[range, int, int]] = [(range(1, J), 0, L)] if J > 1 else []
+        self.tasks += [(range(0, 1), t0, min(L, t0 + _THETAS_PER_TASK)) for t0 in range(0, L, _THETAS_PER_TASK)]
         self.threads = max(1, threads)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -469,129 +506,107 @@ class _NumpyEngine:
             xp = np.concatenate([xp[:, :, 1:2], xp, xp[:, :, -2:-1]], axis=2)
         return xp
 
-    @staticmethod
-    def _product1(spec: np.ndarray, filt: np.ndarray) -> np.ndarray:
-        """First-order periodised products.
+    def prepare(self, x: np.ndarray, x0: np.ndarray, out: np.ndarray, pooled: bool) -> None:
+        """Step 1 for images ``x`` (float32 ``(B, H, W)``): spectra into ``x0``, order 0 into ``out``."""
+        import scipy.fft as sfft
 
-        Parameters
-        ----------
-        spec : numpy.ndarray
-            complex64 ``(B, M, N)`` spectra.
-        filt : numpy.ndarray
-            float32 ``(T, k, M/k, k, 2N/k)`` from :func:`_periodised_filter`.
+        xp = self._pad(x)
+        out[:, 0] = _apply_lowpass(xp, (self.lowpass_pooled if pooled else self.lowpass)[0])
+        x0[...] = sfft.fft2(xp, norm="forward")
 
-        Returns
-        -------
-        numpy.ndarray
-            complex64 ``(B, T, M/k, N/k)``: ``sum_{a,b} spec[s, a*M/k + p, b*N/k + q] * h[t, ...]``.
-        """
-        B = spec.shape[0]
-        T, k, m2, _, n2x2 = filt.shape
-        f = spec.view(np.float32)
-        if k == 1:
-            out = f[:, None, :, :] * filt[None, :, 0, :, 0, :]
-        else:
-            out = np.einsum("sapbq,tapbq->stpq", f.reshape(B, k, m2, k, n2x2), filt)
-        return out.view(np.complex64).reshape(B, T, m2, n2x2 // 2)
+    def paths(self, x0: np.ndarray, out: np.ndarray, j1s: range, t0: int, t1: int, pooled: bool) -> None:
+        """Step 2 for the first-order paths ``(j1 in j1s, t0 <= theta1 < t1)`` of the images with spectra ``x0``.
 
-    @staticmethod
-    def _product2(g1: np.ndarray, filt: np.ndarray) -> np.ndarray:
-        """Second-order periodised products of all (first-order path, orientation) pairs.
-
-        Parameters
-        ----------
-        g1 : numpy.ndarray
-            complex64 ``(m1, n1, S)``: spectra of the ``S`` first-order moduli, frequency-major.
-        filt : numpy.ndarray
-            float32 ``(m2, n2, T, k*k)`` from :func:`_frequency_major_filter`.
-
-        Returns
-        -------
-        numpy.ndarray
-            complex64 ``(m2, n2, T, S)``: ``sum_{a,b} g1[a*m2 + p, b*n2 + q, s] * h[t, ...]``.
-        """
-        m1, n1, S = g1.shape
-        m2, n2, T, kk = filt.shape
-        k = m1 // m2
-        # aliases of each output frequency: gb[p, a, b, q, s] = g1[a*m2 + p, b*n2 + q, s] (a copy of
-        # contiguous rows), seen without copying as gx[p, q, (a, b), s] since stride(a) = k * stride(b)
-        gb = np.ascontiguousarray(g1.reshape(k, m2, k, n2, S).transpose(1, 0, 2, 3, 4)).view(np.float32)
-        item = gb.itemsize
-        gx = np.lib.stride_tricks.as_strided(
-            gb,
-            shape=(m2, n2, kk, 2 * S),
-            strides=(kk * n2 * 2 * S * item, 2 * S * item, n2 * 2 * S * item, item),
-            writeable=False,
-        )
-        # one (T x k*k) @ (k*k x 2S) product per output frequency; complex s as 2 float columns
-        return np.matmul(filt, gx).view(np.complex64)
-
-    def transform(self, x: np.ndarray, out: np.ndarray, pooled: bool = False, workers: int = 1) -> None:
-        """Scattering of ``x`` float32 ``(B, H, W)`` into ``out`` float32 ``(B, C, H', W')``.
-
-        With ``pooled``, ``out`` is ``(B, C, H', 1)``: the mean over the output columns.
+        ``out`` is float32 ``(B, C, H', W')`` (``W' = 1`` when ``pooled``: the mean over columns).
         """
         import scipy.fft as sfft
 
         lowpass = self.lowpass_pooled if pooled else self.lowpass
         J, L = self.J, self.L
-        B = x.shape[0]
-        S = B * L
-        xp = self._pad(x)
-        out[:, 0] = _apply_lowpass(xp, lowpass[0])
-        x0 = sfft.fft2(xp, norm="forward", workers=workers).astype(np.complex64, copy=False)
-        del xp
-        for j1 in range(J):
-            y1 = self._product1(x0, self.psi1[j1])
-            u1 = sfft.ifft2(y1, norm="forward", overwrite_x=True, workers=workers)
-            del y1
-            m1, n1 = u1.shape[-2:]
-            # modulus, written frequency-major (m1, n1, B, L): the layout the second order needs
-            a1 = np.empty((m1, n1, B, L), np.float32)
-            np.abs(u1, out=a1.transpose(2, 3, 0, 1))
+        B, n1 = x0.shape[0], t1 - t0
+        for j1 in j1s:
+            u1 = sfft.ifft2(self.psi1[j1].product(x0, t0, t1), norm="forward", overwrite_x=True)  # (B, n1, m1, m1')
+            a1 = np.abs(u1)
             del u1
-            s1 = _apply_lowpass_leading(a1, lowpass[j1])  # (mo, no, B, L)
-            out[:, 1 + j1 * L : 1 + (j1 + 1) * L] = s1.transpose(2, 3, 0, 1)
+            out[:, 1 + j1 * L + t0 : 1 + j1 * L + t1] = _apply_lowpass(a1, lowpass[j1])
             if j1 == J - 1:
                 break
-            g1 = sfft.fft2(a1.reshape(m1, n1, S), axes=(0, 1), norm="forward", workers=workers)
-            g1 = g1.astype(np.complex64, copy=False)
+            g1 = sfft.fft2(a1.reshape(B * n1, *a1.shape[2:]), norm="forward").astype(np.complex64, copy=False)
             del a1
             for j2 in range(j1 + 1, J):
-                y2 = self._product2(g1, self.psi2[j1, j2])  # (m2, n2, L2, S)
-                u2 = sfft.ifft2(y2, axes=(0, 1), norm="forward", overwrite_x=True, workers=workers)
-                del y2
+                u2 = sfft.ifft2(self.psi2[j1, j2].product(g1), norm="forward", overwrite_x=True)  # (B*n1, L, m2, m2')
                 a2 = np.abs(u2)
                 del u2
-                s2 = _apply_lowpass_leading(a2, lowpass[j2])  # (mo, no, L2, S)
-                mo, no = s2.shape[:2]
-                out[:, self.channels2[j1, j2]] = s2.reshape(mo, no, L, B, L).transpose(3, 4, 2, 0, 1)
-            del g1
+                s2 = _apply_lowpass(a2, lowpass[j2])
+                out[:, self.channels2[j1, j2][t0:t1]] = s2.reshape(B, n1, L, *s2.shape[2:])
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="melcnn-scattering")
+                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="melcnn-scattering")
             return self._pool
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn()`` on a pool thread (inline with one thread); returns its future."""
+        if self.threads == 1:
+            future: Future = Future()
+            try:
+                future.set_result(fn())
+            except Exception as e:  # delivered through the future, as from a pool thread
+                future.set_exception(e)
+            return future
+        return self._executor().submit(fn)
+
+    def _drain(self, tasks: list[Callable[[], None]]) -> None:
+        """Run ``tasks`` on this thread and up to ``threads - 1`` pool threads, each taking the next one in turn."""
+        if self.threads == 1 or len(tasks) == 1:
+            for task in tasks:
+                task()
+            return
+        queue = iter(tasks)
+        lock = threading.Lock()
+        failed = threading.Event()  # after an error, the remaining tasks are not started
+
+        def worker() -> None:
+            while not failed.is_set():
+                with lock:
+                    task = next(queue, None)
+                if task is None:
+                    return
+                try:
+                    task()
+                except BaseException:
+                    failed.set()
+                    raise
+
+        pool = self._executor()
+        helpers = [pool.submit(worker) for _ in range(min(self.threads, len(tasks)) - 1)]
+        try:
+            worker()
+        finally:
+            # a helper that has not started (its thread is busy elsewhere) is not waited for
+            pending = [f for f in helpers if not f.cancel()]
+            for f in pending:
+                f.exception()  # waits
+        for f in pending:
+            f.result()  # re-raises a helper's error
 
     def __call__(self, x: np.ndarray, pooled: bool = False) -> np.ndarray:
         """float32 ``(B, H, W)`` -> ``(B, C, H', W')``, or ``(B, C, H')`` averaged over columns if ``pooled``."""
         B = x.shape[0]
         out = np.empty((B, self.n_channels, self.out_spatial[0], 1 if pooled else self.out_spatial[1]), np.float32)
-        sizes = _task_sizes(B, self.threads, _IMAGES_PER_TASK)
-        starts = np.cumsum([0, *sizes])
+        x0 = np.empty((B, *self.padded), np.complex64)
         with single_threaded_blas():
-            if len(sizes) == 1:
-                # one task: let the FFTs use the threads instead
-                self.transform(x, out, pooled, workers=self.threads)
-            else:
-                pool = self._executor()
-                futures = [
-                    pool.submit(self.transform, x[i:j], out[i:j], pooled)
-                    for i, j in zip(starts[:-1], starts[1:], strict=True)
+            self._drain(
+                [functools.partial(self.prepare, x[i : i + 1], x0[i : i + 1], out[i : i + 1], pooled) for i in range(B)]
+            )
+            self._drain(
+                [
+                    functools.partial(self.paths, x0[i : i + 1], out[i : i + 1], j1s, t0, t1, pooled)
+                    for i in range(B)
+                    for j1s, t0, t1 in self.tasks
                 ]
-                for f in futures:
-                    f.result()
+            )
         return out[..., 0] if pooled else out
 
     def close(self) -> None:
@@ -688,7 +703,8 @@ class Scattering:
         implementation on the GPU (raises :class:`~melcnn.errors.MelcnnError` if CUDA is not
         available). ``"cpu-torch"``: Kymatio's torch implementation on the CPU (reference, slow).
     threads : int, optional
-        Worker threads of the CPU engine (default: available cores, at most 4).
+        Threads that share a transform on the CPU engine: the calling thread and ``threads - 1`` pool
+        threads (default: available cores, at most 4).
 
     Attributes
     ----------
@@ -802,6 +818,28 @@ class Scattering:
             If ``images`` is not a real array of shape ``(n, H, W)``.
         """
         return self._run(images, pooled=True)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` on the CPU engine's worker threads (inline on other devices).
+
+        For work that should share the cores with the transform, e.g. the report's NumPy measurements
+        while the caller prepares the images: a transform started meanwhile runs its tasks on the
+        calling thread and picks up the worker when ``fn`` returns (it never waits for ``fn``).
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Its result or exception.
+        """
+        call = functools.partial(fn, *args, **kwargs)
+        if isinstance(self._engine, _NumpyEngine):
+            return self._engine.submit(call)
+        future: Future = Future()
+        try:
+            future.set_result(call())
+        except Exception as e:  # delivered through the future, as from a worker thread
+            future.set_exception(e)
+        return future
 
     def close(self) -> None:
         """Stop the worker threads (the object stays usable and restarts them on demand)."""
