@@ -165,6 +165,28 @@ def _plan(minutes=None, seed=0):
     )
 
 
+def test_tts_partner_of_a_short_utterance_gets_enough_text_for_a_chunk():
+    """A spoken letter's TTS partner reads its word plus sentences: long enough for one 3 s chunk."""
+    sentences = B.load_sentences()
+    short = S.Utterance("kl.klettres_en.00001", "klettres_en", "en", "klettres-data", "pcm@16000", [], 1.2, "B")
+    text, lang = B._choose_text(short, "espeak", sentences, np.random.default_rng(0))
+    assert lang == "en" and text.startswith("B ")
+    assert len(text) / B.DEFAULT_CPS >= 0.85 * B.MIN_TTS_S
+    long = S.Utterance("as.x.00001", "x", "en", "pkg", "pcm@16000", [], 9.0, "A sentence that is long enough. " * 6)
+    assert B._choose_text(long, "espeak", sentences, np.random.default_rng(0))[0] == long.text
+    spec = B._tts_spec({"label": "spoof"}, short, "espeak", "en", sentences, 0)
+    assert spec["target_s"] >= B.MIN_TTS_S
+
+
+def test_short_source_files_are_packed_into_chunk_length_utterances():
+    files = [
+        S.RawFile(f"a/{i}.wav", "klettres-data", "spk", "en", "pcm@16000", 3.5, "", speech_s=3.0) for i in range(6)
+    ]
+    utts = S.build_utterances(files, seed=0)
+    assert all(len(u.pieces) >= 2 for u in utts)  # 3.5 s files (about 3 s of speech) never stand alone
+    assert all(u.est_s >= 3.0 for u in utts)
+
+
 def test_protocol_tables_are_consistent():
     from melcnn.training import generators as G
 

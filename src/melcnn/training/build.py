@@ -50,6 +50,8 @@ Progress = Callable[[str, int, int], None]
 
 RESYNTH_SHARE = 0.65  # share of bona fide utterances whose spoof partner is their own resynthesis
 MIN_BONAFIDE = {"train": 4, "dev": 2, "eval": 4}  # per split, even for a tiny --minutes
+INVENTORY_VERSION = 3  # bump when the inventory's contents change (3: speech_s measured below SHORT_S = 4.5 s)
+MIN_TTS_S = 4.0  # seconds of speech asked of a TTS spoof at least (one 3 s chunk after trimming)
 SPEECH_PER_RAW = 0.8  # trimmed seconds per raw (header) second, for the --minutes budget
 
 # Channel augmentation, applied in these shares to each (split, label) group.
@@ -186,17 +188,22 @@ def _choose_text(
     lang = u.language
     own_ok = bool(u.text) and not (generator == "festival_clunits" and u.package == "festvox-ru")
     # festvox-ru's own sentences would let Festival's Russian voice replay its database: use new text there
-    if own_ok and (u.package != "festvox-ru" or rng.random() < 0.5):
-        return u.text, lang
     pool = sentences.get(lang)
+    cps = CHARS_PER_S.get(lang, DEFAULT_CPS)
+    target = max(MIN_TTS_S, _speech_est(u))
+    parts: list[str] = []
+    est = 0.0
+    if own_ok and (u.package != "festvox-ru" or rng.random() < 0.5):
+        # the partner's own words; short ones (a letter, a word) are continued with sentences of its
+        # language so that the spoof lasts at least one chunk
+        parts, est = [u.text], len(u.text) / cps
+        if est >= 0.85 * target or not pool:
+            return u.text, lang
     if not pool:
         if u.text:
             return u.text, lang
         pool, lang = sentences["en"], "en"
-    cps = CHARS_PER_S.get(lang, DEFAULT_CPS)
-    target = max(2.0, _speech_est(u))
-    parts: list[str] = []
-    est = 0.0
+        cps = CHARS_PER_S.get(lang, DEFAULT_CPS)
     for i in rng.permutation(len(pool)):
         if parts and est >= 0.85 * target:
             break
@@ -353,7 +360,7 @@ def _tts_spec(base: dict, u: S.Utterance, g: str, v: str, sentences, seed: int) 
         "voice": v,
         "text": text,
         "language": lang,
-        "target_s": round(_speech_est(u), 2),
+        "target_s": round(max(MIN_TTS_S, _speech_est(u)), 2),
     }
 
 
@@ -679,7 +686,7 @@ def build_dataset(
     if inv_path.exists():
         try:
             cached = json.loads(inv_path.read_text())
-            if cached.get("packages") == key and cached.get("version") == 2:
+            if cached.get("packages") == key and cached.get("version") == INVENTORY_VERSION:
                 files = [S.RawFile(**r) for r in cached["files"]]
         except (OSError, ValueError, TypeError):
             files = None
@@ -689,7 +696,9 @@ def build_dataset(
         files = S.inventory(sources_dir, status)
         A.write_text_atomic(
             inv_path,
-            json.dumps({"version": 2, "packages": key, "files": [asdict(f) for f in files]}, ensure_ascii=False),
+            json.dumps(
+                {"version": INVENTORY_VERSION, "packages": key, "files": [asdict(f) for f in files]}, ensure_ascii=False
+            ),
         )
         if shared_inv is not None:
             try:
