@@ -5,14 +5,14 @@
 On a shared machine absolute timings drift with the other load; comparing two separate runs of
 ``bench_analyze.py`` mixes that drift into the difference. This script exports ``--base`` (any git
 revision; its ``src`` tree) to a temporary directory and alternates fresh worker processes of the
-two versions (base first in even rounds, this checkout first in odd ones). Each worker loads the
-shipped V2 and V3 models, warms up, and times ``--repeats`` analyses of the 15.5 s MP3 of
-``bench_analyze.py`` per model, noting for each how much CPU the *other* processes of the machine
-used meanwhile (from ``/proc/stat``, in cores). Printed per version and model: the best and the
-median warm time over all analyses and over the "quiet" ones only (other processes below
-``--quiet-cores``), the process CPU time of an analysis (all threads), the ratios new/base, the
-median per-stage timings, and the largest difference of the unrounded chunk scores between the
-versions. Not a test.
+two versions (base first in even rounds, this checkout first in odd ones); both use this
+checkout's shipped weights. Each worker loads the shipped V2 and V3 models, warms up, and times
+``--repeats`` analyses of the 15.5 s MP3 of ``bench_analyze.py`` per model, noting for each how
+much CPU the *other* processes of the machine used meanwhile (from ``/proc/stat``, in cores).
+Printed per version and model: the best and the median warm time over all analyses and over the
+"quiet" ones only (other processes below ``--quiet-cores``), the process CPU time of an analysis
+(all threads), the ratios new/base, the median per-stage timings, and the largest difference of
+the unrounded chunk scores between the versions. Not a test.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -73,10 +74,16 @@ print(json.dumps(out))
 
 
 def export_src(rev: str, dest: Path) -> Path:
-    """``git archive REV src`` unpacked under ``dest``; returns the ``src`` directory."""
+    """``git archive REV src`` unpacked under ``dest``, with this checkout's shipped weights; returns ``src``.
+
+    Both versions then run the same model, so the score comparison isolates the code.
+    """
     data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True).stdout
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
+    weights = dest / "src" / "melcnn" / "weights"
+    shutil.rmtree(weights, ignore_errors=True)
+    shutil.copytree(ROOT / "src" / "melcnn" / "weights", weights)
     return dest / "src"
 
 
@@ -107,9 +114,12 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_analyze import make_clip
 
+    # resolve the revision once: HEAD may move while this runs (other people commit)
+    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.base], capture_output=True, text=True, check=True)
+    commit = rev.stdout.strip()
     tmp = Path(tempfile.mkdtemp(prefix="melcnn-ab-"))
     clip = make_clip(tmp / "speech_15s.mp3")
-    sources = {"base": export_src(args.base, tmp / "base"), "new": ROOT / "src"}
+    sources = {"base": export_src(commit, tmp / "base"), "new": ROOT / "src"}
     runs: dict[str, list[dict]] = {"base": [], "new": []}
     for r in range(args.rounds):
         order = ["base", "new"] if r % 2 == 0 else ["new", "base"]
@@ -117,8 +127,7 @@ def main() -> None:
             runs[name].append(run_worker(sources[name], clip, args.repeats))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
-    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.base], capture_output=True, text=True)
-    print(f"base = {args.base} ({rev.stdout.strip()}), new = working tree; {os.cpu_count()} cores")
+    print(f"base = {args.base} ({commit[:7]}), new = working tree; {os.cpu_count()} cores")
     print(f"{args.rounds} rounds x {args.repeats} warm analyses per model and version, interleaved")
     print(f"quiet = other processes used < {args.quiet_cores} cores during the analysis\n")
     print(f"{'':10s}{'wall: all (best, median)':>24s}{'quiet (n, best, median)':>28s}{'cpu (best, median)':>20s}")
