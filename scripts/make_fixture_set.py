@@ -59,11 +59,9 @@ def _encode(y: np.ndarray, fmt: tuple[str, str, str]) -> bytes:
 
 
 def _licence(row) -> str:
-    if (
-        row.label == 0
-        or row.generator in ("world", "world_vc", "griffinlim_linear", "griffinlim_mel", "lpc")
-        or (row.generator.startswith("hifigan"))
-    ):
+    from melcnn.training.generators import RESYNTH
+
+    if row.label == 0 or row.generator in RESYNTH:
         base = LICENCES.get(row.source, "see the source package's copyright file")
         if row.label == 1:
             return f"resynthesis ({row.generator}) of a {row.source} recording: {base}"

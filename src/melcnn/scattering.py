@@ -256,6 +256,16 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], J: int, L: int, padd
                 pass
 
 
+def _run_inline(fn: Callable[[], Any]) -> Future:
+    """Run ``fn()`` now, on this thread; its result or exception delivered through a future, as from a pool."""
+    future: Future = Future()
+    try:
+        future.set_result(fn())
+    except Exception as e:
+        future.set_exception(e)
+    return future
+
+
 @functools.lru_cache(maxsize=8)
 def _filter_bank_cached(J: int, L: int, padded: tuple[int, int]) -> dict[str, np.ndarray]:
     path = _cache_path(J, L, padded)
@@ -549,12 +559,7 @@ class _NumpyEngine:
     def submit(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn()`` on a pool thread (inline with one thread); returns its future."""
         if self.threads == 1:
-            future: Future = Future()
-            try:
-                future.set_result(fn())
-            except Exception as e:  # delivered through the future, as from a pool thread
-                future.set_exception(e)
-            return future
+            return _run_inline(fn)
         return self._executor().submit(fn)
 
     def _drain(self, tasks: list[Callable[[], None]]) -> None:
@@ -834,12 +839,7 @@ class Scattering:
         call = functools.partial(fn, *args, **kwargs)
         if isinstance(self._engine, _NumpyEngine):
             return self._engine.submit(call)
-        future: Future = Future()
-        try:
-            future.set_result(call())
-        except Exception as e:  # delivered through the future, as from a worker thread
-            future.set_exception(e)
-        return future
+        return _run_inline(call)
 
     def close(self) -> None:
         """Stop the worker threads (the object stays usable and restarts them on demand)."""
