@@ -130,9 +130,15 @@ def test_numpy_matches_kymatio_256(reference_256, scattering_256):
         ]
     )
     want = kymatio(ref, x)
+    assert scattering_256._engine.fft.backend == "fftw"  # pyFFTW is a dependency
     rel = assert_matches(scattering_256(x), want)
     assert rel < 1e-5
     assert_matches(scattering_256.pooled(x), want.mean(axis=-1))
+    # the fallback where pyFFTW is missing: scipy.fft
+    fallback = sc.Scattering(fft="scipy")
+    assert fallback._engine.fft.backend == "scipy"
+    assert_matches(fallback(x), want)
+    assert_matches(fallback.pooled(x), want.mean(axis=-1))
 
 
 def test_torch_backend_matches_kymatio_256(reference_256, monkeypatch):
@@ -174,6 +180,7 @@ def test_numpy_matches_kymatio_small(J, L, shape):
     assert s.n_channels == want.shape[1] == 1 + J * L + L * L * J * (J - 1) // 2
     assert s.out_spatial == want.shape[2:]
     assert_matches(s(x), want)
+    assert_matches(sc.Scattering(J=J, L=L, shape=shape, fft="scipy")(x), want)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -198,6 +205,19 @@ def test_bad_dtype_and_conversion(small):
     np.testing.assert_array_equal(small(x), small(x.astype(np.float32)))
     np.testing.assert_allclose(small(x.astype(np.float64)), small(x.astype(np.float32)))
     assert small(x.astype(np.float64)).dtype == np.float32
+
+
+def test_unknown_fft_backend_raises():
+    with pytest.raises(MelcnnError, match="unknown FFT backend 'numpy'"):
+        sc.Scattering(J=2, L=4, shape=(32, 32), fft="numpy")
+
+
+@pytest.mark.parametrize("shape", [(2, 288, 288), (3, 6, 8), (1, 5, 7), (2, 4, 1), (1, 1, 6)])
+def test_hermitian_completion_equals_full_fft(shape):
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    full = sc._hermitian_full(np.fft.rfft2(x).astype(np.complex64), np.empty(shape, np.complex64))
+    want = np.fft.fft2(x)
+    np.testing.assert_allclose(full, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
 def test_bad_parameters_raise():
@@ -308,8 +328,72 @@ def test_unwritable_cache_dir_warns_and_works(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MELCNN_CACHE_DIR", str(blocker / "cache"))
     with caplog.at_level(logging.WARNING, logger="melcnn.scattering"):
         s = sc.Scattering(J=2, L=4, shape=(32, 32))
-    assert "cannot write the scattering filter cache" in caplog.text
+    assert "cannot write the scattering filter bank cache" in caplog.text
     assert s(np.ones((1, 32, 32))).shape == (1, 1 + 8 + 16, 8, 8)
+
+
+# ------------------------------------------------------------------------------------------------
+# FFTW wisdom cache
+
+_WISDOM_RUN = r"""
+import json, sys
+import numpy as np
+from melcnn import scattering as sc
+if sys.argv[1] == "wisdom-only":  # every plan must come from wisdom (pyFFTW raises otherwise)
+    sc._FFTW_FLAGS = (*sc._FFTW_FLAGS, "FFTW_WISDOM_ONLY")
+x = np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32)
+try:
+    y = sc.Scattering(J=2, L=4, shape=(32, 32), threads=2)(x)
+except RuntimeError as e:
+    print(json.dumps({"error": str(e)}))
+else:
+    print(json.dumps({"y": y.ravel()[::7].tolist()}))
+"""
+
+
+def _wisdom_run(cache: Path, mode: str) -> dict:
+    env = dict(os.environ, MELCNN_CACHE_DIR=str(cache))
+    done = subprocess.run(
+        [sys.executable, "-c", _WISDOM_RUN, mode], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _wisdom_file(cache: Path) -> Path:
+    (path,) = cache.glob("fftw-wisdom-*.txt")
+    return path
+
+
+def test_fftw_wisdom_is_cached_and_reused_by_a_new_process(tmp_path):
+    # without wisdom, a process that may not measure plans cannot make them
+    assert "wisdom" in _wisdom_run(tmp_path, "wisdom-only")["error"].lower()
+    assert not list(tmp_path.glob("fftw-wisdom-*"))
+    first = _wisdom_run(tmp_path, "measure")  # measures its plans and writes the wisdom
+    assert _wisdom_file(tmp_path).read_bytes().startswith(b"(fftw-3")
+    second = _wisdom_run(tmp_path, "wisdom-only")  # every plan from the cached wisdom
+    assert "error" not in second
+    np.testing.assert_allclose(second["y"], first["y"], rtol=1e-6, atol=1e-7 * np.abs(first["y"]).max())
+
+
+def test_invalid_fftw_wisdom_is_ignored_and_replaced(tmp_path, caplog):
+    reference = _wisdom_run(tmp_path / "clean", "measure")["y"]
+    cache = tmp_path / "damaged"
+    cache.mkdir()
+    sc._filter_bank_cached.cache_clear()
+    fftw = pytest.importorskip("pyfftw")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MELCNN_CACHE_DIR", str(cache))
+        _wisdom_path = sc._wisdom_path(fftw)
+        _wisdom_path.write_bytes(b"(fftw-3.3.5 fftwf_wisdom not really\n")
+        with caplog.at_level(logging.WARNING, logger="melcnn.scattering"):
+            s = sc.Scattering(J=2, L=4, shape=(32, 32))
+            x = np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32)
+            got = s(x).ravel()[::7]
+    assert "ignoring invalid FFTW wisdom cache" in caplog.text
+    np.testing.assert_allclose(got, reference, rtol=1e-6, atol=1e-7 * np.abs(reference).max())
+    assert _wisdom_path.read_bytes().startswith(b"(fftw-3") and b"not really" not in _wisdom_path.read_bytes()
+    assert fftw.import_wisdom((b"", _wisdom_path.read_bytes(), b""))[1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -348,10 +432,15 @@ def test_alias_filter_product_equals_kymatio_periodisation(j2, k):
     freq = np.hypot(*np.meshgrid(np.fft.fftfreq(288), np.fft.fftfreq(288), indexing="ij"))
     spec = (rng.standard_normal((2, 288, 288)) + 1j * rng.standard_normal((2, 288, 288))) * np.exp(-10 * freq)
     want = (spec[:, None] * h[None].astype(np.float64)).reshape(2, 8, k, 288 // k, k, 288 // k).sum(axis=(2, 4))
-    got = af.product(spec.astype(np.complex64))
-    assert got.shape == want.shape and got.dtype == np.complex64
+    out = np.empty(want.shape, np.complex64)
+    got = af.product(spec.astype(np.complex64), out)
+    assert got is out and got.dtype == np.complex64
     np.testing.assert_allclose(got, want, atol=1e-6 * np.abs(want).max())
-    np.testing.assert_array_equal(af.product(spec.astype(np.complex64), 2, 5), got[:, 2:5])
+    part = af.product(spec.astype(np.complex64), np.empty((2, 3, *want.shape[2:]), np.complex64), 2, 5)
+    np.testing.assert_array_equal(part, got[:, 2:5])
+    # the filters can carry a scale factor (the unnormalised forward FFT's 1 / size)
+    scaled = sc._AliasFilter(h, k, scale=0.25).product(spec.astype(np.complex64), np.empty_like(out))
+    np.testing.assert_allclose(scaled, 0.25 * want, atol=1e-6 * np.abs(want).max())
 
 
 def test_submit_runs_on_the_workers_and_returns_a_future(small):

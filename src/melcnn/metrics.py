@@ -10,7 +10,10 @@ Pitch, from Praat's autocorrelation pitch tracker (``Sound.to_pitch_ac`` through
 floor ``PITCH_FLOOR_HZ`` = 75 Hz, ceiling ``PITCH_CEILING_HZ`` = 600 Hz, one frame every
 ``PITCH_TIME_STEP_S`` = 15 ms, Praat's default voicing decision and Viterbi path; files longer than
 60 s are tracked in segments, see :func:`pitch_track`). The 15 ms step (Praat's default would be
-10 ms) costs a third less; on the example clip the three values below move by < 0.5 %.
+10 ms) costs a third less; on the example clip the three values below move by < 0.5 %. Audio is
+resampled (soxr) to ``PITCH_ANALYSIS_RATE`` = 8 kHz first, telephone bandwidth, which holds every
+F0 up to the ceiling and its first harmonics: Praat then takes 16 ms instead of 27 ms per 15 s file,
+and on the example clip the mean F0 moves by 0.4 %.
 
 - ``mean_pitch_hz`` [Hz]: arithmetic mean of F0 over the voiced frames.
 - ``pitch_stability_score`` [0..1, higher = more stable]: ``1 / (1 + sigma / 12)`` where ``sigma`` is
@@ -76,6 +79,7 @@ PITCH_CEILING_HZ = 600.0  # highest F0 searched
 PITCH_TIME_STEP_S = 0.015  # seconds between pitch frames (Praat's default for a 75 Hz floor: 0.01)
 PITCH_SILENCE_THRESHOLD = 0.03  # Praat's silence threshold, relative to the file's peak amplitude
 PITCH_SEGMENT_S = 60.0  # longer files are tracked in segments of at most this many seconds
+PITCH_ANALYSIS_RATE = 8000  # Hz: audio sampled faster is resampled to this before tracking
 MIN_VOICED_S = 0.1  # seconds of voiced frames needed before pitch values are reported
 STABILITY_SCALE_ST = 12.0  # semitones of robust F0 spread at which the stability score is 0.5
 NO_VOICE_WARNING = "no voiced speech found: pitch values are null"
@@ -226,6 +230,11 @@ def _praat_f0(x: np.ndarray, sample_rate: int, silence_threshold: float) -> np.n
 
     if len(x) < 3.0 / PITCH_FLOOR_HZ * sample_rate + 1:
         return np.zeros(0)
+    if sample_rate > PITCH_ANALYSIS_RATE:
+        import soxr
+
+        x = soxr.resample(np.asarray(x, dtype=np.float32), sample_rate, PITCH_ANALYSIS_RATE, quality="HQ")
+        sample_rate = PITCH_ANALYSIS_RATE
     sound = parselmouth.Sound(np.asarray(x, dtype=np.float64), sampling_frequency=float(sample_rate))
     try:
         pitch = sound.to_pitch_ac(
@@ -330,17 +339,17 @@ def _stft_blocks(x: np.ndarray, n_fft: int, hop_length: int) -> Iterator[tuple[n
     n = len(x)
     half = n_fft // 2
     n_frames = 1 + n // hop_length
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
-    window_ms = float(np.dot(window, window))
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
+    window_ms = float(np.dot(window.astype(np.float64), window))
     for f0 in range(0, n_frames, _STFT_BLOCK_FRAMES):
         f1 = min(n_frames, f0 + _STFT_BLOCK_FRAMES)
         a = f0 * hop_length - half  # first sample of frame f0 in unpadded coordinates
         b = (f1 - 1) * hop_length + n_fft - half  # one past the last sample of frame f1 - 1
-        seg = np.asarray(x[max(a, 0) : min(b, n)], dtype=np.float64)  # float64: librosa's values to 0.001 dB
+        seg = np.asarray(x[max(a, 0) : min(b, n)], dtype=np.float32)  # float32, as librosa
         if a < 0 or b > n:  # zero padding, as librosa's default pad_mode="constant"
             seg = np.pad(seg, (max(0, -a), max(0, b - n)))
         windowed = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop_length] * window
-        level = np.einsum("ij,ij->i", windowed, windowed) / window_ms
+        level = np.einsum("ij,ij->i", windowed, windowed, dtype=np.float64) / window_ms
         magnitude = np.abs(scipy.fft.rfft(windowed, axis=1, overwrite_x=True))
         yield magnitude, level
 
@@ -362,7 +371,7 @@ def stft_magnitude(
     Returns
     -------
     magnitude : np.ndarray
-        float64, shape ``(1 + n_fft // 2, 1 + n_samples // hop_length)``, linear magnitude.
+        float32, shape ``(1 + n_fft // 2, 1 + n_samples // hop_length)``, linear magnitude.
     frame_mean_square : np.ndarray
         float64, shape ``(n_frames,)``: mean square of each windowed frame divided by the mean square
         of the window (the frame's level, full scale = 1.0).
@@ -407,9 +416,13 @@ def _peak_valley(magnitude_fb: np.ndarray, bands: list[tuple[slice, int]]) -> tu
     peak = np.empty((len(bands), magnitude_fb.shape[0]))
     valley = np.empty_like(peak)
     for k, (rows, n_q) in enumerate(bands):
-        sub = np.sort(magnitude_fb[:, rows], axis=1)
-        valley[k] = sub[:, :n_q].mean(axis=1)
-        peak[k] = sub[:, -n_q:].mean(axis=1)
+        sub = magnitude_fb[:, rows]
+        if 2 * n_q < sub.shape[1]:  # the n_q smallest and largest values, unordered: cheaper than a sort
+            sub = np.partition(sub, (n_q - 1, sub.shape[1] - n_q), axis=1)
+        else:
+            sub = np.sort(sub, axis=1)
+        valley[k] = sub[:, :n_q].mean(axis=1, dtype=np.float64)
+        peak[k] = sub[:, -n_q:].mean(axis=1, dtype=np.float64)
     return peak, valley
 
 
@@ -447,7 +460,7 @@ def _spectral_section(x: np.ndarray, sample_rate: int) -> dict[str, Any]:
     bands = _contrast_bands(sample_rate, STFT_N_FFT)
     centroids, peaks, valleys, levels = [], [], [], []
     for magnitude, frame_ms in _stft_blocks(x, STFT_N_FFT, STFT_HOP):
-        total = magnitude.sum(axis=1)
+        total = magnitude.sum(axis=1, dtype=np.float64)
         weighted = np.einsum("fb,b->f", magnitude, freq)  # not `@`: BLAS is ~20x slower on this matvec
         centroids.append(np.divide(weighted, total, out=np.zeros_like(total), where=total > 0))
         peak, valley = _peak_valley(magnitude, bands)
