@@ -90,7 +90,8 @@ def main() -> None:
         t = time.perf_counter()
         det = melcnn.load_model(ref)
         load_s = time.perf_counter() - t
-        det.analyze(media_path=clip)  # warm-up
+        for _ in range(3):  # warm-up
+            det.analyze(media_path=clip)
         totals, stages = [], []
         for _ in range(args.repeats):
             t = time.perf_counter()

@@ -51,14 +51,15 @@ window, centred frames with zero padding):
   ``power_to_db`` semantics (``10*log10(max(1e-10, .))``, clipped at 80 dB under the whole file's
   maximum). The per-band, per-frame matrix equals librosa's to float precision (checked in
   ``tests/test_metrics.py``: |difference| < 0.01 dB per band and frame, < 0.001 dB in the mean;
-  librosa computes in float32, this module in float64). Reported is the mean over bands and over the
+  the STFT is float32 as in librosa, the sums and means float64). Reported is the mean over bands and over the
   non-silent STFT frames (over all frames if every frame is silent).
 
-Cost: about 40-60 ms for a 15 s, 16 kHz file on one core, about 60 % of it Praat's tracker
-(librosa.pyin takes ~2.5-4 s), see ``benchmarks/bench_metrics.py``. :func:`audio_metrics` is
+Cost: about 45 ms for a 15 s, 16 kHz file (57 ms of CPU; Praat's tracker: 14-18 ms on two cores,
+librosa.pyin: ~3 s), see ``benchmarks/bench_metrics.py``. :func:`audio_metrics` is
 :func:`signal_metrics` (energy and spectral: NumPy and scipy.fft, which release the GIL, so it can run
 on a worker thread beside other NumPy work) plus :func:`pitch_metrics` (parselmouth holds the GIL for
-the whole tracking, ~35 ms per 15 s: any other Python thread stalls meanwhile, so run it alone).
+the whole tracking while Praat uses the cores itself: any other Python thread stalls meanwhile, so
+run it alone).
 Memory is bounded whatever the length (blocks of at most 2**20 samples / 1024 STFT frames / 60 s of
 pitch tracking; ~60 MB of temporaries). This module imports only numpy at import time; scipy.fft
 and parselmouth are imported on first use. It must not import librosa, scipy.signal or matplotlib
