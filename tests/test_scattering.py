@@ -384,16 +384,16 @@ def test_invalid_fftw_wisdom_is_ignored_and_replaced(tmp_path, caplog):
     fftw = pytest.importorskip("pyfftw")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MELCNN_CACHE_DIR", str(cache))
-        _wisdom_path = sc._wisdom_path(fftw)
-        _wisdom_path.write_bytes(b"(fftw-3.3.5 fftwf_wisdom not really\n")
+        wisdom = sc._wisdom_path(fftw)
+        wisdom.write_bytes(b"(fftw-3.3.5 fftwf_wisdom not really\n")
         with caplog.at_level(logging.WARNING, logger="melcnn.scattering"):
             s = sc.Scattering(J=2, L=4, shape=(32, 32))
             x = np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32)
             got = s(x).ravel()[::7]
     assert "ignoring invalid FFTW wisdom cache" in caplog.text
     np.testing.assert_allclose(got, reference, rtol=1e-6, atol=1e-7 * np.abs(reference).max())
-    assert _wisdom_path.read_bytes().startswith(b"(fftw-3") and b"not really" not in _wisdom_path.read_bytes()
-    assert fftw.import_wisdom((b"", _wisdom_path.read_bytes(), b""))[1]
+    assert wisdom.read_bytes().startswith(b"(fftw-3") and b"not really" not in wisdom.read_bytes()
+    assert fftw.import_wisdom((b"", wisdom.read_bytes(), b""))[1]
 
 
 # ------------------------------------------------------------------------------------------------
