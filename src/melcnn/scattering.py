@@ -515,7 +515,7 @@ class _Workspace:
         self._fftw = fftw
         self.planned = 0  # FFTW plans made so far
         self._inverse: dict[tuple[int, ...], tuple[np.ndarray, Any]] = {}
-        self._forward: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray, Any]] = {}
+        self._forward: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray | None, np.ndarray, Any]] = {}
 
     def _empty(self, shape: tuple[int, ...], dtype: str) -> np.ndarray:
         if self._fftw is None:
@@ -555,10 +555,10 @@ class _Workspace:
         slot = self._forward.get(shape)
         if slot is None:
             real = self._empty(shape, "float32")
-            half = self._empty((*shape[:-1], shape[-1] // 2 + 1), "complex64")
             full = np.empty(shape, np.complex64)
-            plan = None
+            half, plan = None, None  # scipy.fft returns its own half spectrum
             if self._fftw is not None:
+                half = self._empty((*shape[:-1], shape[-1] // 2 + 1), "complex64")
                 plan = self._plan(real, half, "FFTW_FORWARD")
             slot = self._forward[shape] = (real, half, full, plan)
         return slot[0]
