@@ -12,7 +12,7 @@ floor ``PITCH_FLOOR_HZ`` = 75 Hz, ceiling ``PITCH_CEILING_HZ`` = 600 Hz, one fra
 60 s are tracked in segments, see :func:`pitch_track`). The 15 ms step (Praat's default would be
 10 ms) costs a third less; on the example clip the three values below move by < 0.5 %. Audio is
 resampled (soxr) to ``PITCH_ANALYSIS_RATE`` = 4 kHz first, which holds every F0 up to the ceiling
-and its first harmonics: Praat then takes about 12 ms per 15 s file instead of 18 ms at 8 kHz and
+and its first harmonics: Praat then takes about 13 ms per 15 s file instead of 18 ms at 8 kHz and
 27 ms at 16 kHz. On 50 random bona fide training clips (seed 0) the median deviation of the mean F0
 from pyin's is 3.7 % at 4 kHz, 3.7 % at 8 kHz and 3.8 % at 16 kHz (31, 32 and 32 clips within
 5 %); harmonic test tones of 90-580 Hz give the same mean F0 at all three rates.
