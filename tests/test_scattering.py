@@ -139,6 +139,12 @@ def test_numpy_matches_kymatio_256(reference_256, scattering_256):
     assert fallback._engine.fft.backend == "scipy"
     assert_matches(fallback(x), want)
     assert_matches(fallback.pooled(x), want.mean(axis=-1))
+    # the compiled kernels (the default here) and the NumPy path where they are not built
+    assert scattering_256._engine.kernels == "compiled"
+    numpy_path = sc.Scattering(kernels="numpy")
+    assert numpy_path._engine.kernels == "numpy"
+    assert_matches(numpy_path(x), want)
+    assert_matches(numpy_path.pooled(x), want.mean(axis=-1))
 
 
 def test_torch_backend_matches_kymatio_256(reference_256, monkeypatch):
@@ -181,6 +187,8 @@ def test_numpy_matches_kymatio_small(J, L, shape):
     assert s.out_spatial == want.shape[2:]
     assert_matches(s(x), want)
     assert_matches(sc.Scattering(J=J, L=L, shape=shape, fft="scipy")(x), want)
+    assert_matches(sc.Scattering(J=J, L=L, shape=shape, kernels="numpy")(x), want)
+    assert_matches(sc.Scattering(J=J, L=L, shape=shape, kernels="numpy", fft="scipy")(x), want)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,6 +213,26 @@ def test_bad_dtype_and_conversion(small):
     np.testing.assert_array_equal(small(x), small(x.astype(np.float32)))
     np.testing.assert_allclose(small(x.astype(np.float64)), small(x.astype(np.float32)))
     assert small(x.astype(np.float64)).dtype == np.float32
+
+
+def test_compiled_kernels_are_built():
+    """``pip install`` builds melcnn._kernels where a C compiler exists, as on this project's machines and CI."""
+    assert sc._kernels is not None, (
+        "melcnn._kernels is not built, so the scattering runs its slower NumPy path: "
+        "reinstall melcnn (pip install -e .) on a machine with a C compiler and look for the build error"
+    )
+    assert sc.Scattering(J=2, L=4, shape=(32, 32))._engine.kernels == "compiled"
+
+
+def test_kernels_argument(monkeypatch):
+    with pytest.raises(MelcnnError, match="unknown scattering kernels 'fortran'"):
+        sc.Scattering(J=2, L=4, shape=(32, 32), kernels="fortran")
+    assert sc.Scattering(J=2, L=4, shape=(32, 32), kernels="numpy")._engine.kernels == "numpy"
+    # an installation without a C compiler: "auto" falls back to NumPy, "compiled" says why it can't
+    monkeypatch.setattr(sc, "_kernels", None)
+    assert sc.Scattering(J=2, L=4, shape=(32, 32))._engine.kernels == "numpy"
+    with pytest.raises(MelcnnError, match="compiled scattering kernels are not built"):
+        sc.Scattering(J=2, L=4, shape=(32, 32), kernels="compiled")
 
 
 def test_unknown_fft_backend_raises():
@@ -445,6 +473,59 @@ def test_alias_filter_product_equals_kymatio_periodisation(j2, k):
     # the filters can carry a scale factor (the unnormalised forward FFT's 1 / size)
     scaled = sc._AliasFilter(h, k, scale=0.25).product(spec.astype(np.complex64), np.empty_like(out))
     np.testing.assert_allclose(scaled, 0.25 * want, atol=1e-6 * np.abs(want).max())
+
+
+@pytest.mark.parametrize(("j1", "j2"), [(0, 0), (0, 1), (0, 2), (0, 3), (1, 2), (2, 3)])
+def test_sparse_filter_product_equals_kymatio_periodisation(reference_256, monkeypatch, j1, j2):
+    """Compiled periodised products from half spectra == subsample_fourier(fft2(x) * psi) * k**2."""
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
+    filters = sc.load_filter_bank(4, 8, (256, 256))
+    h = np.stack([filters[f"psi_{j2}_{t}_{j1}"] for t in range(8)])
+    m, k = 288 >> j1, 2 ** (j2 - j1)
+    sf = sc._SparseFilter(h, k)
+    if k >= 2:  # most filter values are below float32 noise and never multiplied
+        assert sf.values.size < 0.5 * h.size
+        assert np.flatnonzero(sf.pieces[:, 5]).size > 0  # some pieces read the spectrum's mirrored half
+    rng = np.random.default_rng(j1 * 10 + j2)
+    # real images like the transform's: a bright mean, smooth structure and noise
+    x = 1 + np.cumsum(rng.standard_normal((2, m, m)), axis=1) / m + 0.1 * rng.standard_normal((2, m, m))
+    half = np.ascontiguousarray(np.fft.rfft2(x), np.complex64)
+    full = sc._hermitian_full(half, np.empty((2, m, m), np.complex64)).astype(np.complex128)  # same rounding
+    want = (full[:, None] * h[None].astype(np.float64)).reshape(2, 8, k, m // k, k, m // k).sum(axis=(2, 4))
+    out = np.full(want.shape, np.nan, np.complex64)  # every value is written
+    got = sf.product(half, out)
+    assert got is out and got.dtype == np.complex64
+    # compared where the transform uses them, after the inverse FFT: the dropped filter values
+    # (below 1e-6 of the peak) times the large low frequencies of such images leave errors of
+    # about 1e-6 of the largest value (float32 rounding level; <= 1.5e-6 measured), which become
+    # O(1) with a wrong piece or sign
+    spatial = np.fft.ifft2(want)
+    np.testing.assert_allclose(np.fft.ifft2(got), spatial, atol=5e-6 * np.abs(spatial).max())
+    assert np.linalg.norm(got - want) <= 1e-5 * np.linalg.norm(want)
+    part = sf.product(half, np.full((2, 3, *want.shape[2:]), np.nan, np.complex64), 2, 5)
+    np.testing.assert_array_equal(part, got[:, 2:5])
+    scaled = sc._SparseFilter(h, k, scale=0.25).product(half, np.empty_like(out))
+    np.testing.assert_allclose(scaled, 0.25 * got, rtol=1e-6, atol=1e-7 * np.abs(got).max())
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+@pytest.mark.parametrize("store", [True, False])
+def test_compiled_modulus_lowpass_equals_numpy(pooled, store):
+    rng = np.random.default_rng(9)
+    eng = sc.Scattering(J=2, L=4, shape=(32, 32))._engine
+    assert eng.kernels == "compiled"
+    u = (rng.standard_normal((3, 4, 40, 48)) + 1j * rng.standard_normal((3, 4, 40, 48))).astype(np.complex64)
+    h = np.outer(np.hanning(40), np.hanning(48)).astype(np.float32)
+    ops = sc._lowpass_operator(h, 4)
+    if pooled:
+        ops = [(a, b.mean(axis=1, keepdims=True)) for a, b in ops]
+    want = sc._apply_lowpass(np.abs(u), ops)
+    kept = np.full(u.shape, np.nan, np.float32) if store else None
+    got = eng._modulus_lowpass(u, ops, kept)
+    assert got.shape == want.shape == (3, 4, 8, 1 if pooled else 10)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    if store:
+        np.testing.assert_allclose(kept, np.abs(u), rtol=1e-6)
 
 
 def test_submit_runs_on_the_workers_and_returns_a_future(small):

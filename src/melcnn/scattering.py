@@ -18,11 +18,15 @@ where pyFFTW is not installed):
   planner's wisdom is cached beside the filter bank, so a new process does not measure them again
   (:class:`_Transforms`);
 * products with the (real) wavelet filters fold in Kymatio's ``subsample_fourier`` (mean of the
-  ``k x k`` aliases): the spectrum's alias blocks are copied contiguously and summed against
-  filters stored the same way, with each value duplicated to multiply the complex64 spectrum as
-  float32 (re, im) pairs (:class:`_AliasFilter`); alias blocks where every filter value is below
-  ``_ALIAS_RTOL`` (1e-6) of the filters' peak are skipped (for ``k >= 4`` most of them: Kymatio's
-  Morlet filters are Gaussians in Fourier, the skipped values are at most 4e-7 of the peak);
+  ``k x k`` aliases). Kymatio's Morlet filters are Gaussian bumps in Fourier: filter values below
+  ``_ALIAS_RTOL`` (1e-6) of the filters' peak are left out. With the compiled kernels
+  (:mod:`melcnn._kernels`, built by ``pip install`` where a C compiler exists) each product reads
+  the ``rfft2`` half spectrum and multiplies only the runs of kept filter values, 3-48 % of them
+  for ``k >= 2`` (:class:`_SparseFilter`), and the modulus is fused with the low-pass's column
+  weights. Without them (``kernels="numpy"``), the spectrum's alias blocks are copied
+  contiguously and summed against filters stored the same way, with each value duplicated to
+  multiply the complex64 spectrum as float32 (re, im) pairs, skipping the blocks where every
+  filter value is below the threshold (:class:`_AliasFilter`);
 * the low-pass phi is separable (an isotropic Gaussian), so Kymatio's "multiply by phi, periodise,
   inverse FFT, take the real part, unpad" is a real linear map ``A @ x @ B`` applied to the modulus
   directly: no forward FFT of the last layer and no work on discarded border pixels; the column
@@ -62,6 +66,11 @@ import numpy as np
 
 from ._blas import single_threaded_blas
 from .errors import MelcnnError
+
+try:  # the optional compiled kernels (built by pip install where a C compiler exists)
+    from . import _kernels
+except ImportError:  # pragma: no cover - depends on the installation
+    _kernels = None
 
 _log = logging.getLogger(__name__)
 
@@ -460,6 +469,89 @@ class _AliasFilter:
         return out
 
 
+class _SparseFilter:
+    """Filters ``(T, m, n)`` prepared for the compiled periodised product (``_kernels.periodised_product``).
+
+    The same products as :class:`_AliasFilter`, read from the ``rfft2`` half spectra of real arrays
+    (no Hermitian completion) and without its block granularity: Kymatio's Morlet filters are
+    Gaussian bumps in Fourier, so only the values above ``_ALIAS_RTOL`` of the largest one are kept
+    (12-48 % of them for ``k >= 2``, where whole alias blocks keep 50-100 %), as runs of consecutive
+    columns ("pieces"). A piece never crosses an alias block, nor the middle column: columns up to
+    ``n // 2`` are read from the half spectrum directly, the others through ``full[r, c] =
+    conj(half[-r mod m, n - c])`` (the kernel conjugates these pieces' products). The
+    products left out are below the float32 rounding of the sums, as for :class:`_AliasFilter`.
+    """
+
+    def __init__(self, h: np.ndarray, k: int, scale: float = 1.0):
+        h = h * np.float32(scale) if scale != 1.0 else h
+        t, m, n = h.shape
+        if n % 2:
+            raise MelcnnError(f"periodised products need an even spectrum width, got {n}")  # Kymatio pads to 2**J
+        m2, n2 = m // k, n // k
+        self.k, self.out_shape, self.n_filters = k, (m2, n2), t
+        keep = np.abs(h) > _ALIAS_RTOL * np.abs(h).max()
+        # runs of kept columns that stay inside one alias block and one half of the spectrum
+        c = np.arange(n)
+        segment = 2 * (c // n2) + (c > n // 2)
+        cut = np.r_[True, segment[1:] != segment[:-1]]  # column c starts a new segment
+        prev = np.pad(keep, ((0, 0), (0, 0), (1, 0)))[..., :-1]
+        nxt = np.pad(keep, ((0, 0), (0, 0), (0, 1)))[..., 1:]
+        ft, fr, c0 = np.nonzero(keep & (~prev | cut))
+        c1 = np.nonzero(keep & (~nxt | np.r_[cut[1:], True]))[2]  # same order: each run's last column
+        order = np.argsort(ft * m2 + fr % m2, kind="stable")  # by filter, then output row
+        ft, fr, c0, c1 = ft[order], fr[order], c0[order], c1[order]
+        lengths = c1 - c0 + 1
+        mirrored = c0 > n // 2
+        offsets = np.r_[0, np.cumsum(lengths)[:-1]]
+        src_row = np.where(mirrored, (m - fr) % m, fr)
+        src_col = np.where(mirrored, n - c1, c0)
+        self.pieces = np.ascontiguousarray(
+            np.stack([src_row, src_col, c0 % n2, lengths, offsets, mirrored], axis=1), np.int32
+        )
+        self.row_start = np.searchsorted(ft * m2 + fr % m2, np.arange(t * m2 + 1)).astype(np.int32)
+        # each piece's filter values, columns c0 .. c1 of the full spectrum
+        piece = np.repeat(np.arange(len(lengths)), lengths)
+        col = c0[piece] + np.arange(int(lengths.sum())) - np.repeat(offsets, lengths)
+        self.values = np.ascontiguousarray(h[ft[piece], fr[piece], col], np.float32)
+        for a in (self.pieces, self.row_start, self.values):
+            a.setflags(write=False)
+
+    def product(self, half: np.ndarray, out: np.ndarray, t0: int = 0, t1: int | None = None) -> np.ndarray:
+        """Periodised products, as :meth:`_AliasFilter.product`, from half spectra.
+
+        Parameters
+        ----------
+        half : numpy.ndarray
+            C-contiguous complex64 ``(P, m, n // 2 + 1)``, ``rfft2`` spectra of real arrays.
+        out : numpy.ndarray
+            C-contiguous complex64 ``(P, t1 - t0, m/k, n/k)``, overwritten and returned.
+        """
+        t1 = self.n_filters if t1 is None else t1
+        P = half.shape[0]
+        _kernels.periodised_product(
+            half.view(np.float32).reshape(P, half.shape[1], -1),
+            self.pieces,
+            self.row_start,
+            self.values,
+            t0,
+            t1,
+            out.view(np.float32).reshape(P, t1 - t0, self.out_shape[0], -1),
+        )
+        return out
+
+
+def _resolve_kernels(kernels: str) -> str:
+    """``"compiled"`` or ``"numpy"`` for a ``kernels`` argument of :class:`Scattering`."""
+    if kernels not in ("auto", "compiled", "numpy"):
+        raise MelcnnError(f"unknown scattering kernels {kernels!r}; expected auto, compiled or numpy")
+    if kernels == "compiled" and _kernels is None:
+        raise MelcnnError(
+            "the compiled scattering kernels are not built (melcnn was installed without a C compiler); "
+            "reinstall melcnn where one is available, or use kernels='numpy'"
+        )
+    return "compiled" if kernels == "compiled" or (kernels == "auto" and _kernels is not None) else "numpy"
+
+
 def _orientation_groups(used: np.ndarray) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
     """Split filters into two runs of orientations whose alias blocks form two overlapping slices.
 
@@ -563,17 +655,20 @@ class _Workspace:
             slot = self._forward[shape] = (real, half, full, plan)
         return slot[0]
 
-    def forward(self, real: np.ndarray) -> np.ndarray:
-        """Unnormalised full 2-D spectrum of a buffer from :meth:`real_buffer` (valid until the next call)."""
-        stored, half, full, plan = self._forward[real.shape]
+    def forward(self, real: np.ndarray, half: bool = False) -> np.ndarray:
+        """Unnormalised 2-D spectrum of a buffer from :meth:`real_buffer` (valid until the next call).
+
+        The full spectrum ``(..., m, n)``, or with ``half`` the ``rfft2`` half ``(..., m, n // 2 + 1)``.
+        """
+        stored, out, full, plan = self._forward[real.shape]
         assert real is stored
         if plan is None:
             import scipy.fft as sfft
 
-            half = sfft.rfft2(real)
+            out = sfft.rfft2(real)
         else:
             plan.execute()
-        return _hermitian_full(half, full)
+        return out if half else _hermitian_full(out, full)
 
 
 class _Transforms:
@@ -666,18 +761,17 @@ def _export_wisdom(fftw: Any) -> None:
 
 
 class _NumpyEngine:
-    """Kymatio's ``scattering2d`` algorithm, reorganised for NumPy and split into balanced tasks.
+    """Kymatio's ``scattering2d`` algorithm on the CPU, split into balanced tasks.
 
     Per image:
 
     1. (prepare) reflect-pad to ``(M, N)``; order 0 is the low-pass of the padded image (two matrix
-       products); ``x0 = fft2(padded)``;
+       products); ``x0 = fft2(padded)`` (its ``rfft2`` half with the compiled kernels);
     2. for each first-order path ``(j1, theta1)``: ``u1 = ifft2(periodise_{2**j1}(x0 * psi))``
-       (float32 view of the complex64 spectrum times the real filter, summed over the periodisation
-       blocks), ``a1 = |u1|``, order 1 is its low-pass; ``g1 = rfft2(a1)`` completed to the full
-       spectrum and, for each ``j2 > j1``,
-       the periodised products with the ``L`` filters ``psi_{j2}``, ``ifft2``, modulus and low-pass,
-       written to Kymatio's channel order.
+       (:class:`_SparseFilter` or :class:`_AliasFilter`), ``a1 = |u1|``, order 1 is its low-pass;
+       ``g1 = rfft2(a1)`` (completed to the full spectrum for the NumPy products) and, for each
+       ``j2 > j1``, the periodised products with the ``L`` filters ``psi_{j2}``, ``ifft2``, modulus
+       and low-pass, written to Kymatio's channel order.
 
     The first-order paths are independent, so step 2 is cut into tasks of similar cost: for the
     costliest scale ``j1 = 0``, ``_THETAS_PER_TASK`` orientations per task; all coarser scales of an
@@ -693,8 +787,17 @@ class _NumpyEngine:
     """
 
     def __init__(
-        self, J: int, L: int, shape: tuple[int, int], filters: dict[str, np.ndarray], threads: int, fft: str = "auto"
+        self,
+        J: int,
+        L: int,
+        shape: tuple[int, int],
+        filters: dict[str, np.ndarray],
+        threads: int,
+        fft: str = "auto",
+        kernels: str = "auto",
     ):
+        self.kernels = _resolve_kernels(kernels)
+        compiled = self.kernels == "compiled"
         self.J, self.L, self.shape = J, L, shape
         self.padded = padded_shape(shape, J)
         M, N = self.padded
@@ -705,18 +808,21 @@ class _NumpyEngine:
         self.lowpass = [_lowpass_operator(filters[f"phi_{j}"], 2 ** (J - j)) for j in range(J)]
         # the same followed by the mean over output columns: (A x B).mean(-1) = A x B.mean(-1)
         self.lowpass_pooled = [[(a, b.mean(axis=1, keepdims=True)) for a, b in ops] for ops in self.lowpass]
+
+        def product_filter(h: np.ndarray, k: int, scale: float) -> _AliasFilter | _SparseFilter:
+            return (_SparseFilter if compiled else _AliasFilter)(h, k, scale=scale)
+
         # the forward FFTs are unnormalised: their 1 / size (Kymatio's scaling) goes into the filters
         # first order: psi_{j1} at full resolution, periodised by 2**j1
         self.psi1 = [
-            _AliasFilter(np.stack([filters[f"psi_{j}_{t}_0"] for t in range(L)]), 2**j, scale=1 / (M * N))
-            for j in range(J)
+            product_filter(np.stack([filters[f"psi_{j}_{t}_0"] for t in range(L)]), 2**j, 1 / (M * N)) for j in range(J)
         ]
         # second order: psi_{j2} at resolution j1, periodised by 2**(j2 - j1)
         self.psi2 = {
-            (j1, j2): _AliasFilter(
+            (j1, j2): product_filter(
                 np.stack([filters[f"psi_{j2}_{t}_{j1}"] for t in range(L)]),
                 2 ** (j2 - j1),
-                scale=1 / ((M >> j1) * (N >> j1)),
+                1 / ((M >> j1) * (N >> j1)),
             )
             for j1 in range(J)
             for j2 in range(j1 + 1, J)
@@ -759,10 +865,10 @@ class _NumpyEngine:
     def prepare(self, x: np.ndarray, x0: np.ndarray, out: np.ndarray, pooled: bool) -> None:
         """Step 1 for images ``x`` (float32 ``(B, H, W)``): spectra into ``x0``, order 0 into ``out``."""
         with self.fft.workspace() as ws:
-            xp = ws.real_buffer(x0.shape)
+            xp = ws.real_buffer((x.shape[0], *self.padded))
             xp[...] = self._pad(x)
             out[:, 0] = _apply_lowpass(xp, (self.lowpass_pooled if pooled else self.lowpass)[0])
-            x0[...] = ws.forward(xp)
+            x0[...] = ws.forward(xp, half=self.kernels == "compiled")
 
     def paths(self, x0: np.ndarray, out: np.ndarray, j1s: range, t0: int, t1: int, pooled: bool) -> None:
         """Step 2 for the first-order paths ``(j1 in j1s, t0 <= theta1 < t1)`` of the images with spectra ``x0``.
@@ -778,16 +884,40 @@ class _NumpyEngine:
                 buf = ws.inverse_buffer((B, n1, *f1.out_shape))
                 u1 = ws.inverse(f1.product(x0, buf, t0, t1))  # (B, n1, m1, m1')
                 real = ws.real_buffer((B * n1, *f1.out_shape))
-                a1 = np.abs(u1, out=real.reshape(u1.shape))
-                out[:, 1 + j1 * L + t0 : 1 + j1 * L + t1] = _apply_lowpass(a1, lowpass[j1])
-                if j1 == J - 1:
+                last = j1 == J - 1
+                # |u1| (kept in `real` for its FFT unless this is the last scale) and its low-pass
+                s1 = self._modulus_lowpass(u1, lowpass[j1], None if last else real.reshape(u1.shape))
+                out[:, 1 + j1 * L + t0 : 1 + j1 * L + t1] = s1
+                if last:
                     break
-                g1 = ws.forward(real)  # (B*n1, m1, m1'); overwrites a1
+                # (B*n1, m1, m1' or m1' // 2 + 1 for the compiled products); overwrites a1
+                g1 = ws.forward(real, half=self.kernels == "compiled")
                 for j2 in range(j1 + 1, J):
                     f2 = self.psi2[j1, j2]
                     u2 = ws.inverse(f2.product(g1, ws.inverse_buffer((B * n1, L, *f2.out_shape))))
-                    s2 = _apply_lowpass(np.abs(u2), lowpass[j2])  # (B*n1, L, m2', 1 or n2')
+                    s2 = self._modulus_lowpass(u2, lowpass[j2])  # (B*n1, L, m2', 1 or n2')
                     out[:, self.channels2[j1, j2][t0:t1]] = s2.reshape(B, n1, L, *s2.shape[2:])
+
+    def _modulus_lowpass(
+        self, u: np.ndarray, ops: list[tuple[np.ndarray, np.ndarray]], store: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Low-pass of ``|u|`` (complex64 ``(..., m, n)``), storing ``|u|`` into ``store`` if given.
+
+        The compiled kernel forms ``|u| @ B`` row by row without writing ``|u|`` (unless asked to),
+        then ``A @`` that; NumPy writes ``|u|`` and applies :func:`_apply_lowpass`.
+        """
+        if self.kernels != "compiled" or len(ops) != 1:
+            return _apply_lowpass(np.abs(u, out=store), ops)
+        a, b = ops[0]
+        lead, (m, n) = u.shape[:-2], u.shape[-2:]
+        z = np.empty((*lead, m, b.shape[1]), np.float32)
+        _kernels.abs_pool(
+            u.view(np.float32).reshape(-1, m, 2 * n),
+            np.ascontiguousarray(b.T),
+            z.reshape(-1, m, b.shape[1]),
+            None if store is None else store.reshape(-1, m, n),
+        )
+        return np.matmul(a, z)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -839,7 +969,8 @@ class _NumpyEngine:
         """float32 ``(B, H, W)`` -> ``(B, C, H', W')``, or ``(B, C, H')`` averaged over columns if ``pooled``."""
         B = x.shape[0]
         out = np.empty((B, self.n_channels, self.out_spatial[0], 1 if pooled else self.out_spatial[1]), np.float32)
-        x0 = np.empty((B, *self.padded), np.complex64)
+        M, N = self.padded
+        x0 = np.empty((B, M, N // 2 + 1 if self.kernels == "compiled" else N), np.complex64)
         with single_threaded_blas():
             self._drain(
                 [functools.partial(self.prepare, x[i : i + 1], x0[i : i + 1], out[i : i + 1], pooled) for i in range(B)]
@@ -953,6 +1084,10 @@ class Scattering:
     fft : {"auto", "fftw", "scipy"}
         FFT library of the CPU engine: ``"auto"`` uses pyFFTW (FFTW3, 2-3x faster at these sizes)
         when it is installed and :mod:`scipy.fft` otherwise; the results agree to float32 rounding.
+    kernels : {"auto", "compiled", "numpy"}
+        Inner loops of the CPU engine: ``"compiled"`` (:mod:`melcnn._kernels`, built when melcnn
+        is installed on a machine with a C compiler) or ``"numpy"``; ``"auto"`` takes the compiled
+        ones when they are built. The results agree to float32 rounding.
 
     Attributes
     ----------
@@ -971,6 +1106,7 @@ class Scattering:
         device: str = "cpu",
         threads: int | None = None,
         fft: str = "auto",
+        kernels: str = "auto",
     ):
         J, L, shape = _check_params(J, L, shape)
         if device not in _DEVICES:
@@ -985,7 +1121,7 @@ class Scattering:
         filters = load_filter_bank(J, L, shape)
         self._engine: _NumpyEngine | _TorchEngine
         if device == "cpu":
-            self._engine = _NumpyEngine(J, L, shape, filters, threads or _default_threads(), fft)
+            self._engine = _NumpyEngine(J, L, shape, filters, threads or _default_threads(), fft, kernels)
         else:
             self._engine = _TorchEngine(J, L, shape, filters, "cuda" if device == "cuda" else "cpu")
 
