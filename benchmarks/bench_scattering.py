@@ -3,7 +3,8 @@
 Prints, on this machine: per-image milliseconds of Kymatio 0.3.0's torch ``Scattering2D`` (2 torch
 threads) and of ``melcnn.scattering.Scattering`` for batches of 1, 5 and 9 images of 256 x 256,
 measured warm and interleaved (best of several rounds, since shared machines are noisy); the
-parity of the two; the same pooled transform with FFTW (the default) and with the scipy.fft fallback;
+parity of the two; the same pooled transform with the compiled kernels and FFTW (the defaults), with
+the NumPy kernels (melcnn installed without a C compiler) and with the scipy.fft fallback;
 the cold filter-bank build and FFTW plan measurement versus the cached filters and wisdom in fresh
 processes; and a fresh process's import + load + first call (the ``melcnn analyze`` budget).
 
@@ -86,7 +87,9 @@ def main() -> None:
         from melcnn.scattering import Scattering
 
         ours = Scattering(threads=args.threads)
+        numpy_kernels = Scattering(threads=args.threads, kernels="numpy")
         fallback = Scattering(threads=args.threads, fft="scipy")
+        print(f"\nmelcnn: {ours._engine.kernels} kernels, {ours._engine.fft.backend} FFTs")
         # Kymatio's own ScatteringTorch2D forward, with its filters loaded from our cache
         kym = Scattering(device="cpu-torch")
 
@@ -104,11 +107,17 @@ def main() -> None:
         print(f"\n== warm per-image time, {args.threads} threads, best of {args.rounds} interleaved rounds ==")
         print(
             f"{'batch':>5} {'kymatio torch':>14} {'melcnn':>10} {'speed-up':>9} {'melcnn pooled()':>16}"
-            f" {'pooled(), scipy.fft':>20}"
+            f" {'pooled(), NumPy kernels':>24} {'pooled(), scipy.fft':>20}"
         )
         for b in (1, 5, 9):
             xb = x[:b]
-            runs = (("kym", kym), ("ours", ours), ("pooled", ours.pooled), ("scipy", fallback.pooled))
+            runs = (
+                ("kym", kym),
+                ("ours", ours),
+                ("pooled", ours.pooled),
+                ("numpyk", numpy_kernels.pooled),
+                ("scipy", fallback.pooled),
+            )
             best = {name: np.inf for name, _ in runs}
             for _, fn in runs:
                 fn(xb)
@@ -119,10 +128,10 @@ def main() -> None:
                     best[name] = min(best[name], (time.perf_counter() - t) / b * 1e3)
             print(
                 f"{b:>5} {best['kym']:>11.1f} ms {best['ours']:>7.1f} ms {best['kym'] / best['ours']:>8.1f}x"
-                f" {best['pooled']:>13.1f} ms {best['scipy']:>17.1f} ms"
+                f" {best['pooled']:>13.1f} ms {best['numpyk']:>21.1f} ms {best['scipy']:>17.1f} ms"
             )
-        ours.close()
-        fallback.close()
+        for s in (ours, numpy_kernels, fallback):
+            s.close()
 
 
 if __name__ == "__main__":
