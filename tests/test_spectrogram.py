@@ -21,6 +21,22 @@ def test_mel_filterbank_matches_librosa():
     np.testing.assert_allclose(S.mel_filterbank(16000, 2048, 128), ref, atol=1e-7)
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [FeatureConfig(), FeatureConfig(n_mels=40, fmin_hz=300.0, fmax_hz=6000.0), FeatureConfig(n_fft=512, n_mels=80)],
+)
+def test_banded_mel_projection_equals_the_dense_product(cfg):
+    """The filter bank applied group by group (only the bins each group covers) == power @ fb.T."""
+    power = np.random.default_rng(3).random((2, 7, 1 + cfg.n_fft // 2), dtype=np.float32) ** 4
+    fb = S.mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
+    want = power.astype(np.float64) @ fb.T.astype(np.float64)
+    got = S._mel_project(power, cfg)
+    assert got.shape == (2, 7, cfg.n_mels) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * want.max())
+    groups = S._mel_groups(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
+    assert sum((b1 - b0) * (hi - lo) for b0, b1, lo, hi, _ in groups) < 0.5 * fb.size  # the saving
+
+
 def test_preemphasis_matches_librosa(chunks):
     np.testing.assert_allclose(S.preemphasis(chunks), librosa.effects.preemphasis(chunks), atol=1e-6)
 
