@@ -801,6 +801,7 @@ class _NumpyEngine:
     ):
         self.kernels = _resolve_kernels(kernels)
         compiled = self.kernels == "compiled"
+        self.half_spectra = compiled  # the compiled products read rfft2 half spectra, NumPy's full ones
         self.J, self.L, self.shape = J, L, shape
         self.padded = padded_shape(shape, J)
         M, N = self.padded
@@ -871,7 +872,7 @@ class _NumpyEngine:
             xp = ws.real_buffer((x.shape[0], *self.padded))
             xp[...] = self._pad(x)
             out[:, 0] = _apply_lowpass(xp, (self.lowpass_pooled if pooled else self.lowpass)[0])
-            x0[...] = ws.forward(xp, half=self.kernels == "compiled")
+            x0[...] = ws.forward(xp, half=self.half_spectra)
 
     def paths(self, x0: np.ndarray, out: np.ndarray, j1s: range, t0: int, t1: int, pooled: bool) -> None:
         """Step 2 for the first-order paths ``(j1 in j1s, t0 <= theta1 < t1)`` of the images with spectra ``x0``.
@@ -894,7 +895,7 @@ class _NumpyEngine:
                 if last:
                     break
                 # (B*n1, m1, m1' or m1' // 2 + 1 for the compiled products); overwrites a1
-                g1 = ws.forward(real, half=self.kernels == "compiled")
+                g1 = ws.forward(real, half=self.half_spectra)
                 for j2 in range(j1 + 1, J):
                     f2 = self.psi2[j1, j2]
                     # a few orientations theta2 at a time, so that product, FFT and modulus share
@@ -979,7 +980,7 @@ class _NumpyEngine:
         B = x.shape[0]
         out = np.empty((B, self.n_channels, self.out_spatial[0], 1 if pooled else self.out_spatial[1]), np.float32)
         M, N = self.padded
-        x0 = np.empty((B, M, N // 2 + 1 if self.kernels == "compiled" else N), np.complex64)
+        x0 = np.empty((B, M, N // 2 + 1 if self.half_spectra else N), np.complex64)
         with single_threaded_blas():
             self._drain(
                 [functools.partial(self.prepare, x[i : i + 1], x0[i : i + 1], out[i : i + 1], pooled) for i in range(B)]
