@@ -148,15 +148,10 @@ def mel_power(y: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
     -------
     np.ndarray [shape=(..., n_mels, 1 + n // hop_length)], float32
     """
-    n_fft, hop = cfg.n_fft, cfg.hop_length
+    half = cfg.n_fft // 2
     y = np.asarray(y, dtype=np.float32)
-    pad = [(0, 0)] * (y.ndim - 1) + [(n_fft // 2, n_fft // 2)]
-    padded = np.pad(y, pad, mode="constant")
-    n_frames = 1 + (padded.shape[-1] - n_fft) // hop
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[..., ::hop, :][..., :n_frames, :]
-    spec = _rfft(frames * _hann(n_fft))  # (..., n_frames, 1 + n_fft // 2), complex64
-    power = spec.real**2 + spec.imag**2
-    return _mel_project(power, cfg).swapaxes(-1, -2)
+    pad = [(0, 0)] * (y.ndim - 1) + [(half, half)]
+    return _frames_power(np.pad(y, pad, mode="constant"), cfg=cfg)
 
 
 def power_to_db(power: np.ndarray, *, top_db: float = 80.0) -> np.ndarray:
@@ -271,10 +266,10 @@ def overview_mel_db(
 
 
 def _frames_power(seg: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
-    """Mel power of already padded audio: frames start at 0, every hop, no extra padding."""
+    """Mel power ``(..., n_mels, n_frames)`` of already padded audio ``(..., n)``: frames start at 0, every hop."""
     n_fft, hop = cfg.n_fft, cfg.hop_length
-    n_frames = 1 + (len(seg) - n_fft) // hop
-    frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop][:n_frames]
-    spec = _rfft(frames * _hann(n_fft))
+    n_frames = 1 + (seg.shape[-1] - n_fft) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft, axis=-1)[..., ::hop, :][..., :n_frames, :]
+    spec = _rfft(frames * _hann(n_fft))  # (..., n_frames, 1 + n_fft // 2), complex64
     power = spec.real**2 + spec.imag**2
-    return _mel_project(power, cfg).T
+    return _mel_project(power, cfg).swapaxes(-1, -2)
