@@ -4,9 +4,10 @@
 
 On a shared machine absolute timings drift with the other load; comparing two separate runs of
 ``bench_analyze.py`` mixes that drift into the difference. This script exports ``--base`` (any git
-revision; its ``src`` tree) to a temporary directory and alternates fresh worker processes of the
-two versions (base first in even rounds, this checkout first in odd ones); both use this
-checkout's shipped weights. Each worker loads the shipped V2 and V3 models, warms up, and times
+revision; its ``src`` tree, with its compiled kernels built) to a temporary directory and alternates
+fresh worker processes of the two versions (base first in even rounds, this checkout first in odd
+ones), each version with its own cache directory (its own FFTW wisdom); both use this checkout's
+shipped weights. Each worker loads the shipped V2 and V3 models, warms up, and times
 ``--repeats`` analyses of the 15.5 s MP3 of ``bench_analyze.py`` per model, noting for each how
 much CPU the *other* processes of the machine used meanwhile (from ``/proc/stat``, in cores).
 Printed per version and model: the best and the median warm time over all analyses and over the
@@ -74,21 +75,44 @@ print(json.dumps(out))
 
 
 def export_src(rev: str, dest: Path) -> Path:
-    """``git archive REV src`` unpacked under ``dest``, with this checkout's shipped weights; returns ``src``.
+    """``git archive REV src`` (and its build files) under ``dest``, with this checkout's weights; returns ``src``.
 
-    Both versions then run the same model, so the score comparison isolates the code.
+    Both versions then run the same model, so the score comparison isolates the code. If the
+    revision has compiled kernels (``_kernels.pyx``), they are built there as ``pip install`` would
+    (without them the base would silently run the slower NumPy fallback).
     """
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True).stdout
+    paths = ["src", "setup.py", "pyproject.toml"] if _in_rev(rev, "setup.py") else ["src"]
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, *paths], capture_output=True, check=True).stdout
     with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
     weights = dest / "src" / "melcnn" / "weights"
     shutil.rmtree(weights, ignore_errors=True)
     shutil.copytree(ROOT / "src" / "melcnn" / "weights", weights)
+    if (dest / "src" / "melcnn" / "_kernels.pyx").exists():
+        subprocess.run(
+            [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=dest, capture_output=True, check=True
+        )
     return dest / "src"
 
 
-def run_worker(src: Path, clip: Path, repeats: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(src))
+def _in_rev(rev: str, path: str) -> bool:
+    done = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{rev}:{path}"], capture_output=True)
+    return done.returncode == 0
+
+
+def seed_cache(dest: Path) -> Path:
+    """A cache directory for one version: the scattering filter banks copied from the user's cache
+    (they take 15-20 s to build), but not the FFTW wisdom, which each version plans by its own rules."""
+    from melcnn.scattering import cache_dir
+
+    dest.mkdir(parents=True)
+    for bank in cache_dir().glob("scattering2d-*.npz"):
+        shutil.copy2(bank, dest / bank.name)
+    return dest
+
+
+def run_worker(src: Path, clip: Path, repeats: int, cache: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(src), MELCNN_CACHE_DIR=str(cache))
     p = subprocess.run(
         [sys.executable, "-c", _WORKER, str(clip), str(repeats)], env=env, capture_output=True, text=True, check=True
     )
@@ -120,11 +144,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="melcnn-ab-"))
     clip = make_clip(tmp / "speech_15s.mp3")
     sources = {"base": export_src(commit, tmp / "base"), "new": ROOT / "src"}
+    caches = {name: seed_cache(tmp / f"cache-{name}") for name in sources}
+    for name in sources:  # plans (and FFTW wisdom) made outside the timed rounds
+        run_worker(sources[name], clip, 1, caches[name])
     runs: dict[str, list[dict]] = {"base": [], "new": []}
     for r in range(args.rounds):
         order = ["base", "new"] if r % 2 == 0 else ["new", "base"]
         for name in order:
-            runs[name].append(run_worker(sources[name], clip, args.repeats))
+            runs[name].append(run_worker(sources[name], clip, args.repeats, caches[name]))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
     print(f"base = {args.base} ({commit[:7]}), new = working tree; {os.cpu_count()} cores")

@@ -54,6 +54,18 @@ def test_mel_db_matches_the_specifications_librosa_calls(chunks):
         np.testing.assert_allclose(ours[i], ref, atol=1e-3)
 
 
+@pytest.mark.parametrize("lead", [(S._MEL_BLOCK * 2 + 1,), (2, S._MEL_BLOCK + 1)])
+def test_batched_mel_db_is_each_signals_own_in_order(rng, lead):
+    """Large batches run in blocks of _MEL_BLOCK signals: same values, order and shape as one by one."""
+    y = rng.standard_normal((*lead, CFG.sample_rate)) * np.geomspace(1e-3, 1.0, np.prod(lead)).reshape(*lead, 1)
+    y = y.astype(np.float32)
+    got = S.mel_db(y, cfg=CFG)
+    assert got.shape == (*lead, CFG.n_mels, 1 + CFG.sample_rate // CFG.hop_length) and got.dtype == np.float32
+    for idx in np.ndindex(*lead):
+        np.testing.assert_allclose(got[idx], S.mel_db(y[idx], cfg=CFG), atol=1e-4)
+    assert not np.allclose(got[(0,) * len(lead)], got[(-1,) * len(lead)], atol=1.0)  # distinct signals
+
+
 def test_image_is_256_square_low_frequencies_at_bottom(rng):
     t = np.arange(CFG.chunk_len) / CFG.sample_rate
     low = (0.5 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)

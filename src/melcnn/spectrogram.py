@@ -166,6 +166,12 @@ def power_to_db(power: np.ndarray, *, top_db: float = 80.0) -> np.ndarray:
     return np.maximum(log_spec, log_spec.max(axis=(-2, -1), keepdims=True) - top_db).astype(np.float32)
 
 
+#: signals per block of a batched :func:`mel_db`. Its temporaries (frames, spectrum, power) take
+#: about 0.8 MB per 3 s chunk each; a block of 9 chunks (a 15 s file in V3) made glibc map fresh
+#: pages for them on every call (about 1500 page faults, 8 ms of 25), blocks of 3 reuse freed memory.
+_MEL_BLOCK = 3
+
+
 def mel_db(y: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
     """Pre-emphasis, mel power spectrogram and dB, per signal in the batch.
 
@@ -173,7 +179,12 @@ def mel_db(y: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
     -------
     np.ndarray [shape=(..., n_mels, n_frames)], float32, values in ``[-top_db, 0]``
     """
-    return power_to_db(mel_power(preemphasis(y, coef=cfg.preemphasis), cfg=cfg), top_db=cfg.top_db)
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim < 2 or np.prod(y.shape[:-1]) <= _MEL_BLOCK:
+        return power_to_db(mel_power(preemphasis(y, coef=cfg.preemphasis), cfg=cfg), top_db=cfg.top_db)
+    flat = y.reshape(-1, y.shape[-1])
+    out = np.concatenate([mel_db(flat[i : i + _MEL_BLOCK], cfg=cfg) for i in range(0, len(flat), _MEL_BLOCK)])
+    return out.reshape(*y.shape[:-1], *out.shape[-2:])
 
 
 @lru_cache(maxsize=16)
