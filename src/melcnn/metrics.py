@@ -419,11 +419,9 @@ def _peak_valley(magnitude_fb: np.ndarray, bands: list[tuple[slice, int]]) -> tu
     peak = np.empty((len(bands), magnitude_fb.shape[0]))
     valley = np.empty_like(peak)
     for k, (rows, n_q) in enumerate(bands):
-        sub = magnitude_fb[:, rows]
-        if 2 * n_q < sub.shape[1]:  # the n_q smallest and largest values, unordered: cheaper than a sort
-            sub = np.partition(sub, (n_q - 1, sub.shape[1] - n_q), axis=1)
-        else:
-            sub = np.sort(sub, axis=1)
+        # NumPy's vectorised sort (x86-simd-sort; Highway on ARM) is 2-4x faster here than
+        # np.partition, although a partition would only need the n_q extremes at each end
+        sub = np.sort(magnitude_fb[:, rows], axis=1)
         valley[k] = sub[:, :n_q].mean(axis=1, dtype=np.float64)
         peak[k] = sub[:, -n_q:].mean(axis=1, dtype=np.float64)
     return peak, valley
