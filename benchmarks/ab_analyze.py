@@ -1,12 +1,14 @@
 """A/B speed of `Detector.analyze`: this checkout against a git revision, interleaved on one machine.
 
-    python benchmarks/ab_analyze.py [--base HEAD] [--rounds 6] [--repeats 5] [--quiet-cores 0.15]
+    python benchmarks/ab_analyze.py [--base HEAD] [--rounds 6] [--repeats 5] [--quiet-cores 0.15] [--shared-wisdom]
 
 On a shared machine absolute timings drift with the other load; comparing two separate runs of
 ``bench_analyze.py`` mixes that drift into the difference. This script exports ``--base`` (any git
 revision; its ``src`` tree, with its compiled kernels built) to a temporary directory and alternates
 fresh worker processes of the two versions (base first in even rounds, this checkout first in odd
-ones), each version with its own cache directory (its own FFTW wisdom); both use this checkout's
+ones), each version with its own cache directory (its own FFTW wisdom; with ``--shared-wisdom`` both
+start from a copy of the user's, which takes FFTW's plan-to-plan noise of 5-10 % out of a comparison
+of changes that plan their FFTs by the same rules); both use this checkout's
 shipped weights. Each worker loads the shipped V2 and V3 models, warms up, and times
 ``--repeats`` analyses of the 15.5 s MP3 of ``bench_analyze.py`` per model, noting for each how
 much CPU the *other* processes of the machine used meanwhile (from ``/proc/stat``, in cores).
@@ -100,14 +102,16 @@ def _in_rev(rev: str, path: str) -> bool:
     return done.returncode == 0
 
 
-def seed_cache(dest: Path) -> Path:
+def seed_cache(dest: Path, wisdom: bool = False) -> Path:
     """A cache directory for one version: the scattering filter banks copied from the user's cache
-    (they take 15-20 s to build), but not the FFTW wisdom, which each version plans by its own rules."""
+    (they take 15-20 s to build), and with ``wisdom`` the user's FFTW wisdom (else each version
+    plans by its own rules)."""
     from melcnn.scattering import cache_dir
 
     dest.mkdir(parents=True)
-    for bank in cache_dir().glob("scattering2d-*.npz"):
-        shutil.copy2(bank, dest / bank.name)
+    for pattern in ("scattering2d-*.npz", *(["fftw-wisdom-*.txt"] if wisdom else [])):
+        for path in cache_dir().glob(pattern):
+            shutil.copy2(path, dest / path.name)
     return dest
 
 
@@ -133,6 +137,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=5, help="timed analyses per model and worker process")
     ap.add_argument("--quiet-cores", type=float, default=0.15, help="other processes' CPU below which a run is quiet")
+    ap.add_argument(
+        "--shared-wisdom", action="store_true", help="both versions start from the user's FFTW wisdom (same plans)"
+    )
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -144,7 +151,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="melcnn-ab-"))
     clip = make_clip(tmp / "speech_15s.mp3")
     sources = {"base": export_src(commit, tmp / "base"), "new": ROOT / "src"}
-    caches = {name: seed_cache(tmp / f"cache-{name}") for name in sources}
+    caches = {name: seed_cache(tmp / f"cache-{name}", args.shared_wisdom) for name in sources}
     for name in sources:  # plans (and FFTW wisdom) made outside the timed rounds
         run_worker(sources[name], clip, 1, caches[name])
     runs: dict[str, list[dict]] = {"base": [], "new": []}
