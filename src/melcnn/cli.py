@@ -71,7 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("data_dir", type=Path, metavar="DATA_DIR")
     db.add_argument("--minutes", type=float, default=None, help="approximate bona fide minutes (default: all)")
     db.add_argument("--seed", type=int, default=0)
-    db.add_argument("--workers", type=int, default=2)
+    db.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
+    db.add_argument(
+        "--views",
+        type=int,
+        default=2,
+        help="channel-augmented views of every train and dev clip, for both classes alike (default 2)",
+    )
+    db.add_argument(
+        "--manifest-only",
+        action="store_true",
+        help="make no clip: write the manifest of the clips a (running or stopped) build finished (default off)",
+    )
     db.set_defaults(func=_cmd_data_build)
 
     tr = sub.add_parser("train", help="train a V2 or V3 checkpoint on a dataset built by `melcnn data build`")
@@ -88,11 +99,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="chunk overlap of the training examples in seconds (default: the model's own, V2 0, V3 1.5)",
     )
     tr.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
+    tr.add_argument("--bands", type=int, default=2, help="frequency bands of the head input (default 2)")
+    tr.add_argument(
+        "--chunk-classifier",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="reuse this checkpoint's head and only calibrate it for --model's chunking (default: train a head)",
+    )
+    tr.add_argument(
+        "--reencode-files",
+        type=int,
+        default=200,
+        help="eval files re-encoded six ways for the invariance report (default 200; 0 skips it)",
+    )
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's held-out split")
     ev.add_argument("--data", type=Path, required=True, metavar="DATA_DIR")
-    ev.add_argument("--model", required=True, help="checkpoint directory, v2 or v3")
+    ev.add_argument("--model", default=None, help="checkpoint directory, v2 or v3 (required unless --cv)")
+    ev.add_argument(
+        "--cv",
+        action="store_true",
+        help="run the leave-source-out cross-validation (5 folds over train/dev sources and generators) instead",
+    )
+    ev.add_argument("--cv-head", choices=("mlp", "logreg"), default="mlp", help="head trained per fold (default mlp)")
+    ev.add_argument("--bands", type=int, default=2, help="frequency bands of the head input with --cv (default 2)")
+    ev.add_argument("--epochs", type=int, default=12, help="epochs per fold with --cv (default 12)")
+    ev.add_argument("--no-views", action="store_true", help="with --cv: train without the augmented views")
+    ev.add_argument(
+        "--reencode-files",
+        type=int,
+        default=200,
+        help="files re-encoded six ways for the invariance report (default 200; 0 skips it)",
+    )
     ev.add_argument("--split", default="eval")
     ev.add_argument("--out", type=Path, default=None, metavar="DIR", help="report directory (default CKPT/eval)")
     ev.add_argument("--workers", type=int, default=2)
@@ -161,7 +201,13 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     from .training.build import build_dataset
 
     manifest = build_dataset(
-        args.data_dir, minutes=args.minutes, seed=args.seed, workers=args.workers, progress=_Progress()
+        args.data_dir,
+        minutes=args.minutes,
+        seed=args.seed,
+        workers=args.workers,
+        views=args.views,
+        manifest_only=args.manifest_only,
+        progress=_Progress(),
     )
     print(f"manifest written to {manifest}")
     return EXIT_OK
@@ -178,6 +224,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         train_overlap_s=args.train_overlap,
         workers=args.workers,
+        freq_bands=args.bands,
+        chunk_classifier=args.chunk_classifier,
+        reencode_files=args.reencode_files,
         progress=_Progress(),
     )
     report = out / "eval" / "eval.json"
@@ -190,12 +239,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .training.pipeline import evaluate_model, markdown
 
+    if args.cv:
+        from .training import crossval
+
+        cv = crossval.cross_validate(
+            args.data,
+            model=args.cv_head,
+            freq_bands=args.bands,
+            epochs=args.epochs,
+            views=not args.no_views,
+            workers=args.workers,
+            progress=_Progress(),
+        )
+        out = args.out or Path(args.data) / "cv" / f"{args.cv_head}-b{args.bands}-e{args.epochs}"
+        crossval.write(cv, out)
+        print(crossval.markdown(cv))
+        print(f"report written to {out}/cv.json, cv.md")
+        return EXIT_OK
+    if args.model is None:
+        print("melcnn eval: --model is required (or --cv)", file=sys.stderr)
+        return EXIT_USAGE
     out = args.out
     if out is None:
         model_dir = Path(args.model)
         out = (model_dir / "eval") if model_dir.is_dir() else Path(f"eval-{args.model}")
     result = evaluate_model(
-        args.data, args.model, split=args.split, out_dir=out, workers=args.workers, progress=_Progress()
+        args.data,
+        args.model,
+        split=args.split,
+        out_dir=out,
+        workers=args.workers,
+        reencode_files=args.reencode_files,
+        progress=_Progress(),
     )
     print(markdown(result))
     print(f"report written to {out}/eval.json, eval.md, det.png, hist.png")

@@ -1,6 +1,6 @@
 """Pipeline settings in one place, with units in the names.
 
-The defaults are the specification's (``shared/seed/MEL-Spectrogram-CNN.md``): mono 16 kHz, 3 s
+The defaults are the specification's (see ``docs/model.md``): mono 16 kHz, 3 s
 chunks, pre-emphasis, a 128-band mel spectrogram (n_fft 2048, hop 512) in dB relative to the chunk's
 maximum, rendered to a 256x256 image and fed to Kymatio ``Scattering2D(J=4, L=8)``.
 A checkpoint stores this whole configuration; :func:`melcnn.model.load_checkpoint` refuses a

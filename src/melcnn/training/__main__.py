@@ -18,7 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("data_dir", type=Path)
     b.add_argument("--minutes", type=float, default=None, help="approximate bona fide minutes (default: all)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
+    b.add_argument("--views", type=int, default=2, help="augmented views per train/dev clip (default 2)")
+    b.add_argument(
+        "--manifest-only",
+        action="store_true",
+        help="make no clip: write the manifest of the clips finished so far (default: build everything)",
+    )
     a = sub.add_parser("audit", help="run the shortcut audit on a manifest")
     a.add_argument("manifest", type=Path)
     args = ap.parse_args(argv)
@@ -42,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"[{now - t0:7.1f} s] {stage} {done}/{total}\n")
 
     manifest = build_dataset(
-        args.data_dir, minutes=args.minutes, seed=args.seed, workers=args.workers, progress=progress
+        args.data_dir,
+        minutes=args.minutes,
+        seed=args.seed,
+        workers=args.workers,
+        views=args.views,
+        manifest_only=args.manifest_only,
+        progress=progress,
     )
     sys.stdout.write(f"{manifest}\n")
     return 0

@@ -30,7 +30,7 @@ TARGET_RMS_DBFS = -26.0  # loudness target: RMS of the active frames
 PEAK_LIMIT = 0.95
 
 # Lossy codecs of the channel augmentation / native channels.
-LOSSY_CODECS = ("gsm", "vorbis", "mp3", "opus", "g722")
+LOSSY_CODECS = ("gsm", "vorbis", "mp3", "opus", "g722", "u8")
 
 
 def db(x: float) -> float:
@@ -240,6 +240,10 @@ def apply_channel(x: np.ndarray, channel: str, rng: np.random.Generator, sr: int
     rate = int(r) if r else sr
     if codec == "gsm":
         return codec_roundtrip(x, "gsm", rng, sr)
+    if codec == "u8":  # 8-bit unsigned PCM (old game talkies)
+        return quantise_u8(band_limit(x, rate, sr), rate, sr)
+    if codec == "mp3" and rate < sr:  # low-rate MP3 (16 kbit/s at 11 kHz, as FOTAQ's speech)
+        return av_roundtrip(x, "mp3", rate, 16000 if rate <= 11025 else 32000, sr)
     if rate < sr:
         x = band_limit(x, rate, sr)
     if codec == "pcm":
@@ -287,3 +291,62 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# (PyAV encoder, container, sample rates it accepts)
+AV_CODECS: dict[str, tuple[str, str, tuple[int, ...]]] = {
+    "aac": ("aac", "adts", (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)),
+    "opus": ("libopus", "ogg", (8000, 12000, 16000, 24000, 48000)),
+    "mp3": ("libmp3lame", "mp3", (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)),
+    "amr": ("amr_nb", "amr", (8000,)),
+    "mulaw": ("pcm_mulaw", "wav", (8000,)),
+    "alaw": ("pcm_alaw", "wav", (8000,)),
+}
+
+
+def av_roundtrip(x: np.ndarray, codec: str, rate: int, bitrate: int | None = None, sr: int = SR) -> np.ndarray:
+    """Encode ``x`` (at ``sr``) with FFmpeg's encoder for ``codec`` at sample rate ``rate`` and ``bitrate``
+    bit/s, decode it again, and return it at ``sr``, aligned and of the same length.
+
+    codec: 'aac', 'opus', 'mp3', 'amr' (AMR-NB, 8 kHz), 'mulaw' / 'alaw' (G.711, 8 kHz).
+    """
+    import av
+
+    name, fmt, rates = AV_CODECS[codec]
+    if rate not in rates:
+        rate = min(rates, key=lambda r: abs(r - rate))
+    z = np.clip(resample(x, sr, rate), -1.0, 1.0)
+    pcm = to_int16(z)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        st = out.add_stream(name, rate=rate)
+        st.layout = "mono"
+        if bitrate:
+            st.bit_rate = int(bitrate)
+        frame_len = 1024 if codec != "opus" else 960
+        for i in range(0, len(pcm), frame_len):
+            blk = pcm[i : i + frame_len]
+            fr = av.AudioFrame.from_ndarray(blk[None, :], format="s16", layout="mono")
+            fr.sample_rate = rate
+            fr.pts = i
+            for pkt in st.encode(fr):
+                out.mux(pkt)
+        for pkt in st.encode(None):
+            out.mux(pkt)
+    buf.seek(0)
+    parts = []
+    with av.open(buf, "r", format=fmt) as inp:
+        dec_rate = inp.streams.audio[0].rate or rate
+        for fr in inp.decode(audio=0):
+            a = fr.to_ndarray()
+            a = a.astype(np.float64) / 32768.0 if a.dtype == np.int16 else a.astype(np.float64)
+            parts.append(a.mean(axis=0) if a.ndim == 2 and a.shape[0] > 1 else a.reshape(-1))
+    y = np.concatenate(parts) if parts else np.zeros(0)
+    return _align(x, resample(y, dec_rate, sr))
+
+
+def quantise_u8(x: np.ndarray, rate: int = 11025, sr: int = SR) -> np.ndarray:
+    """8-bit unsigned PCM at ``rate`` (as old game talkies stored speech), back at ``sr``."""
+    z = resample(x, sr, rate)
+    q = np.clip(np.round(z * 128.0) + 128.0, 0, 255)
+    return _fit_length(resample((q - 128.0) / 128.0, rate, sr), len(x))

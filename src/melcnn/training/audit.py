@@ -70,6 +70,7 @@ def file_features(path: Path, codec_flag: int) -> dict[str, float]:
         "zero_fraction": float(np.mean(pcm == 0)) if n else 1.0,
         "rms_dbfs": A.db(float(np.sqrt(np.mean(x**2)))) if n else -240.0,
         "hf_fraction": float(spec[freqs > 4000.0].sum() / tot),
+        "bandwidth_hz": float(freqs[min(len(freqs) - 1, int(np.searchsorted(np.cumsum(spec) / tot, 0.995)))]),
         "codec_flag": float(codec_flag),
     }
 
@@ -106,6 +107,7 @@ def _fit_predict(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray) -> tuple[np.
 def shortcut_audit(manifest: Path) -> dict:
     """Train on train, score eval (and dev); EER pooled and per eval generator, plus single-feature EERs."""
     rows, root = _read_rows(manifest)
+    rows = [r for r in rows if not r.get("view_of")]  # the base clips; views are drawn alike for both classes
     feats = np.array([[file_features(root / r["path"], int(r["codec"]))[k] for k in FEATURES] for r in rows])
     y = np.array([1 if r["label"] == "spoof" else 0 for r in rows])
     split = np.array([r["split"] for r in rows])

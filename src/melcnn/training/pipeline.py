@@ -21,7 +21,7 @@ from ..classifier import Checkpoint, HeadConfig, load_checkpoint, save_checkpoin
 from ..config import V3_OVERLAP_S, FeatureConfig
 from . import evaluate as ev
 from .features import Clip, FeatureSet, cache_features, load_features, read_manifest
-from .train import TrainConfig, file_scores, fit_head
+from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_head
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -53,12 +53,16 @@ def train_model(
     freq_bands: int = 2,
     train_overlap_s: float | None = None,
     workers: int = 2,
+    chunk_classifier: Path | None = None,
+    reencode_files: int = 200,
     progress: Progress | None = None,
 ) -> Path:
     """Train a V2 or V3 checkpoint on DATA_DIR's train split, calibrate on dev, evaluate on eval.
 
-    Training and calibration use chunks overlapping by ``train_overlap_s`` (default: the variant's own
-    overlap, V2 0 s and V3 1.5 s); the checkpoint keeps its variant's overlap for inference and evaluation.
+    Training uses chunks overlapping by ``train_overlap_s`` (default: the variant's own overlap, V2 0 s and
+    V3 1.5 s); calibration uses dev chunks at the variant's overlap, which the checkpoint keeps for inference
+    and evaluation. ``chunk_classifier``: a checkpoint whose head (weights and input settings) is reused as
+    is; only the calibration is made anew (V3 = V2's chunk classifier on overlapping chunks).
     """
     if variant not in ("v2", "v3"):
         raise ValueError(f"variant must be v2 or v3, not {variant!r}")
@@ -68,21 +72,42 @@ def train_model(
     clips = read_manifest(data_dir)
     train_clips = [c for c in clips if c.split == "train"]
     dev_clips = [c for c in clips if c.split == "dev"]
-    root = cache_features(
-        data_dir, train_clips + dev_clips, cfg=cfg, overlap_s=train_overlap_s, workers=workers, progress=progress
-    )
-    tr, dv = load_features(root, train_clips), load_features(root, dev_clips)
-    head = HeadConfig(freq_bands=freq_bands)
     tcfg = TrainConfig(epochs=epochs, seed=seed)
-
-    def epoch_progress(i: int, n: int, row: dict[str, float]) -> None:
-        if progress:
-            progress(f"train (dev EER {row['dev_file_eer']:.2%})", i, n)
-
     t0 = time.perf_counter()
-    weights, calibration, history = fit_head(
-        tr.x, tr.y, dv.x, dv.y, dev_files=dv.clip_index, head=head, cfg=tcfg, progress=epoch_progress
-    )
+    if chunk_classifier is not None:
+        base = load_checkpoint(chunk_classifier)
+        head, weights, history = base.head, base.weights, []
+        dv = load_features(cache_features(data_dir, dev_clips, cfg=cfg, overlap_s=overlap, workers=workers), dev_clips)
+        calibration = calibrate(
+            base.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head, target_frr=TARGET_FRR
+        )
+        calibration["chunk_classifier"] = base.extra.get("training", {}).get("chunk_classifier") or {
+            "name": base.name,
+            "sha256": base.sha256,
+        }
+        tr = None
+    else:
+        root = cache_features(
+            data_dir, train_clips + dev_clips, cfg=cfg, overlap_s=train_overlap_s, workers=workers, progress=progress
+        )
+        tr, dv = load_features(root, train_clips), load_features(root, dev_clips)
+        head = HeadConfig(freq_bands=freq_bands)
+
+        def epoch_progress(i: int, n: int, row: dict[str, float]) -> None:
+            if progress:
+                progress(f"train (dev EER {row['dev_file_eer']:.2%})", i, n)
+
+        weights, calibration, history = fit_head(
+            tr.x, tr.y, dv.x, dv.y, dev_files=dv.clip_index, head=head, cfg=tcfg, progress=epoch_progress
+        )
+        if overlap != train_overlap_s:  # calibrate on the variant's own chunking
+            ck = Checkpoint("tmp", variant, "0", cfg, head, weights)
+            dv = load_features(
+                cache_features(data_dir, dev_clips, cfg=cfg, overlap_s=overlap, workers=workers), dev_clips
+            )
+            best = {k: calibration[k] for k in ("best_epoch", "dev_file_eer_raw")}
+            calibration = calibrate(ck.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head)
+            calibration.update(best)
     ckpt = Checkpoint(
         name=f"MEL-Spectrogram-CNN-{variant.upper()}",
         variant=variant,
@@ -97,7 +122,8 @@ def train_model(
             "training": {
                 "data_dir": str(Path(data_dir).name),
                 "data": _summarise_data(clips),
-                "train_chunks": int(len(tr.y)),
+                "chunk_classifier": None if chunk_classifier is None else calibration["chunk_classifier"],
+                "train_chunks": int(len(tr.y)) if tr is not None else None,
                 "dev_chunks": int(len(dv.y)),
                 "config": asdict(tcfg),
                 "train_overlap_s": train_overlap_s,
@@ -109,12 +135,23 @@ def train_model(
     )
     save_checkpoint(ckpt, out)
     if any(c.split == "eval" for c in clips):
-        result = evaluate_model(data_dir, out, out_dir=Path(out) / "eval", workers=workers, progress=progress)
+        result = evaluate_model(
+            data_dir, out, out_dir=Path(out) / "eval", workers=workers, reencode_files=reencode_files, progress=progress
+        )
         ckpt = load_checkpoint(out)
         ckpt.extra["metrics"] = headline(result)
         ckpt.extra["evaluation"] = {
             k: result[k]
-            for k in ("file_level", "chunk_level", "per_generator", "per_augmentation", "shortcut_audit")
+            for k in (
+                "file_level",
+                "chunk_level",
+                "per_generator",
+                "per_source",
+                "per_augmentation",
+                "reencoding",
+                "score_cue_correlation",
+                "shortcut_audit",
+            )
             if k in result
         }
         save_checkpoint(ckpt, out)
@@ -153,6 +190,55 @@ def _eer_by(fs: FeatureSet, scores: np.ndarray, key: Callable[[Clip], str], *, s
     return out
 
 
+def per_source(fs: FeatureSet, scores: np.ndarray, threshold: float) -> dict[str, dict[str, Any]]:
+    """Per bona fide source: its files' false-reject rate at ``threshold`` and its EER against all spoofs."""
+    from .protocol import SOURCE_CHANNELS
+
+    labels = np.array([c.label for c in fs.clips])
+    src = np.array([c.source for c in fs.clips])
+    out = {}
+    for s in sorted(set(src[labels == 0])):
+        mine = (src == s) & (labels == 0)
+        sel = mine | (labels == 1)
+        out[str(s)] = {
+            "files": int(mine.sum()),
+            "false_reject_rate": float(np.mean(scores[mine] >= threshold)),
+            "eer_vs_all_spoofs": ev.eer(scores[sel], labels[sel])[0] if (labels == 1).any() else None,
+            "channel": SOURCE_CHANNELS.get(str(s), ""),
+        }
+    return out
+
+
+CUE_LIMIT = 0.3  # |Spearman rho| within a class above this is a shortcut finding
+
+
+def score_cue_correlation(fs: FeatureSet, scores: np.ndarray) -> dict[str, Any]:
+    """Spearman correlation, within each class, between the file score and simple cues of the file
+    (energy above 4 kHz, bandwidth, digitally silent fraction, level, duration, leading silence)."""
+    from scipy.stats import spearmanr
+
+    from .audit import file_features
+
+    cues = ("hf_fraction", "bandwidth_hz", "zero_fraction", "rms_dbfs", "duration_s", "lead_silence_s")
+    feats = [file_features(c.path, 0) for c in fs.clips]
+    labels = np.array([c.label for c in fs.clips])
+    out: dict[str, Any] = {"limit": CUE_LIMIT, "findings": []}
+    for name, lab in (("bonafide", 0), ("spoof", 1)):
+        sel = labels == lab
+        row = {}
+        for cue in cues:
+            v = np.array([f[cue] for f in feats])[sel]
+            if sel.sum() < 3 or np.all(v == v[0]):
+                row[cue] = None
+                continue
+            rho = float(spearmanr(scores[sel], v).statistic)
+            row[cue] = round(rho, 3)
+            if abs(rho) > CUE_LIMIT:
+                out["findings"].append(f"{name}: score vs {cue} rho = {rho:+.2f}")
+        out[name] = row
+    return out
+
+
 def evaluate_model(
     data_dir: Path,
     model: str | Path,
@@ -161,14 +247,21 @@ def evaluate_model(
     out_dir: Path | None = None,
     workers: int = 2,
     timing_files: int = 10,
+    reencode_files: int = 200,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint (directory, or v2/v3) on one split; write JSON, Markdown and PNGs to ``out_dir``."""
+    """Evaluate a checkpoint (directory, or v2/v3) on one split; write JSON, Markdown and PNGs to ``out_dir``.
+
+    Base clips only (channel-augmented views are training material). Besides the pooled figures: EER per
+    generator and per bona fide source (with its false-reject rate at the threshold), the rank correlation
+    of the score with simple cues within each class, and the re-encoding invariance of ``reencode_files``
+    files (0: skipped).
+    """
     from ..detector import load_model
 
     detector = load_model(model)
     ckpt = detector.checkpoint
-    clips = [c for c in read_manifest(data_dir) if c.split == split]
+    clips = [c for c in read_manifest(data_dir) if c.split == split and not c.is_view]
     if not clips:
         raise ValueError(f"no clips in split {split!r}")
     root = cache_features(
@@ -188,8 +281,17 @@ def evaluate_model(
         "per_generator": _eer_by(fs, file_mean, lambda c: c.generator, spoof_only=True),
         "per_augmentation": _eer_by(fs, file_mean, lambda c: c.augmentation.split(":")[0], spoof_only=False),
         "per_language": _eer_by(fs, file_mean, lambda c: c.language, spoof_only=False),
+        "per_source": per_source(fs, file_mean, ckpt.threshold),
         "files_without_features": len(clips) - len(fs.clips),
     }
+    result["score_cue_correlation"] = score_cue_correlation(fs, file_mean)
+    if reencode_files:
+        from .invariance import reencoding_report
+
+        pick = np.linspace(0, len(fs.clips) - 1, min(reencode_files, len(fs.clips))).astype(int)
+        result["reencoding"] = reencoding_report(
+            [fs.clips[i].path for i in pick], [float(file_mean[i]) for i in pick], ckpt, progress=progress
+        )
     # end-to-end time per file through Detector.analyze on a few files
     sample = fs.clips[:: max(1, len(fs.clips) // max(1, timing_files))][:timing_files]
     t = time.perf_counter()
@@ -239,6 +341,41 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [f"| {title} | bona fide | spoof | EER |", "|---|---|---|---|"]
         for g, m in result[key].items():
             lines.append(f"| {g} | {m['n_bonafide']} | {m['n_spoof']} | {m['eer']:.2%} |")
+        lines.append("")
+    if result.get("per_source"):
+        lines += [
+            "| bona fide source (held out) | channel | files | false-reject @ thr | EER vs all spoofs |",
+            "|---|---|---|---|---|",
+        ]
+        for src, m in result["per_source"].items():
+            e = m["eer_vs_all_spoofs"]
+            lines.append(
+                f"| {src} | {m['channel']} | {m['files']} | {m['false_reject_rate']:.1%} | "
+                f"{'-' if e is None else f'{e:.1%}'} |"
+            )
+        lines.append("")
+    if result.get("reencoding"):
+        lines += [
+            "| re-encoding | files | verdicts flipped | mean abs score change | mean change |",
+            "|---|---|---|---|---|",
+        ]
+        for cond, m in result["reencoding"].items():
+            if m["files"]:
+                lines.append(
+                    f"| {cond} | {m['files']} | {m['flip_rate']:.1%} | {m['mean_abs_change']:.3f} | "
+                    f"{m['mean_change']:+.3f} |"
+                )
+        lines.append("")
+    corr = result.get("score_cue_correlation")
+    if corr:
+        cues = list(corr["bonafide"])
+        lines += ["| Spearman rho of score vs cue, within class | " + " | ".join(cues) + " |"]
+        lines += ["|---" * (len(cues) + 1) + "|"]
+        for cls in ("bonafide", "spoof"):
+            vals = [corr[cls][c] for c in cues]
+            lines.append(f"| {cls} | " + " | ".join("-" if v is None else f"{v:+.2f}" for v in vals) + " |")
+        lines.append("")
+        lines.append("Findings (|rho| > 0.3): " + ("; ".join(corr["findings"]) if corr["findings"] else "none") + ".")
         lines.append("")
     audit = result.get("shortcut_audit")
     if audit:

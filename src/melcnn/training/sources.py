@@ -2,7 +2,7 @@
 
 Needs: ``apt-get`` and ``dpkg-deb`` (no root for these two steps; the apt lists must be current:
 ``apt-get update`` once, as root), soundfile, soxr and the PyPI package ``g722``.
-Only the packages listed in ``shared/DATA.md`` are used.
+The packages are listed in :data:`PACKAGES` (``docs/training.md`` describes each).
 
 Each package is unpacked into ``DATA_DIR/sources/PKG`` through a temporary folder that is renamed
 when complete, so an interrupted fetch is redone and a finished one skipped. If the environment
@@ -40,7 +40,25 @@ PACKAGES: dict[str, str] = {
     "gcin-voice": "gcin",
     "codec2-examples": "codec2",
     "alsa-utils": "alsa",
+    "tuxpaint-stamps-default": "tuxpaint",
+    "flight-of-the-amazon-queen": "fotaq",
+    "beneath-a-steel-sky": "bass",
+    "hedgewars-data": "hedgewars",
+    "megaglest-data": "megaglest",
+    "warzone2100-data": "warzone",
 }
+
+# Hedgewars voice packs -> language ('Robot' is pitch-shifted: not bona fide speech, dropped)
+HEDGEWARS_LANG = {
+    "Default_es": "es",
+    "Default_pl": "pl",
+    "Default_ru": "ru",
+    "Default_uk": "uk",
+    "Russian_pl": "pl",
+    "Russian": "ru",
+}
+HEDGEWARS_DROP = {"Robot"}
+TUXPAINT_LANGS = ("be", "bg", "ca", "da", "el", "es", "fr", "lt", "ml", "nl", "ro", "ru")
 
 # The asterisk voices: the en and es packages are the same woman (Allison), one speaker id.
 ASTERISK_SPEAKERS = {
@@ -89,13 +107,13 @@ class Utterance:
 # --------------------------------------------------------------------------------------------- fetch
 
 
-def fetch_packages(sources_dir: Path, progress=None) -> dict[str, str]:
-    """Download and unpack every package; returns {package: 'ok' | 'error: ...'}."""
+def fetch_packages(sources_dir: Path, progress=None, packages: list[str] | None = None) -> dict[str, str]:
+    """Download and unpack every package (or those of ``packages``); returns {package: 'ok' | 'error: ...'}."""
     debs = sources_dir / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     cache = os.environ.get("MELCNN_DEB_CACHE")
     status: dict[str, str] = {}
-    pkgs = sorted(PACKAGES)
+    pkgs = sorted(PACKAGES if packages is None else set(packages) & set(PACKAGES))
     for i, pkg in enumerate(pkgs):
         if progress:
             progress("fetch", i, len(pkgs))
@@ -258,6 +276,35 @@ def inventory(sources_dir: Path, status: dict[str, str]) -> list[RawFile]:
                     continue
                 d, sr, st = _sf_info(f)
                 out.append(RawFile(rel(f), pkg, "alsa", "en", _channel_from_info(sr, st), d, _words_from_stem(f.stem)))
+        elif pkg == "tuxpaint-stamps-default":
+            out += _tuxpaint_files(root, pkg, rel)
+        elif pkg in ("flight-of-the-amazon-queen", "beneath-a-steel-sky", "warzone2100-data"):
+            spk = PACKAGES[pkg]
+            for f in extracted_speech(root, pkg):
+                d, sr, st = _sf_info(f)
+                channel = {"beneath-a-steel-sky": "u8@11025", "flight-of-the-amazon-queen": "mp3@11025"}.get(
+                    pkg, _channel_from_info(sr, st)
+                )
+                out.append(RawFile(rel(f), pkg, spk, "en", channel, d))
+        elif pkg == "hedgewars-data":
+            for vdir in sorted((root / "usr/share/games/hedgewars/Data/Sounds/voices").iterdir()):
+                if not vdir.is_dir() or vdir.name in HEDGEWARS_DROP:
+                    continue
+                lang = HEDGEWARS_LANG.get(vdir.name, "en")
+                for f in sorted(vdir.glob("*.ogg")):
+                    d, sr, st = _sf_info(f)
+                    text = _words_from_stem(f.stem)
+                    out.append(
+                        RawFile(rel(f), pkg, f"hedgewars_{vdir.name}", lang, _channel_from_info(sr, st), d, text)
+                    )
+        elif pkg == "megaglest-data":
+            for f in sorted((root / "usr/share/games/megaglest/techs").rglob("*.wav")):
+                stem = f.stem.lower()
+                if "units" not in f.parts or "attack" in stem or not ("_ack" in stem or "select" in stem):
+                    continue
+                faction = f.parts[f.parts.index("factions") + 1] if "factions" in f.parts else "misc"
+                d, sr, st = _sf_info(f)
+                out.append(RawFile(rel(f), pkg, f"megaglest_{faction}", "en", _channel_from_info(sr, st), d))
     # drop exact duplicates (e.g. ktuberling's four Serbian folders share recordings)
     seen: set[str] = set()
     uniq = []
@@ -273,6 +320,94 @@ def inventory(sources_dir: Path, status: dict[str, str]) -> list[RawFile]:
                 continue  # undecodable: not a usable source file
         uniq.append(r)
     return uniq
+
+
+def _tuxpaint_files(root: Path, pkg: str, rel) -> list[RawFile]:
+    """Tux Paint's spoken stamp descriptions (``NAME_desc_LANG.ogg``; English ``NAME_desc.ogg``), with their
+    text from the stamp's ``NAME.txt`` (first line English, then ``LANG.utf8=...`` lines)."""
+    out = []
+    for f in sorted((root / "usr/share/tuxpaint/stamps").rglob("*_desc*.ogg")):
+        name, _, tail = f.name.partition("_desc")
+        lang = tail.removeprefix("_").split(".")[0] or "en"
+        if lang != "en" and lang not in TUXPAINT_LANGS:
+            continue
+        text = tuxpaint_text(f.with_name(name + ".txt"), lang)
+        try:
+            d, sr, st = _sf_info(f)
+        except Exception:
+            continue
+        out.append(RawFile(rel(f), pkg, f"tuxpaint_{lang}", lang, _channel_from_info(sr, st), d, text))
+    return out
+
+
+def noise_files(sources_dir: Path, status: dict[str, str]) -> list[str]:
+    """Real non-speech sounds for the noise augmentation: Tux Paint's stamp sound effects (animals, vehicles,
+    instruments), a train source's files. Spoken stamp names (``NAME_LANG.ogg``) and descriptions are left out.
+    Paths relative to ``sources_dir``, sorted."""
+    if status.get("tuxpaint-stamps-default") != "ok":
+        return []
+    root = sources_dir / "tuxpaint-stamps-default" / "usr/share/tuxpaint/stamps"
+    spoken = re.compile(r"(_desc.*|_[a-z]{2,3}(_[A-Z]{2})?)$")
+    keep = (
+        f
+        for f in root.rglob("*.ogg")
+        if not spoken.search(f.stem) and not {"symbols", "military", "flags", "roadsigns"} & set(f.parts)
+    )  # symbols: spoken letters, digits and faces; final-roll-call, flags, road signs: may be spoken
+    return sorted(str(f.relative_to(sources_dir)) for f in keep)
+
+
+def tuxpaint_text(path: Path, lang: str) -> str:
+    """The description of a Tux Paint stamp in ``lang`` ('' where the file has none)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    if lang == "en":
+        return lines[0].strip() if lines else ""
+    for line in lines:
+        key, eq, value = line.partition("=")
+        if eq and key.strip() == f"{lang}.utf8":
+            return value.strip()
+    return ""
+
+
+def extracted_speech(root: Path, pkg: str) -> list[Path]:
+    """Speech files that live inside a game's archives, extracted once into ``root/extracted`` (resumable)."""
+    out_dir = root / "extracted"
+    done = out_dir / ".done"
+    if done.exists():
+        return sorted(p for p in out_dir.iterdir() if p.suffix in (".mp3", ".wav", ".ogg"))
+    from . import games
+
+    if pkg == "flight-of-the-amazon-queen":
+        files = games.extract_fotaq(root, out_dir)
+    elif pkg == "beneath-a-steel-sky":
+        files = games.extract_bass(root, out_dir)
+    elif pkg == "warzone2100-data":
+        files = _extract_warzone(root, out_dir)
+    else:
+        raise ValueError(pkg)
+    done.write_text(str(len(files)))
+    return sorted(files)
+
+
+def _extract_warzone(root: Path, out_dir: Path) -> list[Path]:
+    """Warzone 2100's spoken messages and taunts from ``base.wz`` (a zip archive)."""
+    import zipfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    with zipfile.ZipFile(root / "usr/share/games/warzone2100/base.wz") as z:
+        for name in sorted(z.namelist()):
+            if not name.startswith(("audio/memressp/", "audio/taunts/")) or not name.endswith(".ogg"):
+                continue
+            dest = out_dir / name.replace("/", "_")
+            if not dest.exists():
+                tmp = dest.with_suffix(".tmp")
+                tmp.write_bytes(z.read(name))
+                os.replace(tmp, dest)
+            files.append(dest)
+    return files
 
 
 def read_festvox_texts(path: Path) -> dict[str, str]:

@@ -48,8 +48,8 @@ def _file_labels(labels: np.ndarray, file_ids: np.ndarray) -> np.ndarray:
 def fit_head(
     x_train: np.ndarray,
     y_train: np.ndarray,
-    x_dev: np.ndarray,
-    y_dev: np.ndarray,
+    x_dev: np.ndarray | None,
+    y_dev: np.ndarray | None,
     *,
     dev_files: np.ndarray | None = None,
     head: HeadConfig | None = None,
@@ -66,6 +66,8 @@ def fit_head(
         1 = spoof, 0 = bona fide.
     dev_files : np.ndarray [shape=(n_dev,)], optional
         File id of each dev chunk; early stopping and calibration use file-level scores.
+        With ``x_dev=None`` the head trains for ``cfg.epochs`` epochs, is not calibrated (scale 1, bias 0),
+        and the last epoch is returned (the cross-validation's folds have no dev of their own).
 
     Returns
     -------
@@ -81,7 +83,10 @@ def fit_head(
     rng = np.random.default_rng(cfg.seed)
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
-    dev_files = np.arange(len(y_dev)) if dev_files is None else np.asarray(dev_files)
+    fixed_epochs = x_dev is None
+    if fixed_epochs:
+        x_dev, y_dev = x_train[:2], np.asarray(y_train)[:2]
+    dev_files = np.arange(len(y_dev)) if dev_files is None or fixed_epochs else np.asarray(dev_files)
     dev_file_labels = _file_labels(y_dev, dev_files)
     try:
         xt = head_inputs(x_train, head)
@@ -113,6 +118,13 @@ def fit_head(
                 total += loss.item() * len(idx)
             sched.step()
             model.eval()
+            if fixed_epochs:  # no model selection: the last epoch is the model
+                dev_eer = float("nan")
+                history.append({"epoch": epoch + 1, "train_loss": total / len(yt), "dev_file_eer": dev_eer})
+                best = (dev_eer, epoch, {})
+                if progress:
+                    progress(epoch + 1, cfg.epochs, history[-1])
+                continue
             with torch.no_grad():
                 dev_logits = model(xd).numpy()
             _, dev_mean = file_scores(dev_logits, dev_files)
@@ -126,8 +138,11 @@ def fit_head(
             elif epoch - best[1] >= cfg.patience:
                 break
         assert best is not None
-        model.load_state_dict(best[2])
+        if best[2]:
+            model.load_state_dict(best[2])
         model.eval()
+        if fixed_epochs:
+            return weights_from_torch(model), {"scale": 1.0, "bias": 0.0, "method": "none"}, history
         with torch.no_grad():
             dev_logits = model(xd).numpy().astype(np.float64)
     finally:
@@ -138,8 +153,23 @@ def fit_head(
     return weights_from_torch(model), calibration, history
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, files: np.ndarray, *, head: HeadConfig) -> dict[str, Any]:
-    """Platt scaling of chunk logits (class-balanced), then a bias shift putting the dev file-level EER point at 0.5."""
+TARGET_FRR = 0.05  # bona fide false-reject rate at the shipped threshold 0.5, on dev (held-out sources)
+
+
+def calibrate(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    files: np.ndarray,
+    *,
+    head: HeadConfig,
+    target_frr: float | None = TARGET_FRR,
+    weights: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Platt scaling of chunk logits (class-balanced), then a bias shift that puts the shipped threshold 0.5
+    where the dev file-level bona fide false-reject rate is ``target_frr`` (None: at the dev EER point).
+
+    ``weights``: optional weight of each dev file in the false-reject rate (default: every file counts once).
+    """
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     n_pos, n_neg = y.sum(), (1 - y).sum()
@@ -153,28 +183,42 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, files: np.ndarray, *, head
         cal = {"scale": a, "bias": bias}
         return file_scores(calibrated_scores(z, head=head, calibration=cal), files)[1]
 
-    # shift the bias until the EER threshold sits at 0.5 (bisection; file score is monotone in the bias)
+    fw = np.ones(len(file_labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+
+    def frr(bias: float) -> float:
+        bona = file_labels == 0
+        return float(np.sum(fw[bona] * (file_level(bias)[bona] >= 0.5)) / np.sum(fw[bona]))
+
+    # shift the bias (bisection; file scores are monotone in the bias) until the operating point sits at 0.5
     lo, hi = b - 50.0, b + 50.0
     for _ in range(80):
         mid = (lo + hi) / 2
-        _, t = eer(file_level(mid), file_labels)
-        if t > 0.5:  # scores rise with the bias, and the EER threshold with them
+        if target_frr is None:
+            too_high = eer(file_level(mid), file_labels)[1] > 0.5  # the EER threshold rises with the bias
+        else:
+            too_high = frr(mid) <= target_frr  # a higher bias rejects more bona fide files
+        if too_high == (target_frr is None):
             hi = mid
         else:
             lo = mid
-    bias = (lo + hi) / 2
+    bias = lo if target_frr is not None else (lo + hi) / 2
     dev_scores = file_level(bias)
     dev_eer, t = eer(dev_scores, file_labels)
     pred = dev_scores >= 0.5
+    point = (
+        "the dev file-level EER operating point"
+        if target_frr is None
+        else (f"the point where {target_frr:.0%} of dev bona fide files (held-out sources) score >= 0.5")
+    )
     return {
-        "method": "platt+eer-shift",
+        "method": "platt+eer-shift" if target_frr is None else "platt+frr-shift",
+        "target_frr": target_frr,
         "scale": float(a),
         "bias": float(bias),
         "platt_bias": float(b),
         "description": (
             "chunk P(fake) = sigmoid(scale * logit + bias); scale and platt_bias from class-balanced Platt "
-            "scaling on dev chunks, bias shifted so that the mean-of-chunks file score crosses 0.5 at the dev "
-            "file-level EER operating point"
+            f"scaling on dev chunks, bias shifted so that the mean-of-chunks file score crosses 0.5 at {point}"
         ),
         "dev_file_eer": float(dev_eer),
         "dev_bonafide_false_reject_at_0.5": float(pred[file_labels == 0].mean()),

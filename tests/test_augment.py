@@ -1,0 +1,148 @@
+"""Tests of the channel-augmentation views, the re-encoding report's encoders, the cross-validation folds
+and the calibration's false-reject target (melcnn.training.augment / invariance / crossval / train)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("soxr")
+pytest.importorskip("av")
+
+from melcnn.training import audio as A  # noqa: E402
+from melcnn.training import augment as V  # noqa: E402
+
+SR = A.SR
+
+
+def _speechlike(rng: np.random.Generator, seconds: float = 3.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 140.0 + 20.0 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    x = sum(np.sin(k * phase) / k for k in range(1, 50))
+    env = 0.5 * (1 - np.cos(2 * np.pi * 3.0 * t)) + 0.05
+    return 0.1 * x * env + 0.003 * rng.standard_normal(len(t))
+
+
+def _band_energy(x: np.ndarray, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1.0 / SR)
+    return float(spec[(f >= lo) & (f < hi)].sum() / spec.sum())
+
+
+@pytest.mark.parametrize("channel", [c for c, _ in V.VIEW_CHANNELS])
+def test_every_view_channel_keeps_length_alignment_and_finite_samples(channel, rng):
+    x = _speechlike(rng)
+    for _ in range(2):
+        v = V.draw_view(channel, rng, noise_files=1)
+        y = V.apply_view(x, v, rng, [rng.standard_normal(4000)])
+        assert len(y) == len(x) and np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 0.99 + 1e-9
+        assert V.describe_view(v).startswith(f"view:{channel}")
+    # without reverberation, noise or EQ the view stays aligned with its input, sample by sample
+    plain = {"channel": channel, "floor_dbfs": -70.0, **({"cutoff_hz": 4000} if channel == "band" else {})}
+    plain.update({k: v[k] for k in ("codec", "bitrate", "rate", "quality") if k in v})
+    y = V.apply_view(x, plain, rng)
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, [400.0, 3000.0], btype="bandpass", fs=SR, output="sos")  # a band every channel passes
+    bx, by = sosfiltfilt(sos, x), sosfiltfilt(sos, y)
+    assert np.corrcoef(bx[2000:-2000], by[2000:-2000])[0, 1] > 0.8
+
+
+def test_telephone_and_band_views_remove_what_they_claim(rng):
+    x = _speechlike(rng)
+    assert _band_energy(x, 4500, 8000) > 0.001
+    tel = V.apply_view(x, {"channel": "telephone", "codec": "mulaw", "bitrate": None, "floor_dbfs": -90.0}, rng)
+    assert _band_energy(tel, 4500, 8000) < 1e-4
+    band = V.apply_view(x, {"channel": "band", "cutoff_hz": 3400, "floor_dbfs": -90.0}, rng)
+    assert _band_energy(band, 3600, 8000) < 1e-4
+
+
+def test_reverberation_and_noise_change_the_signal_at_the_drawn_level(rng):
+    x = _speechlike(rng)
+    dry = V.apply_view(x, {"channel": "none", "floor_dbfs": -90.0}, rng)
+    wet = V.apply_view(x, {"channel": "none", "rt60_s": 0.6, "drr_db": 0.0, "floor_dbfs": -90.0}, rng)
+    # the reverberant tail fills the gaps between syllables: the quietest frames rise
+    assert np.percentile(A.frame_rms_db(wet), 5) > np.percentile(A.frame_rms_db(dry), 5) + 6
+    noisy = V.apply_view(x, {"channel": "none", "snr_db": 10.0, "noise": "white", "floor_dbfs": -90.0}, rng)
+    resid = noisy - dry
+    snr = A.active_rms_db(dry) - 10 * np.log10(np.mean(resid**2))
+    assert abs(snr - 10.0) < 1.5
+
+
+def test_view_draws_are_deterministic_and_follow_the_shares():
+    a = [V.draw_view("mp3", np.random.default_rng(7), 3) for _ in range(2)]
+    assert a[0] == a[1]
+    draws = [V.draw_view("none", np.random.default_rng(i), 3) for i in range(2000)]
+    assert abs(np.mean(["rt60_s" in d for d in draws]) - V.REVERB_P) < 0.04
+    assert abs(np.mean(["snr_db" in d for d in draws]) - V.NOISE_P) < 0.04
+
+
+def test_av_roundtrip_codecs_decode_to_the_same_length(rng):
+    x = _speechlike(rng, 2.0)
+    for codec, rate, br in (("aac", 16000, 32000), ("opus", 16000, 12000), ("amr", 8000, 7950), ("mp3", 11025, 16000)):
+        y = A.av_roundtrip(x, codec, rate, br)
+        assert len(y) == len(x) and np.all(np.isfinite(y))
+        corr = np.corrcoef(A.band_limit(x, 6000)[500:-500], A.band_limit(y, 6000)[500:-500])[0, 1]
+        assert corr > (0.4 if codec == "amr" else 0.8), (codec, corr)  # AMR-NB (CELP) keeps less of the waveform
+    assert not np.allclose(A.quantise_u8(x), x, atol=1e-3)
+
+
+def test_reencoded_files_are_real_files_of_their_format(tmp_path, rng):
+    from melcnn.audio import load_audio
+    from melcnn.training import invariance as I
+
+    x = _speechlike(rng, 4.0)
+    expect = {"mp3_128k": "mp3", "mp3_32k": "mp3", "aac_64k": "aac", "opus_24k": "opus", "telephone_8k": "wav"}
+    for cond in I.CONDITIONS:
+        f = I.encode_file(x, SR, cond, tmp_path / cond)
+        audio = load_audio(f)
+        assert abs(audio.duration_s - 4.0) < 0.1, cond
+        if cond in expect:
+            assert expect[cond] in audio.format, (cond, audio.format)
+    tel = load_audio(tmp_path / "telephone_8k.wav")
+    assert tel.original_sample_rate == 8000
+
+
+def test_calibration_puts_the_threshold_at_the_target_false_reject_rate(rng):
+    from melcnn.classifier import HeadConfig
+    from melcnn.training.train import calibrate, file_scores
+
+    n = 400
+    labels = np.repeat([0, 1], n)
+    logits = np.where(labels == 1, 1.0, -1.0) + rng.standard_normal(2 * n) * 1.2
+    files = np.arange(2 * n)
+    cal = calibrate(logits, labels, files, head=HeadConfig(), target_frr=0.05)
+    from melcnn.classifier import calibrated_scores
+
+    s = file_scores(calibrated_scores(logits, head=HeadConfig(), calibration=cal), files)[1]
+    assert abs(np.mean(s[labels == 0] >= 0.5) - 0.05) <= 1.0 / n + 1e-9
+    assert cal["dev_bonafide_false_reject_at_0.5"] <= 0.05
+    eer_cal = calibrate(logits, labels, files, head=HeadConfig(), target_frr=None)
+    assert eer_cal["bias"] > cal["bias"]  # the EER point rejects more bona fide files than 5 %
+
+
+def test_cross_validation_folds_keep_test_sources_and_generators_out_of_training():
+    from melcnn.training import protocol as P
+    from melcnn.training.crossval import fold_sets
+    from melcnn.training.features import Clip
+
+    clips = []
+    for src, split in P.SOURCE_SPLITS.items():
+        clips.append(Clip(f"bf.{src}", Path("x"), 0, split, "bonafide", "s", "en", "none", 4.0, src))
+        clips.append(Clip(f"bf.{src}~v1", Path("x"), 0, split, "bonafide", "s", "en", "v", 4.0, src, f"bf.{src}"))
+        for g, gsplit in P.GENERATOR_SPLITS.items():
+            if gsplit == split:
+                clips.append(Clip(f"sp.{g}.{src}", Path("x"), 1, split, g, "s", "en", "none", 4.0, src))
+    for k, (srcs, gens) in enumerate(P.CV_FOLDS):
+        train, test = fold_sets(clips, k)
+        tr = [clips[i] for i in train]
+        te = [clips[i] for i in test]
+        assert te and tr
+        assert not any(c.source in srcs or c.generator in gens for c in tr)
+        assert not any(c.split == "eval" for c in tr + te)
+        assert all(not c.is_view for c in te)
+        assert any(c.is_view for c in tr)
+        assert all(c.source in srcs and (c.label == 0 or c.generator in gens) for c in te)
