@@ -25,6 +25,20 @@ DEFAULT_MODEL = "v2"
 #: what ``serve`` loads without --model: the default first, V3 too so the page can show its timeline
 SERVE_MODELS = (DEFAULT_MODEL, "v3")
 
+#: modules of the optional extras (pyproject.toml), for a plain message when one is missing
+_EXTRA_OF_MODULE = {
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+    "python_multipart": "serve",
+    "fastapi_offline": "serve",
+    "starlette": "serve",
+    "torch": "train",
+    "librosa": "train",
+    "sklearn": "train",
+    "kymatio": "gpu",
+}
+
 
 def _error_object(exc: BaseException) -> dict[str, Any]:
     return {"code": getattr(exc, "code", "error"), "message": str(exc), "type": type(exc).__name__}
@@ -465,6 +479,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except BrokenPipeError:
         return _stdout_closed()
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"melcnn {args.command}: {exc.name} is not installed; it comes with pip install 'melcnn[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("melcnn: interrupted", file=sys.stderr)
         return 130

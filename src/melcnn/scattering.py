@@ -1024,10 +1024,15 @@ class _TorchEngine:
         try:
             import torch
         except ImportError as e:
-            raise MelcnnError(f"device {device!r} needs PyTorch, which is not installed; use device='cpu'") from e
+            raise MelcnnError(
+                f"device {device!r} needs PyTorch, which is not installed: pip install 'melcnn[gpu]', "
+                "or use device='cpu'"
+            ) from e
         found = _installed_kymatio_version()
         if found != KYMATIO_VERSION:
-            raise MelcnnError(f"the torch backend needs kymatio=={KYMATIO_VERSION}, found {found}")
+            raise MelcnnError(
+                f"the torch backend needs kymatio=={KYMATIO_VERSION}, found {found}: pip install 'melcnn[gpu]'"
+            )
         from kymatio.frontend.torch_frontend import ScatteringTorch
         from kymatio.scattering2d.frontend.base_frontend import ScatteringBase2D
         from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
@@ -1151,7 +1156,9 @@ class Scattering:
         try:
             import torch
         except ImportError as e:
-            raise MelcnnError("device 'cuda' needs PyTorch, which is not installed; use device='cpu'") from e
+            raise MelcnnError(
+                "device 'cuda' needs PyTorch, which is not installed: pip install 'melcnn[gpu]', or use device='cpu'"
+            ) from e
         if not torch.cuda.is_available():
             raise MelcnnError(
                 "device 'cuda' was requested but CUDA is not available (no GPU, or a CPU-only PyTorch); "
