@@ -140,6 +140,24 @@ def test_no_matplotlib_without_pictures(tiny_checkpoints, clips):
     assert out.stdout.split() == ["False", "False", "False"]
 
 
+def test_pictures_and_the_cli_do_not_import_torch(tiny_checkpoints, clips, tmp_path):
+    """The core install has no torch: analysis with pictures (API and CLI) must not need it."""
+    code = (
+        "import sys, melcnn; from melcnn.cli import main; m = melcnn.load_model(sys.argv[1]);"
+        "m.analyze(media_path=sys.argv[2], plot_dir=sys.argv[3]);"
+        "rc = main(['analyze', sys.argv[2], '--model', sys.argv[1], '--plot-dir', sys.argv[3], '--json']);"
+        "print(rc, 'matplotlib' in sys.modules, 'torch' in sys.modules, 'fastapi' in sys.modules, file=sys.stderr)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_checkpoints["v3"]), str(clips["fake"]), str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stderr.split()[-4:] == ["0", "True", "False", "False"], out.stderr
+    assert len(list((tmp_path / "p").glob("*.png"))) == 2
+
+
 def test_exactly_one_chunk_is_analysed(v3, tmp_path):
     r = v3.analyze(media_path=write_wav(tmp_path / "one.wav", bonafide_signal(3.0, seed=7)))
     assert r["metrics"]["num_chunks"] == 1 and r["chunks"][0]["end_s"] == 3.0
