@@ -96,3 +96,20 @@ def test_sdist_then_wheel_without_a_c_compiler(tmp_path):
     assert json.loads(cli.stdout)["prediction"] == "FAKE"
     serve = subprocess.run([str(venv / "bin" / "melcnn"), "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert serve.returncode == 2 and "pip install 'melcnn[serve]'" in serve.stderr, serve.stderr
+
+
+def test_version_agrees_across_pyproject_package_and_changelog():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert version == melcnn.__version__
+    newest = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert newest and newest.group(1) == version
+
+
+def test_ci_workflow_runs_the_ci_command():
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    assert "run: bash .ci/run" in workflow
+    assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    assert 'TORCH_PIN="torch==2.13.0"' in script and "took" in script
