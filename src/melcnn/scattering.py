@@ -7,7 +7,7 @@ computes the same transform (same reflection padding, Morlet filters, Fourier pe
 modulus, low-pass, unpadding and channel order) with NumPy and FFTW (through pyFFTW; :mod:`scipy.fft`
 where pyFFTW is not installed):
 
-* the filter bank is Kymatio's own, built bit for bit by :mod:`melcnn._filters` (about 1 s, where
+* the filter bank is Kymatio's own, built bit for bit by :mod:`melcnn._filters` (0.35 s, where
   Kymatio's ``filter_bank`` takes 12-16 s) on a cache miss and cached on disk as a checksummed
   ``.npz`` (:func:`cache_dir`); a cache hit loads in milliseconds; neither imports Kymatio or torch;
 * everything is float32/complex64, as in Kymatio's torch backend; FFTs are unnormalised both ways
@@ -208,10 +208,10 @@ def _meta(J: int, L: int, padded: tuple[int, int]) -> dict[str, str]:
 
 
 def _build_filters(J: int, L: int, padded: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Build Kymatio 0.3.0's filter bank, bit for bit, without Kymatio (:mod:`melcnn._filters`, about 1 s)."""
+    """Build Kymatio 0.3.0's filter bank, bit for bit, without Kymatio (:mod:`melcnn._filters`, 0.35 s)."""
     from ._filters import filter_bank
 
-    _log.info("building the Kymatio scattering filter bank J=%d L=%d %dx%d (about a second)", J, L, *padded)
+    _log.info("building the Kymatio scattering filter bank J=%d L=%d %dx%d (under a second)", J, L, *padded)
     arrays = filter_bank(padded[0], padded[1], J, L)
     if sorted(arrays) != sorted(_filter_keys(J, L)):
         raise MelcnnError("the scattering filter bank does not have the expected layout")
