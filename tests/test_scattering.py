@@ -159,6 +159,16 @@ def test_torch_engine_on_cpu_matches_numpy_engine_256(scattering_256, reference_
     assert_matches(torch_engine.pooled(x), scattering_256.pooled(x))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (the same engine runs on CPU above)")
+def test_cuda_engine_matches_numpy_engine_256(scattering_256, reference_256, monkeypatch):
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
+    cuda = sc.Scattering(J=4, L=8, shape=(256, 256), device="cuda")
+    assert cuda._engine.device.type == "cuda"
+    x = smooth_images(3, (256, 256), np.random.default_rng(4))
+    assert_matches(cuda(x), scattering_256(x))
+    assert_matches(cuda.pooled(x), scattering_256.pooled(x))
+
+
 def test_filter_bank_is_kymatios_bit_for_bit_256(reference_256):
     """melcnn._filters builds the production bank (about 1 s) identical to Kymatio's (12-16 s)."""
     from melcnn._filters import filter_bank
