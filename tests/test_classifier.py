@@ -15,7 +15,7 @@ from melcnn.classifier import (
 )
 from melcnn.config import FeatureConfig
 from melcnn.errors import CheckpointError, NoWeightsError
-from melcnn.registry import MODELS, resolve
+from melcnn.registry import MODELS, WEIGHTS_ENV, resolve, weights_root
 
 torch = pytest.importorskip("torch")
 
@@ -79,7 +79,6 @@ def test_numpy_inference_matches_torch_eval_and_survives_save_load(rng, tmp_path
     np.testing.assert_allclose(loaded.logits(pooled), ref, rtol=1e-4, atol=1e-4)
     scores = loaded.fake_scores(pooled)
     np.testing.assert_allclose(scores, 1 / (1 + np.exp(-(1.5 * ref - 0.2))), rtol=1e-4)
-    assert np.all((scores >= 0) & (scores <= 1))
 
 
 def test_real_output_convention_is_inverted(rng, tmp_path):
@@ -128,13 +127,16 @@ def test_unknown_feature_setting_is_refused(rng, tmp_path):
 
 
 def test_registry_names_and_missing_weights(tmp_path, monkeypatch):
-    for name in ("MEL-Spectrogram-CNN-V2", "mel-spectrogram-cnn-v3", "v2", "V3"):
-        try:
-            entry, path = resolve(name)
-        except NoWeightsError as exc:
-            assert "no trained weights" in str(exc)
-        else:
-            assert entry is not None and (path / "config.json").is_file()
+    for name, short in (("MEL-Spectrogram-CNN-V2", "v2"), ("mel-spectrogram-cnn-v3", "v3"), ("v2", "v2"), ("V3", "v3")):
+        entry, path = resolve(name)  # the shipped weights
+        assert entry is MODELS[short] and (path / "config.json").is_file() and path.parent == weights_root()
+    # the same names where no weights are installed: an empty weights folder
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "empty"))
+    for name in ("MEL-Spectrogram-CNN-V2", "v3"):
+        with pytest.raises(NoWeightsError, match="no trained weights") as caught:
+            resolve(name)
+        assert str(tmp_path / "empty") in str(caught.value) and WEIGHTS_ENV in str(caught.value)
+    monkeypatch.delenv(WEIGHTS_ENV)
     with pytest.raises(CheckpointError, match="unknown model"):
         resolve("v9")
     entry, path = resolve(str(tmp_path))

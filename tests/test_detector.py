@@ -140,6 +140,24 @@ def test_no_matplotlib_without_pictures(tiny_checkpoints, clips):
     assert out.stdout.split() == ["False", "False", "False"]
 
 
+def test_pictures_and_the_cli_do_not_import_torch(tiny_checkpoints, clips, tmp_path):
+    """The core install has no torch: analysis with pictures (API and CLI) must not need it."""
+    code = (
+        "import sys, melcnn; from melcnn.cli import main; m = melcnn.load_model(sys.argv[1]);"
+        "m.analyze(media_path=sys.argv[2], plot_dir=sys.argv[3]);"
+        "rc = main(['analyze', sys.argv[2], '--model', sys.argv[1], '--plot-dir', sys.argv[3], '--json']);"
+        "print(rc, 'matplotlib' in sys.modules, 'torch' in sys.modules, 'fastapi' in sys.modules, file=sys.stderr)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_checkpoints["v3"]), str(clips["fake"]), str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stderr.split()[-4:] == ["0", "True", "False", "False"], out.stderr
+    assert len(list((tmp_path / "p").glob("*.png"))) == 2
+
+
 def test_exactly_one_chunk_is_analysed(v3, tmp_path):
     r = v3.analyze(media_path=write_wav(tmp_path / "one.wav", bonafide_signal(3.0, seed=7)))
     assert r["metrics"]["num_chunks"] == 1 and r["chunks"][0]["end_s"] == 3.0
@@ -192,8 +210,34 @@ def test_concurrent_analyses_agree(v3, clips):
         assert [c["fake_score"] for c in r] == pytest.approx([c["fake_score"] for c in expected], abs=1e-4)
 
 
-def test_registry_names_without_weights_say_so():
-    try:
-        melcnn.load_model("MEL-Spectrogram-CNN-V2")
-    except melcnn.NoWeightsError as exc:
-        assert "no trained weights" in str(exc)
+def test_registry_names_without_weights_say_so(tmp_path, monkeypatch):
+    """An installation without weights (an empty weights folder): the Python API, `analyze` and `models`."""
+    from melcnn.registry import WEIGHTS_ENV
+
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    monkeypatch.setenv(WEIGHTS_ENV, str(empty))
+    for name in ("MEL-Spectrogram-CNN-V2", "v3"):
+        with pytest.raises(melcnn.NoWeightsError, match="no trained weights"):
+            melcnn.load_model(name)
+    clip = write_wav(tmp_path / "clip.wav", bonafide_signal(4.0, seed=9))
+    cli = [sys.executable, "-m", "melcnn"]
+    p = subprocess.run([*cli, "analyze", str(clip)], capture_output=True, text=True)  # env inherited
+    assert p.returncode == 4 and "no trained weights" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([*cli, "models", "--json"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)["models"]
+    assert [r["available"] for r in rows] == [False, False] and "no trained weights" in rows[0]["reason"]
+
+
+def test_checkpoint_folder_without_weights_is_refused(tiny_checkpoints, tmp_path):
+    """A checkpoint directory with its config.json but no model.safetensors."""
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    shutil.copy(tiny_checkpoints["v2"] / "config.json", ckpt / "config.json")
+    with pytest.raises(melcnn.CheckpointError, match="model.safetensors"):
+        melcnn.load_model(ckpt)
+    with pytest.raises(melcnn.CheckpointError):
+        melcnn.load_model(tmp_path / "no-such-folder")

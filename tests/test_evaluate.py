@@ -22,7 +22,12 @@ def test_gaussian_eer_matches_theory(rng):
     assert value == pytest.approx(0.1587, abs=0.006)
     assert t == pytest.approx(1.0, abs=0.05)
     assert roc_auc(scores, labels) == pytest.approx(0.921, abs=0.005)  # Phi(2 / sqrt 2)
-    assert 0 < min_dcf(scores, labels) <= 1
+    # minDCF by brute force over every threshold (P(spoof) 0.05, C_miss 1, C_fa 10, normalised)
+    thresholds = np.r_[np.sort(scores), np.inf]
+    miss = np.array([(scores[labels == 1] < t).mean() for t in thresholds[::50]])
+    fa = np.array([(scores[labels == 0] >= t).mean() for t in thresholds[::50]])
+    brute = (0.05 * miss + 0.95 * 10 * fa).min() / min(0.05, 0.95 * 10)
+    assert min_dcf(scores, labels) == pytest.approx(brute, abs=0.02)
 
 
 def test_rates_at_threshold():

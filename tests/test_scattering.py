@@ -147,12 +147,53 @@ def test_numpy_matches_kymatio_256(reference_256, scattering_256):
     assert_matches(numpy_path.pooled(x), want.mean(axis=-1))
 
 
-def test_torch_backend_matches_kymatio_256(reference_256, monkeypatch):
+def test_torch_engine_on_cpu_matches_numpy_engine_256(scattering_256, reference_256, monkeypatch):
+    """The engine of device="cuda" (Kymatio's torch code, device-agnostic) run on the CPU against the NumPy
+    engine: max abs difference <= 1e-5 of the largest coefficient, full and time-pooled."""
     monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
-    s = sc.Scattering(J=4, L=8, shape=(256, 256), device="cpu-torch")
-    x = smooth_images(2, (256, 256), np.random.default_rng(2))
-    assert_matches(s(x), kymatio(reference_256[0], x))
-    assert s.pooled(x).shape == (2, 417, 16)
+    torch_engine = sc.Scattering(J=4, L=8, shape=(256, 256), device="cpu-torch")
+    assert isinstance(torch_engine._engine, sc._TorchEngine) and torch_engine._engine.device.type == "cpu"
+    rng = np.random.default_rng(2)
+    x = np.concatenate([smooth_images(2, (256, 256), rng), rng.random((1, 256, 256), dtype=np.float32)])
+    assert_matches(torch_engine(x), scattering_256(x))
+    assert_matches(torch_engine.pooled(x), scattering_256.pooled(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (the same engine runs on CPU above)")
+def test_cuda_engine_matches_numpy_engine_256(scattering_256, reference_256, monkeypatch):
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
+    cuda = sc.Scattering(J=4, L=8, shape=(256, 256), device="cuda")
+    assert cuda._engine.device.type == "cuda"
+    x = smooth_images(3, (256, 256), np.random.default_rng(4))
+    assert_matches(cuda(x), scattering_256(x))
+    assert_matches(cuda.pooled(x), scattering_256.pooled(x))
+
+
+def test_filter_bank_is_kymatios_bit_for_bit_256(reference_256):
+    """melcnn._filters builds the production bank (about 1 s) identical to Kymatio's (12-16 s)."""
+    from melcnn._filters import filter_bank
+
+    want = kymatio_filters(reference_256[0])
+    got = filter_bank(288, 288, 4, 8)
+    assert sorted(got) == sorted(want)
+    for k in want:
+        assert got[k].dtype == np.float32 and np.array_equal(got[k], want[k]), k
+
+
+@pytest.mark.parametrize(("M", "N", "J", "L"), [(40, 40, 2, 4), (48, 64, 3, 6), (32, 32, 1, 8), (72, 40, 3, 8)])
+def test_filter_bank_is_kymatios_bit_for_bit_small(M, N, J, L):
+    from kymatio.scattering2d.filter_bank import filter_bank as kymatio_bank
+
+    from melcnn._filters import filter_bank
+
+    ref = kymatio_bank(M, N, J, L)
+    got = filter_bank(M, N, J, L)
+    want = {f"phi_{r}": level for r, level in enumerate(ref["phi"]["levels"])}
+    for psi in ref["psi"]:
+        want.update({f"psi_{psi['j']}_{psi['theta']}_{r}": level for r, level in enumerate(psi["levels"])})
+    assert sorted(got) == sorted(want)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
 
 
 def test_threads_and_task_splits_agree(scattering_256, reference_256, monkeypatch):
@@ -303,6 +344,7 @@ def _fresh_process(cache: Path) -> tuple[dict, str]:
 def test_fresh_process_loads_from_cache_without_torch_or_kymatio(tmp_path):
     first, log1 = _fresh_process(tmp_path)
     assert "building the Kymatio scattering filter bank" in log1
+    assert not first["torch"] and not first["kymatio"]  # built without either
     assert list(tmp_path.glob("*.npz")) and not list(tmp_path.glob("*.tmp"))
     second, log2 = _fresh_process(tmp_path)
     assert "building" not in log2 and "ignoring" not in log2

@@ -17,7 +17,7 @@ from .errors import (
     UndecodableMediaError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str):

@@ -205,7 +205,8 @@ class _MonoSink:
             raise TooLongError(
                 f"the audio is longer than the limit of {_fmt_duration(self.max_duration_s)} "
                 f"(decoding stopped after {_fmt_duration(self.seconds_in)}); shorten the recording or "
-                "raise the limit (max_duration_s) to analyse it"
+                "raise the limit ({setting}) to analyse it",  # TooLongError fills in the setting's name
+                limit_s=self.max_duration_s,
             )
         self._pending.append(channels)
         self._pending_n += n

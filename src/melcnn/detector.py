@@ -10,8 +10,10 @@ thin shells over :class:`Detector`.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,7 @@ class Detector:
         overlap_s: float | None = None,
         plot_dir: str | os.PathLike | None = None,
         max_duration_s: float = MAX_DURATION_S,
+        name: str | None = None,
     ) -> dict[str, Any]:
         """Analyse one media file and return the report (a JSON-serialisable dict).
 
@@ -147,9 +150,14 @@ class Detector:
             Chunk overlap in seconds, ``0 <= overlap_s < chunk``; default: the model's (V2 0, V3 1.5).
         plot_dir : path, optional
             Write the picture there (V2: spectrogram, V3: score timeline over the spectrogram) and
-            put its path in ``visualization.spectrogram_url``. Nothing is plotted otherwise.
+            put its path in ``visualization.spectrogram_url``. Nothing is plotted otherwise. The file
+            is named after the input (``call_v3_timeline.png`` for ``call.m4a``) and its title
+            names the input.
         max_duration_s : float
             Longest audio accepted, enforced while decoding.
+        name : str, optional
+            The input's name in the picture's title and file name (default: ``media_path``'s file
+            name; "audio" for bytes).
 
         Raises
         ------
@@ -201,7 +209,9 @@ class Detector:
                 wait([signal_future])  # never leave it running past an error
 
             t = time.perf_counter()
-            visualization = self._visualization(y, chunks, scores, last_db, plot_dir)
+            if name is None:
+                name = Path(os.fsdecode(media_path)).name if isinstance(media_path, str | os.PathLike) else "audio"
+            visualization = self._visualization(y, chunks, scores, last_db, plot_dir, name)
             timings["visualization"] = time.perf_counter() - t
 
         warnings = list(decoded.warnings) + list(metric_warnings)
@@ -244,7 +254,7 @@ class Detector:
         )
 
     def _visualization(
-        self, y: np.ndarray, chunks, scores: np.ndarray, last_db: np.ndarray | None, plot_dir
+        self, y: np.ndarray, chunks, scores: np.ndarray, last_db: np.ndarray | None, plot_dir, name: str
     ) -> dict[str, Any]:
         cfg = self.config
         if self.variant == "v3":
@@ -260,7 +270,8 @@ class Detector:
             overview, column_s = overview_mel_db(y, cfg=cfg)
             hop = int(round(column_s * cfg.sample_rate))  # samples per picture column
             fmax = cfg.fmax_hz or cfg.sample_rate / 2
-            stem = f"{self.variant}_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}_{threading.get_ident() % 10**6}"
+            kind = "timeline" if self.variant == "v3" else "spectrogram"
+            target = _picture_path(out_dir, f"{safe_stem(name)}_{self.variant}_{kind}")
             if self.variant == "v3":
                 path = plots.plot_timeline(
                     overview,
@@ -271,8 +282,8 @@ class Detector:
                     chunk_ends_s=chunks.ends_s,
                     chunk_scores=scores,
                     threshold=self.threshold,
-                    path=out_dir / f"{stem}_timeline.png",
-                    title=f"{self.name}: chunk fake scores",
+                    path=target,
+                    title=f"{name}: {self.name} chunk fake scores",
                 )
             else:
                 path = plots.plot_spectrogram(
@@ -280,11 +291,40 @@ class Detector:
                     sample_rate=cfg.sample_rate,
                     hop_length=hop,
                     fmax_hz=fmax,
-                    path=out_dir / f"{stem}_spectrogram.png",
-                    title=f"{self.name}: mel spectrogram",
+                    path=target,
+                    title=f"{name}: mel spectrogram ({self.name})",
                 )
             url = str(path)
         return {"spectrogram_url": url, "spectrogram_data": data}
+
+
+def safe_stem(name: str, limit: int = 80) -> str:
+    """``name``'s stem as a safe file name part: letters, digits, ``.-_`` kept, the rest ``_``."""
+    stem = Path(name.replace("\\", "/")).stem if name else ""
+    stem = re.sub(r"[^\w.-]+", "_", stem).strip("._-")[:limit]
+    return stem or "audio"
+
+
+_pictures_written: OrderedDict[Path, None] = OrderedDict()  # the latest picture paths this process wrote
+_pictures_lock = threading.Lock()
+_PICTURES_REMEMBERED = 10_000
+
+
+def _picture_path(folder: Path, stem: str) -> Path:
+    """``folder/stem.png``, or ``stem-2.png``, ... if this process already wrote that name.
+
+    A new run overwrites its earlier pictures of the same input; within one process (several files
+    of the same name, or a server's requests) every picture keeps its own file.
+    """
+    with _pictures_lock:
+        for i in range(1, 10_000):
+            path = (folder / (f"{stem}.png" if i == 1 else f"{stem}-{i}.png")).resolve()
+            if path not in _pictures_written:
+                _pictures_written[path] = None
+                if len(_pictures_written) > _PICTURES_REMEMBERED:
+                    _pictures_written.popitem(last=False)
+                return path
+    raise MelcnnError(f"too many pictures named {stem} in {folder}")  # pragma: no cover
 
 
 def load_model(name: str | os.PathLike = "MEL-Spectrogram-CNN-V2", *, device: str = "cpu") -> Detector:

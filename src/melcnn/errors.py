@@ -56,9 +56,23 @@ class TooShortError(MediaProcessingError):
 
 
 class TooLongError(MediaProcessingError):
-    """More audio than the configured maximum duration."""
+    """More audio than the configured maximum duration.
+
+    The message names the setting that raises the limit: ``max_duration_s`` (the Python API's
+    keyword) unless :meth:`naming` gave another (the CLI's ``--max-duration``).
+    """
 
     code = "too_long"
+
+    def __init__(self, message: str, *, limit_s: float | None = None, setting: str = "max_duration_s"):
+        super().__init__(message.replace("{setting}", setting))
+        self.template = message
+        self.limit_s = limit_s
+        self.setting = setting
+
+    def naming(self, setting: str) -> TooLongError:
+        """The same error, its message telling the user to raise ``setting`` instead."""
+        return TooLongError(self.template, limit_s=self.limit_s, setting=setting)
 
 
 class NonFiniteAudioError(MediaProcessingError):

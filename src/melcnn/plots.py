@@ -9,13 +9,14 @@ matplotlib is imported only inside the functions (it costs about a second to imp
 object-oriented API is used: each call makes its own :class:`matplotlib.figure.Figure` drawn by
 ``FigureCanvasAgg``; nothing touches pyplot's global state or the global backend, so calls from
 several threads of a server do not interfere. Files are written atomically (a temporary file in the
-same folder, then renamed), so a reader never sees a half-written PNG.
+same folder, then renamed), so a reader never sees a half-written PNG; their mode is 0666 less the
+umask (0644 with the usual umask 022), as for any file a program creates.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -124,7 +125,7 @@ def plot_timeline(
     path : Path
         Output PNG file; missing parent folders are created.
     title : str, optional
-        Figure title; default "Fake score per chunk".
+        Figure title (above both panels); default "Fake score per chunk".
     fmin_hz : float
         Lower edge of the mel filter bank in Hz (default 0).
 
@@ -215,8 +216,9 @@ def _timeline_figure(
     ax_score.set_ylim(-0.03, 1.03)
     ax_score.set_ylabel("Fake score")
     ax_score.grid(axis="y", alpha=0.3)
-    ax_score.legend(loc="upper right", fontsize="small", framealpha=0.8)
-    ax_score.set_title(title if title is not None else "Fake score per chunk")
+    # above the panel, in one row: inside it, the legend box would hide the last points
+    ax_score.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize="small", frameon=False)
+    fig.suptitle(title if title is not None else "Fake score per chunk")
     ax_score.tick_params(labelbottom=False)
 
     image = _draw_mel(ax_mel, mel_db, sample_rate, hop_length, fmin_hz, fmax_hz)
@@ -242,15 +244,27 @@ def _new_figure(figsize_in: tuple[float, float]) -> Figure:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``path``; its title also goes into the PNG's ``Title`` text field."""
     path = Path(path)
+    titles = [fig.get_suptitle()] + [ax.get_title() for ax in fig.axes]
+    metadata = {"Software": "melcnn", "Title": next((t for t in titles if t), "")}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
+    # mode 0666 less the umask, as any file a program creates (mkstemp would make it 0600)
+    for _ in range(100):
+        tmp = path.parent / f".{path.stem}-{secrets.token_hex(6)}.png"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+    else:  # pragma: no cover
+        raise FileExistsError(f"cannot create a temporary file in {path.parent}")
     try:
         with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
+            fig.savefig(f, format="png", dpi=DPI, metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

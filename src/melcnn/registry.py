@@ -2,7 +2,9 @@
 
 ``load_model`` (in :mod:`melcnn.detector`) accepts the registry names ``MEL-Spectrogram-CNN-V2`` and
 ``MEL-Spectrogram-CNN-V3`` (case-insensitive), the short names ``v2``/``v3``, or a checkpoint directory.
-Shipped checkpoints are package data under ``melcnn/weights/<short name>/``.
+Shipped checkpoints are package data under ``melcnn/weights/<short name>/``; the environment variable
+``MELCNN_WEIGHTS_DIR`` points the names at another folder of the same layout instead (``v2/``,
+``v3/``, optionally a ``SHA256SUMS`` to check them against).
 """
 
 from __future__ import annotations
@@ -25,7 +27,19 @@ class ModelEntry:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return Path(str(resources.files("melcnn"))) / "weights" / self.short
+        return weights_root() / self.short
+
+
+#: environment variable naming a folder to take the registry models' checkpoints from
+WEIGHTS_ENV = "MELCNN_WEIGHTS_DIR"
+
+
+def weights_root() -> Path:
+    """Folder holding the registry models' checkpoints: ``$MELCNN_WEIGHTS_DIR``, else the shipped ones."""
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(str(resources.files("melcnn"))) / "weights"
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -56,9 +70,10 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[ModelEntry | None, Path]:
     for entry in MODELS.values():
         if low in (entry.short, entry.name.lower()):
             if not (entry.checkpoint_dir / "config.json").is_file():
+                where = f" (${WEIGHTS_ENV} is set)" if os.environ.get(WEIGHTS_ENV) else ""
                 raise NoWeightsError(
                     f"{entry.name} has no trained weights in this installation "
-                    f"(expected {entry.checkpoint_dir}); train them with `melcnn train` "
+                    f"(expected {entry.checkpoint_dir}{where}); train them with `melcnn train` "
                     "and pass the checkpoint directory instead"
                 )
             return entry, entry.checkpoint_dir

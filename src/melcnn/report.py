@@ -114,7 +114,7 @@ def summary(report: dict[str, Any], *, name: str | None = None, ascii_only: bool
     chunks = report["chunks"]
     lines.append(
         f"  model {report['model']['name']}  |  {props['duration_seconds']:.1f} s {props['format']}  |  "
-        f"{len(chunks)} chunks  |  {report['processing_time']:.2f} s"
+        f"{_count(len(chunks), 'chunk')}  |  {report['processing_time']:.2f} s"
     )
     if chunks:
         t0, t1 = chunks[0]["start_s"], chunks[-1]["end_s"]
@@ -122,7 +122,8 @@ def summary(report: dict[str, Any], *, name: str | None = None, ascii_only: bool
         lines.append(f"  timeline {t0:.1f}s [{bars}] {t1:.1f}s")
         flagged = [c for c in chunks if c["fake_score"] >= report["threshold"]]
         if flagged and report["prediction"] == "REAL":
-            lines.append(f"  {len(flagged)} chunk(s) score above the threshold")
+            verb = "scores" if len(flagged) == 1 else "score"
+            lines.append(f"  {_count(len(flagged), 'chunk')} {verb} above the threshold")
     pitch = report["pitch"]
     if pitch.get("mean_pitch_hz") is not None:
         lines.append(
@@ -136,6 +137,11 @@ def summary(report: dict[str, Any], *, name: str | None = None, ascii_only: bool
     for w in report["warnings"]:
         lines.append(f"  warning: {w}")
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 chunk"``, ``"2 chunks"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @lru_cache(maxsize=1)

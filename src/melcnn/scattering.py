@@ -7,9 +7,9 @@ computes the same transform (same reflection padding, Morlet filters, Fourier pe
 modulus, low-pass, unpadding and channel order) with NumPy and FFTW (through pyFFTW; :mod:`scipy.fft`
 where pyFFTW is not installed):
 
-* the filter bank is Kymatio's own, built with :func:`kymatio.scattering2d.filter_bank.filter_bank`
-  on a cache miss and cached on disk as a checksummed ``.npz`` (:func:`cache_dir`); a cache hit
-  loads in milliseconds and imports neither Kymatio nor torch;
+* the filter bank is Kymatio's own, built bit for bit by :mod:`melcnn._filters` (0.35 s, where
+  Kymatio's ``filter_bank`` takes 12-16 s) on a cache miss and cached on disk as a checksummed
+  ``.npz`` (:func:`cache_dir`); a cache hit loads in milliseconds; neither imports Kymatio or torch;
 * everything is float32/complex64, as in Kymatio's torch backend; FFTs are unnormalised both ways
   and Kymatio's ``1/size`` of the inverse transform is folded into the filters the forward spectra
   multiply (no extra pass); the modulus images are real, so their spectra come from real-input FFTs
@@ -103,7 +103,7 @@ _FFTW_RIGOUR_SMALL = "FFTW_PATIENT"
 #: further planner flags for every plan
 _FFTW_FLAGS: tuple[str, ...] = ("FFTW_DESTROY_INPUT",)
 
-__all__ = ["CACHE_FORMAT_VERSION", "Scattering", "cache_dir", "get_scattering", "load_filter_bank"]
+__all__ = ["CACHE_FORMAT_VERSION", "Scattering", "cache_dir", "get_scattering", "is_prepared", "load_filter_bank"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,30 +208,13 @@ def _meta(J: int, L: int, padded: tuple[int, int]) -> dict[str, str]:
 
 
 def _build_filters(J: int, L: int, padded: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Build the filter bank with Kymatio (12-16 s for 288 x 288 on this project's machines)."""
-    found = _installed_kymatio_version()
-    if found is None:
-        raise MelcnnError(
-            "the scattering filter bank is not cached and Kymatio is not installed to build it; "
-            f"install kymatio=={KYMATIO_VERSION}"
-        )
-    if found != KYMATIO_VERSION:
-        raise MelcnnError(
-            f"melcnn reproduces Kymatio {KYMATIO_VERSION}'s scattering, but Kymatio {found} is installed; "
-            f"install kymatio=={KYMATIO_VERSION}"
-        )
-    from kymatio.scattering2d.filter_bank import filter_bank  # imports NumPy and scipy.fft only
+    """Build Kymatio 0.3.0's filter bank, bit for bit, without Kymatio (:mod:`melcnn._filters`, 0.35 s)."""
+    from ._filters import filter_bank
 
-    _log.info("building the Kymatio scattering filter bank J=%d L=%d %dx%d (takes seconds)", J, L, *padded)
-    fb = filter_bank(padded[0], padded[1], J, L)
-    arrays: dict[str, np.ndarray] = {}
-    for res, level in enumerate(fb["phi"]["levels"]):
-        arrays[f"phi_{res}"] = np.asarray(level, dtype=np.float32)
-    for psi in fb["psi"]:
-        for res, level in enumerate(psi["levels"]):
-            arrays[f"psi_{psi['j']}_{psi['theta']}_{res}"] = np.asarray(level, dtype=np.float32)
+    _log.info("building the Kymatio scattering filter bank J=%d L=%d %dx%d (under a second)", J, L, *padded)
+    arrays = filter_bank(padded[0], padded[1], J, L)
     if sorted(arrays) != sorted(_filter_keys(J, L)):
-        raise MelcnnError("Kymatio's filter bank does not have the expected layout")
+        raise MelcnnError("the scattering filter bank does not have the expected layout")
     return arrays
 
 
@@ -328,11 +311,28 @@ def load_filter_bank(J: int = 4, L: int = 8, shape: tuple[int, int] = (256, 256)
     dict of str to numpy.ndarray
         Read-only float32 arrays: ``phi_{res}`` of shape ``(M_pad >> res, N_pad >> res)`` for
         ``res < J`` and ``psi_{j}_{theta}_{res}`` likewise, exactly Kymatio's ``filter_bank`` levels.
-        Loaded from :func:`cache_dir` (checksum verified) or built with Kymatio and written there;
-        built or loaded once per process.
+        Loaded from :func:`cache_dir` (checksum verified) or built (:mod:`melcnn._filters`) and
+        written there; built or loaded once per process.
     """
     J, L, shape = _check_params(J, L, shape)
     return _filter_bank_cached(J, L, padded_shape(shape, J))
+
+
+def is_prepared(J: int = 4, L: int = 8, shape: tuple[int, int] = (256, 256)) -> bool:
+    """True when this machine's cache already holds what a first transform would have to make.
+
+    That is the filter bank for these parameters and, where pyFFTW is installed, FFTW's wisdom (its
+    measured plans). When False, the first CPU transform of a process builds them (a few seconds,
+    once per machine and cache folder): the CLI says so on stderr beforehand.
+    """
+    J, L, shape = _check_params(J, L, shape)
+    if not _cache_path(J, L, padded_shape(shape, J)).is_file():
+        return False
+    try:
+        import pyfftw
+    except ImportError:
+        return True
+    return _wisdom_path(pyfftw).is_file()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1024,10 +1024,15 @@ class _TorchEngine:
         try:
             import torch
         except ImportError as e:
-            raise MelcnnError(f"device {device!r} needs PyTorch, which is not installed; use device='cpu'") from e
+            raise MelcnnError(
+                f"device {device!r} needs PyTorch, which is not installed: pip install 'melcnn[gpu]', "
+                "or use device='cpu'"
+            ) from e
         found = _installed_kymatio_version()
         if found != KYMATIO_VERSION:
-            raise MelcnnError(f"the torch backend needs kymatio=={KYMATIO_VERSION}, found {found}")
+            raise MelcnnError(
+                f"the torch backend needs kymatio=={KYMATIO_VERSION}, found {found}: pip install 'melcnn[gpu]'"
+            )
         from kymatio.frontend.torch_frontend import ScatteringTorch
         from kymatio.scattering2d.frontend.base_frontend import ScatteringBase2D
         from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
@@ -1151,7 +1156,9 @@ class Scattering:
         try:
             import torch
         except ImportError as e:
-            raise MelcnnError("device 'cuda' needs PyTorch, which is not installed; use device='cpu'") from e
+            raise MelcnnError(
+                "device 'cuda' needs PyTorch, which is not installed: pip install 'melcnn[gpu]', or use device='cpu'"
+            ) from e
         if not torch.cuda.is_available():
             raise MelcnnError(
                 "device 'cuda' was requested but CUDA is not available (no GPU, or a CPU-only PyTorch); "

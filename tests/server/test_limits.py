@@ -173,3 +173,33 @@ def test_analysis_timeout(strict, long_wav):
     # the worker thread finishes the abandoned analysis, then frees its slot and deletes the upload
     strict.wait_idle(timeout_s=120)
     assert strict.leftover_uploads() == []
+
+
+def test_page_waits_and_retries_while_the_server_is_busy(strict, media, browser):
+    """Both places taken: the page shows that it waits (Retry-After: 5), then analyses once one frees up."""
+    strict.wait_idle()
+    held = [_start_upload(strict, 1_000_000) for _ in range(2)]  # 1 worker + 1 queue place
+    page = browser.new_page()
+    try:
+        end = time.monotonic() + 5
+        while requests.get(strict.url + "/healthz", timeout=5).json()["admitted"] < 2:
+            assert time.monotonic() < end, "the two stalled uploads were not admitted"
+            time.sleep(0.05)
+        page.goto(strict.url + "/")
+        page.fill("#api-key", KEY)
+        page.dispatch_event("#api-key", "change")
+        page.set_input_files("#file", str(media["wav"]))
+        page.click("#analyze")
+        page.wait_for_function("() => document.querySelector('#status').textContent.includes('busy')", timeout=20_000)
+        waiting = page.inner_text("#status")
+        assert "Waiting" in waiting and "trying again" in waiting and "retry 1 of" in waiting, waiting
+        assert page.is_disabled("#analyze") and page.is_hidden("#result")
+        for s in held:  # the stalled uploads go away: their places free up
+            s.close()
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert "Done" in page.inner_text("#status") and media["wav"].name in page.inner_text("#status")
+    finally:
+        for s in held:
+            s.close()
+        page.close()
+    strict.wait_idle(timeout_s=10)

@@ -154,6 +154,7 @@ def _analysis_job(service: Service, upload: Upload, params: AnalyzeParams, plot_
         overlap_s=params.overlap_s,
         plot_dir=plot_dir,
         max_duration_s=service.settings.max_duration_s,
+        name=upload.filename or "upload",
     )
     vis = report.get("visualization") or {}
     picture = vis.get("spectrogram_url")

@@ -57,7 +57,7 @@ class Settings:
         ``cpu`` or ``cuda``.
     """
 
-    models: tuple[str, ...] = ("v3",)
+    models: tuple[str, ...] = ("v2", "v3")
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = 200 * MB

@@ -115,6 +115,28 @@
   els.apiKey.addEventListener("change", loadModels);
 
   // ---------------------------------------------------------------- analysis request
+  const BUSY_RETRIES = 20; // tries after a 503 before giving up (about 100 s at the server's Retry-After: 5)
+  const MAX_RETRY_WAIT_S = 120;
+
+  // seconds to wait from a Retry-After header (delay in seconds or an HTTP date); 5 when absent
+  function retryDelaySeconds(header) {
+    if (header === null || header === undefined || header === "") return 5;
+    const seconds = Number(header);
+    if (Number.isFinite(seconds)) return Math.min(Math.max(seconds, 1), MAX_RETRY_WAIT_S);
+    const date = Date.parse(header);
+    if (!Number.isNaN(date)) return Math.min(Math.max((date - Date.now()) / 1000, 1), MAX_RETRY_WAIT_S);
+    return 5;
+  }
+
+  // count down on the status line so the user sees the page is waiting, not stuck
+  async function waitWhileBusy(seconds, retry) {
+    for (let left = Math.ceil(seconds); left > 0; left--) {
+      setStatus("The server is busy with other analyses. Waiting " + left + " s, then trying again (retry " +
+                retry + " of " + BUSY_RETRIES + ")\u2026", false);
+      await new Promise((done) => setTimeout(done, 1000));
+    }
+  }
+
   function upload(form) {
     return new Promise((resolve) => {
       const xhr = new XMLHttpRequest();
@@ -130,8 +152,9 @@
           }
         }
       });
-      xhr.addEventListener("load", () => resolve({ status: xhr.status, body: xhr.response }));
-      xhr.addEventListener("error", () => resolve({ status: 0, body: null }));
+      xhr.addEventListener("load", () =>
+        resolve({ status: xhr.status, body: xhr.response, retryAfter: xhr.getResponseHeader("Retry-After") }));
+      xhr.addEventListener("error", () => resolve({ status: 0, body: null, retryAfter: null }));
       xhr.send(form);
     });
   }
@@ -148,11 +171,18 @@
     if (model) form.append("model", model);
     form.append("plots", els.plots.checked ? "true" : "false");
     els.analyze.disabled = true;
-    els.progressWrap.hidden = false;
-    els.progress.value = 0;
-    setStatus("Uploading\u2026", false);
-    const { status, body } = await upload(form);
-    els.progressWrap.hidden = true;
+    let status, body;
+    for (let attempt = 0; ; attempt++) {
+      els.progressWrap.hidden = false;
+      els.progress.value = 0;
+      setStatus(attempt ? "Uploading again\u2026" : "Uploading\u2026", false);
+      let retryAfter;
+      ({ status, body, retryAfter } = await upload(form));
+      els.progressWrap.hidden = true;
+      // 503: every worker busy and the queue full. Wait as long as the server asks, then try again.
+      if (status !== 503 || attempt >= BUSY_RETRIES) break;
+      await waitWhileBusy(retryDelaySeconds(retryAfter), attempt + 1);
+    }
     els.analyze.disabled = false;
     if (status !== 200 || !body || !body.prediction) {
       if (status === 401) els.keyBox.open = true;
