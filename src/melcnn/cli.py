@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--data", type=Path, required=True, metavar="DATA_DIR", help="dataset built by `melcnn data build` (required)"
     )
-    ev.add_argument("--model", default=None, help="checkpoint directory, v2 or v3 (required unless --cv)")
+    ev.add_argument("--model", default=None, help="checkpoint directory, v2 or v3 (default none; required unless --cv)")
     ev.add_argument(
         "--cv",
         action="store_true",
