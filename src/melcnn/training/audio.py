@@ -315,24 +315,8 @@ def av_roundtrip(x: np.ndarray, codec: str, rate: int, bitrate: int | None = Non
     name, fmt, rates = AV_CODECS[codec]
     if rate not in rates:
         rate = min(rates, key=lambda r: abs(r - rate))
-    z = np.clip(resample(x, sr, rate), -1.0, 1.0)
-    pcm = to_int16(z)
     buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt) as out:
-        st = out.add_stream(name, rate=rate)
-        st.layout = "mono"
-        if bitrate:
-            st.bit_rate = int(bitrate)
-        frame_len = 1024 if codec != "opus" else 960
-        for i in range(0, len(pcm), frame_len):
-            blk = pcm[i : i + frame_len]
-            fr = av.AudioFrame.from_ndarray(blk[None, :], format="s16", layout="mono")
-            fr.sample_rate = rate
-            fr.pts = i
-            for pkt in st.encode(fr):
-                out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
+    av_encode(buf, to_int16(np.clip(resample(x, sr, rate), -1.0, 1.0)), rate, name, fmt, bitrate)
     buf.seek(0)
     parts = []
     with av.open(buf, "r", format=fmt) as inp:
@@ -343,6 +327,27 @@ def av_roundtrip(x: np.ndarray, codec: str, rate: int, bitrate: int | None = Non
             parts.append(a.mean(axis=0) if a.ndim == 2 and a.shape[0] > 1 else a.reshape(-1))
     y = np.concatenate(parts) if parts else np.zeros(0)
     return _align(x, resample(y, dec_rate, sr))
+
+
+def av_encode(dest, pcm: np.ndarray, rate: int, encoder: str, fmt: str, bitrate: int | None = None) -> None:
+    """Encode int16 mono ``pcm`` at ``rate`` with FFmpeg's ``encoder`` into container ``fmt`` at ``dest``
+    (a path or a writable binary file object)."""
+    import av
+
+    with av.open(dest if not isinstance(dest, Path) else str(dest), "w", format=fmt) as out:
+        st = out.add_stream(encoder, rate=rate)
+        st.layout = "mono"
+        if bitrate:
+            st.bit_rate = int(bitrate)
+        step = 960 if encoder == "libopus" else 1024  # Opus frames are 20 ms at 48 kHz
+        for i in range(0, len(pcm), step):
+            fr = av.AudioFrame.from_ndarray(pcm[None, i : i + step], format="s16", layout="mono")
+            fr.sample_rate = rate
+            fr.pts = i
+            for pkt in st.encode(fr):
+                out.mux(pkt)
+        for pkt in st.encode(None):
+            out.mux(pkt)
 
 
 def quantise_u8(x: np.ndarray, rate: int = 11025, sr: int = SR) -> np.ndarray:

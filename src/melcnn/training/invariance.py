@@ -39,8 +39,6 @@ def encode_file(x: np.ndarray, sr: int, condition: str, out: Path) -> Path:
         path = out.with_suffix(".flac")
         sf.write(str(path), A.to_int16(np.clip(x * 10 ** (LEVEL_DB / 20), -1, 1)), sr, format="FLAC")
         return path
-    import av
-
     suffix, fmt, codec, rate, bitrate = spec
     path = out.with_suffix(suffix)
     z = A.resample(x, sr, rate)
@@ -48,21 +46,7 @@ def encode_file(x: np.ndarray, sr: int, condition: str, out: Path) -> Path:
         from scipy.signal import butter, sosfiltfilt
 
         z = sosfiltfilt(butter(4, [300.0, 3400.0], btype="bandpass", fs=rate, output="sos"), z)
-    pcm = A.to_int16(np.clip(z, -1.0, 1.0))
-    with av.open(str(path), "w", format=fmt) as container:
-        st = container.add_stream(codec, rate=rate)
-        st.layout = "mono"
-        if bitrate:
-            st.bit_rate = bitrate
-        step = 960 if codec == "libopus" else 1024
-        for i in range(0, len(pcm), step):
-            fr = av.AudioFrame.from_ndarray(pcm[None, i : i + step], format="s16", layout="mono")
-            fr.sample_rate = rate
-            fr.pts = i
-            for pkt in st.encode(fr):
-                container.mux(pkt)
-        for pkt in st.encode(None):
-            container.mux(pkt)
+    A.av_encode(path, A.to_int16(np.clip(z, -1.0, 1.0)), rate, codec, fmt, bitrate)
     return path
 
 
