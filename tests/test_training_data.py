@@ -427,6 +427,22 @@ def test_audit_catches_a_planted_shortcut_and_passes_clean_data(tmp_path, rng):
     assert good["eer"] >= 0.3
 
 
+def test_evaluation_reuses_the_builds_audit_only_while_it_is_current(tmp_path, rng):
+    import json
+    import os
+
+    from melcnn.training.pipeline import dataset_audit
+
+    manifest = _fake_rows(tmp_path, rng, shortcut=True)
+    saved = tmp_path / "audit.json"
+    saved.write_text(json.dumps({"eer": 0.123, "passes": False}))
+    os.utime(manifest, (1_000_000, 1_000_000))  # the manifest is older than the saved audit
+    assert dataset_audit(tmp_path)["eer"] == 0.123
+    os.utime(saved, (999_000, 999_000))  # a stale audit (the manifest changed since): computed anew
+    fresh = dataset_audit(tmp_path)
+    assert fresh["eer"] != 0.123 and fresh["eer"] < 0.1  # the planted shortcut is found
+
+
 # ------------------------------------------------------------------------------------- smoke build
 
 
