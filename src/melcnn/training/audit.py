@@ -21,27 +21,14 @@ FEATURES = ("duration_s", "lead_silence_s", "trail_silence_s", "zero_fraction", 
 NEAR_CHANCE_EER = 0.35
 
 
-def eer(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Equal error rate; ``labels`` 1 = spoof (positive), higher score = more spoof-like."""
+def _eer(labels: np.ndarray, scores: np.ndarray) -> float:
+    """:func:`melcnn.training.evaluate.eer` of ``scores`` (NaN where a class is missing)."""
+    from .evaluate import eer
+
     labels = np.asarray(labels, dtype=int)
-    scores = np.asarray(scores, dtype=float)
-    n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
-    if n_pos == 0 or n_neg == 0:
+    if labels.min() == labels.max():
         return float("nan")
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    tp = np.cumsum(y)
-    fp = np.cumsum(1 - y)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # thresholds between distinct scores
-    fnr = np.r_[1.0, 1.0 - tp[last] / n_pos]
-    fpr = np.r_[0.0, fp[last] / n_neg]
-    i = int(np.argmin(np.abs(fnr - fpr)))
-    # interpolate between the two operating points around the crossing
-    if i + 1 < len(fnr) and (fnr[i] - fpr[i]) * (fnr[i + 1] - fpr[i + 1]) < 0:
-        d0, d1 = fnr[i] - fpr[i], fnr[i + 1] - fpr[i + 1]
-        t = d0 / (d0 - d1)
-        return float(fpr[i] + t * (fpr[i + 1] - fpr[i]))
-    return float((fnr[i] + fpr[i]) / 2.0)
+    return eer(np.asarray(scores, dtype=float), labels)[0]
 
 
 def power_spectrum(x: np.ndarray, sr: int, nfft: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -121,19 +108,19 @@ def shortcut_audit(manifest: Path) -> dict:
         if len(set(y[te])) < 2:
             continue
         scores, coef = _fit_predict(feats[tr], y[tr], feats[te])
-        res = {"n": int(te.sum()), "eer": round(eer(y[te], scores), 4)}
+        res = {"n": int(te.sum()), "eer": round(_eer(y[te], scores), 4)}
         if name == "eval":
             per = {}
             bona = y[te] == 0
             for g in sorted(set(gen[te]) - {"bonafide"}):
                 m = bona | (gen[te] == g)
-                per[g] = round(eer(y[te][m], scores[m]), 4)
+                per[g] = round(_eer(y[te][m], scores[m]), 4)
             res["eer_per_generator"] = per
             out["coefficients"] = {k: round(float(c), 4) for k, c in zip(FEATURES, coef, strict=True)}
             # each feature alone, in its better direction, fitted on nothing: how far from chance is it?
             single = {}
             for j, k in enumerate(FEATURES):
-                e = eer(y[te], feats[te, j])
+                e = _eer(y[te], feats[te, j])
                 single[k] = round(float(min(e, 1.0 - e)), 4) if np.isfinite(e) else None
             res["single_feature_eer"] = single
             means = {}
