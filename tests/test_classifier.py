@@ -142,3 +142,22 @@ def test_registry_names_and_missing_weights(tmp_path, monkeypatch):
     entry, path = resolve(str(tmp_path))
     assert entry is None and path == tmp_path
     assert MODELS["v3"].overlap_s == 1.5 and MODELS["v2"].overlap_s == 0.0
+
+
+def test_float16_storage_halves_the_file_and_keeps_the_scores(rng, tmp_path):
+    """A 16-row head (7.4 M parameters) is stored as float16: under the 16 MB a shipped checkpoint may take."""
+    from safetensors.numpy import load_file
+
+    ckpt, _ = _random_checkpoint(rng, HeadConfig(freq_bands=16))
+    pooled = rng.random((9, 417, 16)).astype(np.float32) + 0.01
+    ref = ckpt.fake_scores(pooled)
+    d32 = save_checkpoint(ckpt, tmp_path / "f32")
+    ckpt.extra["storage"] = "float16"
+    d16 = save_checkpoint(ckpt, tmp_path / "f16")
+    size32, size16 = ((d / "model.safetensors").stat().st_size for d in (d32, d16))
+    assert size16 < 16_000_000 < size32 and abs(size16 / size32 - 0.5) < 0.01
+    assert {v.dtype for v in load_file(str(d16 / "model.safetensors")).values()} == {np.dtype(np.float16)}
+    loaded = load_checkpoint(d16)
+    assert loaded.extra["storage"] == "float16"
+    assert all(v.dtype == np.float32 for v in loaded.weights.values())
+    assert np.max(np.abs(loaded.fake_scores(pooled) - ref)) < 1e-3

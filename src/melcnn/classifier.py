@@ -252,7 +252,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
-    """Write ``ckpt`` as a checkpoint directory (atomically per file). Returns the directory."""
+    """Write ``ckpt`` as a checkpoint directory (atomically per file). Returns the directory.
+
+    The tensors are stored as float32, or as float16 where ``ckpt.extra["storage"] == "float16"`` (a head
+    too large for the 16 MB a shipped checkpoint may take); they are read back as float32 either way.
+    """
     from safetensors.numpy import save_file
 
     directory = Path(path)
@@ -260,7 +264,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
     missing = set(_expected_shapes(ckpt.head)) - set(ckpt.weights)
     if missing:
         raise CheckpointError(f"cannot save checkpoint: missing tensors {sorted(missing)}")
-    tensors = {k: np.ascontiguousarray(v) for k, v in ckpt.weights.items()}
+    storage = np.float16 if ckpt.extra.get("storage") == "float16" else np.float32
+    tensors = {k: np.ascontiguousarray(v, dtype=storage) for k, v in ckpt.weights.items()}
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
     os.close(fd)
     save_file(tensors, tmp, metadata={"format": FORMAT})

@@ -25,6 +25,7 @@ from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_head
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
+MAX_FLOAT32_BYTES = 15_000_000  # a head larger than this in float32 is stored as float16 (checkpoints <= 16 MB)
 
 
 def _summarise_data(clips: list[Clip]) -> dict[str, Any]:
@@ -133,6 +134,14 @@ def train_model(
             }
         },
     )
+    if head.n_parameters() * 4 > MAX_FLOAT32_BYTES:  # store float16, if the scores stay within 1e-3
+        ckpt.extra["storage"] = "float16"
+        half = {k: v.astype(np.float16).astype(np.float32) for k, v in weights.items()}
+        ck16 = Checkpoint(ckpt.name, variant, ckpt.version, cfg, head, half, overlap, 0.5, calibration)
+        diff = float(np.max(np.abs(ck16.fake_scores(dv.x) - ckpt.fake_scores(dv.x))))
+        if diff > 1e-3:
+            raise RuntimeError(f"float16 storage moves dev chunk scores by {diff:.2e} (> 1e-3)")
+        ckpt.extra["float16_max_score_change_dev"] = diff
     save_checkpoint(ckpt, out)
     if any(c.split == "eval" for c in clips):
         result = evaluate_model(
