@@ -418,6 +418,20 @@ def test_audit_catches_a_planted_shortcut_and_passes_clean_data(tmp_path, rng):
     assert good["eer"] >= 0.3
 
 
+def test_module_entry_point_is_the_cli_build_and_runs_the_audit(tmp_path, rng):
+    import sys
+
+    build = subprocess.run(
+        [sys.executable, "-m", "melcnn.training", "build", "--help"], capture_output=True, text=True, check=True
+    )
+    assert build.stdout.startswith("usage: melcnn data build") and "--manifest-only" in build.stdout
+    manifest = _fake_rows(tmp_path, rng, shortcut=True)
+    audit = subprocess.run(
+        [sys.executable, "-m", "melcnn.training", "audit", str(manifest)], capture_output=True, text=True
+    )
+    assert audit.returncode == 1 and "BELOW 35%: shortcut!" in audit.stdout  # the planted shortcut fails the audit
+
+
 def test_evaluation_reuses_the_builds_audit_only_while_it_is_current(tmp_path, rng):
     import json
     import os
