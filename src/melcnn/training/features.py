@@ -83,21 +83,28 @@ def _feature_file(root: Path, clip_id: str) -> Path:
     return root / safe[:2] / f"{safe}.npy"
 
 
+def clip_features(path: str | Path, cfg: FeatureConfig, overlap_s: float) -> np.ndarray:
+    """Time-pooled scattering maps ``(n_chunks, C, R)`` of one file, through the inference path (decode,
+    chunk, features). Raises :class:`melcnn.MelcnnError` for a file that cannot be analysed."""
+    from ..audio import load_audio
+    from ..chunking import chunk
+    from ..detector import chunk_features
+
+    y = load_audio(path, sample_rate=cfg.sample_rate, min_duration_s=cfg.chunk_s).samples
+    c = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap_s)
+    return chunk_features(c.samples, cfg=cfg).astype(np.float32)
+
+
 def _compute(args: tuple[str, str, dict, float]) -> tuple[str, int, str | None]:
     """Worker: features of one clip, saved atomically. Returns (clip id, n chunks, error or None)."""
     clip_path, out_path, cfg_dict, overlap_s = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from ..audio import load_audio
-    from ..chunking import chunk
-    from ..detector import chunk_features
     from ..errors import MelcnnError
 
     cfg = FeatureConfig.from_dict(cfg_dict)
     error = None
     try:
-        y = load_audio(clip_path, sample_rate=cfg.sample_rate, min_duration_s=cfg.chunk_s).samples
-        c = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap_s)
-        feats = chunk_features(c.samples, cfg=cfg).astype(np.float32)
+        feats = clip_features(clip_path, cfg, overlap_s)
     except MelcnnError as exc:  # e.g. a clip shorter than one chunk: recorded as empty, not retried
         feats, error = np.zeros((0,), dtype=np.float32), str(exc)
     out = Path(out_path)

@@ -52,20 +52,14 @@ def encode_file(x: np.ndarray, sr: int, condition: str, out: Path) -> Path:
 
 def file_score(path: Path, ckpt) -> float | None:
     """The checkpoint's file score of ``path`` through melcnn's decoder and feature path (None: too short)."""
-    from ..audio import load_audio
-    from ..chunking import chunk
-    from ..detector import chunk_features
     from ..errors import MelcnnError
+    from .features import clip_features
 
-    cfg = ckpt.features
     try:
-        y = load_audio(path, sample_rate=cfg.sample_rate, min_duration_s=cfg.chunk_s).samples
+        feats = clip_features(path, ckpt.features, ckpt.overlap_s)
     except MelcnnError:
         return None
-    c = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=ckpt.overlap_s)
-    if len(c.samples) == 0:
-        return None
-    return float(np.mean(ckpt.fake_scores(chunk_features(c.samples, cfg=cfg))))
+    return float(np.mean(ckpt.fake_scores(feats))) if len(feats) else None
 
 
 def reencoding_report(

@@ -131,10 +131,6 @@ def source_split(source: str) -> str:
     return SOURCE_SPLITS.get(source, "train")
 
 
-def generator_split(generator: str) -> str:
-    return GENERATOR_SPLITS[generator]
-
-
 def generators_for(split: str, kind: str, available: dict[str, bool], kinds: dict[str, str]) -> list[str]:
     """Available generators of ``kind`` ('resynthesis' | 'tts') that belong to ``split``, in table order."""
     return [g for g, s in GENERATOR_SPLITS.items() if s == split and kinds.get(g) == kind and available.get(g)]
