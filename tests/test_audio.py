@@ -479,9 +479,9 @@ def test_quiet_but_not_silent_is_accepted() -> None:
 
 def test_sample_rate_change_mid_stream_is_resampled_piecewise() -> None:
     """Some streams (HE-AAC, concatenated MP3) change rate; each part is resampled on its own."""
-    from melcnn.audio import _MonoSink
+    from melcnn._audio_sink import MonoSink
 
-    sink = _MonoSink(SR, max_duration_s=10.0)
+    sink = MonoSink(SR, max_duration_s=10.0)
     sink.set_rate(44100)
     sink.push([speech_like(1.0, 44100, seed=1)])
     sink.set_rate(22050)
