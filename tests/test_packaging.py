@@ -64,7 +64,9 @@ def test_sdist_then_wheel_without_a_c_compiler(tmp_path):
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path / "wheels"), str(sdist)], env=env)
     (wheel,) = (tmp_path / "wheels").glob("melcnn-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "melcnn/scattering.py" in names and "melcnn/weights/v2/model.safetensors" in names
+    assert "melcnn/weights/v2/model.safetensors" in names
+    scattering = {p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src/melcnn/scattering").glob("*.py")}
+    assert "melcnn/scattering/__init__.py" in scattering and scattering <= set(names)  # the subpackage, whole
     assert not [n for n in names if "_kernels" in n]  # the compile failed: neither extension nor its sources
 
     # the core's metadata: no torch, no server; those come with extras, and torch with no exact pin

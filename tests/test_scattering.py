@@ -270,7 +270,7 @@ def test_kernels_argument(monkeypatch):
         sc.Scattering(J=2, L=4, shape=(32, 32), kernels="fortran")
     assert sc.Scattering(J=2, L=4, shape=(32, 32), kernels="numpy")._engine.kernels == "numpy"
     # an installation without a C compiler: "auto" falls back to NumPy, "compiled" says why it can't
-    monkeypatch.setattr(sc, "_kernels", None)
+    monkeypatch.setattr(sc.products, "_kernels", None)  # the module that reads it
     assert sc.Scattering(J=2, L=4, shape=(32, 32))._engine.kernels == "numpy"
     with pytest.raises(MelcnnError, match="compiled scattering kernels are not built"):
         sc.Scattering(J=2, L=4, shape=(32, 32), kernels="compiled")
@@ -410,7 +410,7 @@ import json, sys
 import numpy as np
 from melcnn import scattering as sc
 if sys.argv[1] == "wisdom-only":  # every plan must come from wisdom (pyFFTW raises otherwise)
-    sc._FFTW_FLAGS = (*sc._FFTW_FLAGS, "FFTW_WISDOM_ONLY")
+    sc.fft._FFTW_FLAGS = (*sc.fft._FFTW_FLAGS, "FFTW_WISDOM_ONLY")
 x = np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32)
 try:
     y = sc.Scattering(J=2, L=4, shape=(32, 32), threads=2)(x)
