@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import jsonschema
 import pytest
@@ -166,14 +165,13 @@ def test_piping_into_head_is_silent_and_succeeds(tiny_checkpoints, files, json_f
 def test_first_run_says_what_it_prepares_once(files, tmp_path):
     """A fresh cache folder: one stderr line says what is being prepared; the next run is silent."""
     env = dict(os.environ, MELCNN_CACHE_DIR=str(tmp_path / "cache"))
-    t0 = time.perf_counter()
     first = run("analyze", files["fake"], env=env)
-    first_s = time.perf_counter() - t0
     assert first.returncode == 0, first.stderr
     notice = [line for line in first.stderr.splitlines() if "first run" in line]
     assert len(notice) == 1 and "filter bank" in notice[0] and "once" in notice[0], first.stderr
-    # measured: 4.8-5.1 s on a busy 2-core VM (Kymatio's own filter bank made it about 20 s)
-    assert first_s < 12, f"first analysis with an empty cache took {first_s:.1f} s"
+    # what the first run prepared is kept (its time, about 5 s, is measured by the benchmarks, not here)
+    kept = sorted(f.name for f in (tmp_path / "cache").rglob("*") if f.is_file())
+    assert any(n.endswith(".npz") for n in kept) and any("wisdom" in n for n in kept), kept
     second = run("analyze", files["fake"], env=env)
     assert second.returncode == 0 and "first run" not in second.stderr
     assert second.stdout.splitlines()[0] == first.stdout.splitlines()[0]  # the same verdict and score
