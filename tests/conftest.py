@@ -53,7 +53,7 @@ def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
     from melcnn.chunking import chunk
     from melcnn.classifier import Checkpoint, HeadConfig, save_checkpoint
     from melcnn.config import FeatureConfig
-    from melcnn.detector import chunk_features
+    from melcnn.features import chunk_features
     from melcnn.training.train import TrainConfig, fit_head
 
     cfg = FeatureConfig()

@@ -1,7 +1,7 @@
 """The one Python API: ``load_model(name).analyze(media_path=...)``.
 
-Data flows one way: :mod:`audio` (decode, mono, resample) -> :mod:`chunking` -> :mod:`spectrogram`
-(mel dB image per chunk) -> :mod:`scattering` (Kymatio Scattering2D, time-pooled) ->
+Data flows one way: :mod:`audio` (decode, mono, resample) -> :mod:`chunking` -> :mod:`features`
+(mel dB image per chunk, Kymatio Scattering2D, time-pooled; shared with training) ->
 :mod:`classifier` (MLP head, calibrated P(fake) per chunk) -> mean -> threshold -> :mod:`report`,
 with :mod:`metrics` and (only when asked) :mod:`plots` alongside. The CLI and the HTTP service are
 thin shells over :class:`Detector`.
@@ -26,46 +26,10 @@ from .chunking import chunk, validate_overlap
 from .classifier import Checkpoint, load_checkpoint
 from .config import MAX_DURATION_S, FeatureConfig
 from .errors import CheckpointError, MelcnnError
+from .features import chunk_features, scattering_for
 from .registry import ModelEntry, recorded_sha256, resolve
 from .report import build_report
-from .scattering import get_scattering
-from .spectrogram import db_to_image, mel_db, overview_mel_db
-
-#: chunks per scattering batch: bounds memory for long files (an image is 256 KiB)
-BATCH_CHUNKS = 16
-
-
-def chunk_features(
-    chunks: np.ndarray, *, cfg: FeatureConfig, device: str = "cpu", batch_chunks: int = BATCH_CHUNKS
-) -> np.ndarray:
-    """Time-pooled scattering maps of audio chunks: the classifier's input.
-
-    Parameters
-    ----------
-    chunks : np.ndarray [shape=(n_chunks, chunk_len)]
-        Audio at ``cfg.sample_rate``.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_chunks, n_channels, image_size / 2**J)], float32
-        Training caches exactly these arrays, so training and inference share one feature path.
-    """
-    return _chunk_features(chunks, cfg=cfg, device=device, batch_chunks=batch_chunks)[0]
-
-
-def _chunk_features(
-    chunks: np.ndarray, *, cfg: FeatureConfig, device: str, batch_chunks: int = BATCH_CHUNKS
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`chunk_features`, and the mel dB array of the last chunk (None without chunks)."""
-    scat = get_scattering(J=cfg.scattering_J, L=cfg.scattering_L, shape=(cfg.image_size, cfg.image_size), device=device)
-    out, last_db = [], None
-    for i in range(0, len(chunks), batch_chunks):
-        db = mel_db(np.asarray(chunks[i : i + batch_chunks]), cfg=cfg)
-        last_db = db[-1]
-        out.append(scat.pooled(db_to_image(db, size=cfg.image_size, top_db=cfg.top_db)))
-    if not out:
-        return np.zeros((0, scat.n_channels, scat.out_spatial[0]), dtype=np.float32), None
-    return np.concatenate(out, axis=0), last_db
+from .spectrogram import mel_db, overview_mel_db
 
 
 class Detector:
@@ -82,12 +46,7 @@ class Detector:
         self.entry = entry
         self.config: FeatureConfig = checkpoint.features
         # build (or load from the on-disk cache) the scattering filters now, not on the first request
-        get_scattering(
-            J=self.config.scattering_J,
-            L=self.config.scattering_L,
-            shape=(self.config.image_size, self.config.image_size),
-            device=device,
-        )
+        scattering_for(self.config, device=device)
 
     @property
     def name(self) -> str:
@@ -184,14 +143,12 @@ class Detector:
             # then shares both cores between its tasks.
             from .metrics import pitch_metrics, signal_metrics
 
-            scat = get_scattering(
-                J=cfg.scattering_J, L=cfg.scattering_L, shape=(cfg.image_size, cfg.image_size), device=self.device
-            )
+            scat = scattering_for(cfg, device=self.device)
             signal_future = scat.submit(signal_metrics, y, sample_rate=cfg.sample_rate)
             try:
                 t = time.perf_counter()
                 chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap)
-                feats, last_db = _chunk_features(chunks.samples, cfg=cfg, device=self.device)
+                feats = chunk_features(chunks.samples, cfg=cfg, device=self.device)
                 timings["features"] = time.perf_counter() - t
 
                 t = time.perf_counter()
@@ -211,7 +168,7 @@ class Detector:
             t = time.perf_counter()
             if name is None:
                 name = Path(os.fsdecode(media_path)).name if isinstance(media_path, str | os.PathLike) else "audio"
-            visualization = self._visualization(y, chunks, scores, last_db, plot_dir, name)
+            visualization = self._visualization(y, chunks, scores, plot_dir, name)
             timings["visualization"] = time.perf_counter() - t
 
         warnings = list(decoded.warnings) + list(metric_warnings)
@@ -254,14 +211,13 @@ class Detector:
         )
 
     def _visualization(
-        self, y: np.ndarray, chunks, scores: np.ndarray, last_db: np.ndarray | None, plot_dir, name: str
+        self, y: np.ndarray, chunks, scores: np.ndarray, plot_dir, name: str
     ) -> dict[str, Any]:
         cfg = self.config
         if self.variant == "v3":
             data: list = [round(float(s), 4) for s in scores]
-        else:  # the specification's V2 shows the last chunk's mel spectrogram (computed with the features)
-            last = mel_db(np.asarray(chunks.samples[-1]), cfg=cfg) if last_db is None else last_db
-            data = np.round(last, 1).tolist()
+        else:  # the specification's V2 shows the last chunk's mel spectrogram
+            data = np.round(mel_db(np.asarray(chunks.samples[-1]), cfg=cfg), 1).tolist()
         url = None
         if plot_dir is not None:
             from . import plots
