@@ -22,12 +22,12 @@ import numpy as np
 
 from ._blas import single_threaded_blas
 from .audio import load_audio
-from .chunking import chunk, validate_overlap
+from .chunking import chunk
 from .classifier import Checkpoint, load_checkpoint
 from .config import MAX_DURATION_S, FeatureConfig
 from .errors import CheckpointError, MelcnnError
 from .features import chunk_features, scattering_for
-from .registry import ModelEntry, recorded_sha256, resolve
+from .registry import ModelSpec, recorded_sha256, resolve
 from .report import build_report
 from .spectrogram import mel_db, overview_mel_db
 
@@ -38,12 +38,13 @@ class Detector:
     Thread-safe: one instance can serve concurrent ``analyze`` calls.
     """
 
-    def __init__(self, checkpoint: Checkpoint, *, device: str = "cpu", entry: ModelEntry | None = None):
+    def __init__(self, checkpoint: Checkpoint, *, device: str = "cpu", entry: ModelSpec | None = None):
         if device not in ("cpu", "cuda"):
             raise MelcnnError(f"device must be 'cpu' or 'cuda', not {device!r}")
         self.checkpoint = checkpoint
         self.device = device
-        self.entry = entry
+        self.entry = entry  # the registry entry it was loaded by, None for a checkpoint directory
+        self.spec: ModelSpec = checkpoint.spec  # what the variant does: chunking, report sections, picture
         self.config: FeatureConfig = checkpoint.features
         # build (or load from the on-disk cache) the scattering filters now, not on the first request
         scattering_for(self.config, device=device)
@@ -62,7 +63,7 @@ class Detector:
 
     @property
     def default_overlap_s(self) -> float:
-        return self.checkpoint.overlap_s
+        return self.spec.default_overlap_s
 
     def describe(self) -> dict[str, Any]:
         """Name, settings and recorded quality of the model (for ``melcnn models`` and ``/v1/models``)."""
@@ -76,12 +77,13 @@ class Detector:
             "parameters": ck.head.n_parameters(),
             "threshold": ck.threshold,
             "chunk_duration_s": self.config.chunk_s,
-            "chunk_overlap_s": ck.overlap_s,
+            "chunk_overlap_s": self.spec.default_overlap_s,
             "sample_rate": self.config.sample_rate,
             "features": self.config.to_dict(),
             "calibration": ck.calibration,
             "metrics": ck.extra.get("metrics"),
             "training": ck.extra.get("training"),
+            "spec": self.spec.to_dict(),
         }
 
     def score_chunks(self, chunks: np.ndarray) -> np.ndarray:
@@ -106,7 +108,8 @@ class Detector:
         media_path : path or bytes
             Any supported audio or video file; the format is detected from its content.
         overlap_s : float, optional
-            Chunk overlap in seconds, ``0 <= overlap_s < chunk``; default: the model's (V2 0, V3 1.5).
+            Chunk overlap in seconds, ``0 <= overlap_s <= chunk - 0.5`` (the one rule,
+            :func:`melcnn.registry.validate_overlap`); default: the model's (``spec.default_overlap_s``).
         plot_dir : path, optional
             Write the picture there (V2: spectrogram, V3: score timeline over the spectrogram) and
             put its path in ``visualization.spectrogram_url``. Nothing is plotted otherwise. The file
@@ -125,7 +128,7 @@ class Detector:
         """
         t_start = time.perf_counter()
         cfg = self.config
-        overlap = self.default_overlap_s if overlap_s is None else validate_overlap(overlap_s, cfg.chunk_s)
+        overlap = self.default_overlap_s if overlap_s is None else self.spec.validate_overlap(overlap_s)
         timings: dict[str, float] = {}
         with single_threaded_blas():
             t = time.perf_counter()
@@ -194,7 +197,7 @@ class Detector:
             "weights_sha256": self.checkpoint.sha256 or "",
         }
         return build_report(
-            variant=self.variant,
+            spec=self.spec,
             chunk_scores=scores,
             chunk_starts_s=chunks.starts_s,
             chunk_ends_s=chunks.ends_s,
@@ -213,8 +216,8 @@ class Detector:
     def _visualization(
         self, y: np.ndarray, chunks, scores: np.ndarray, plot_dir, name: str
     ) -> dict[str, Any]:
-        cfg = self.config
-        if self.variant == "v3":
+        cfg, spec = self.config, self.spec
+        if spec.timeline:
             data: list = [round(float(s), 4) for s in scores]
         else:  # the specification's V2 shows the last chunk's mel spectrogram
             data = np.round(mel_db(np.asarray(chunks.samples[-1]), cfg=cfg), 1).tolist()
@@ -222,34 +225,25 @@ class Detector:
         if plot_dir is not None:
             from . import plots
 
-            out_dir = Path(plot_dir)
             overview, column_s = overview_mel_db(y, cfg=cfg)
-            hop = int(round(column_s * cfg.sample_rate))  # samples per picture column
-            fmax = cfg.fmax_hz or cfg.sample_rate / 2
-            kind = "timeline" if self.variant == "v3" else "spectrogram"
-            target = _picture_path(out_dir, f"{safe_stem(name)}_{self.variant}_{kind}")
-            if self.variant == "v3":
+            picture = {
+                "sample_rate": cfg.sample_rate,
+                "hop_length": int(round(column_s * cfg.sample_rate)),  # samples per picture column
+                "fmax_hz": cfg.fmax_hz or cfg.sample_rate / 2,
+                "path": _picture_path(Path(plot_dir), f"{safe_stem(name)}_{self.variant}_{spec.picture}"),
+            }
+            if spec.picture == "timeline":
                 path = plots.plot_timeline(
                     overview,
-                    sample_rate=cfg.sample_rate,
-                    hop_length=hop,
-                    fmax_hz=fmax,
+                    **picture,
                     chunk_starts_s=chunks.starts_s,
                     chunk_ends_s=chunks.ends_s,
                     chunk_scores=scores,
                     threshold=self.threshold,
-                    path=target,
                     title=f"{name}: {self.name} chunk fake scores",
                 )
             else:
-                path = plots.plot_spectrogram(
-                    overview,
-                    sample_rate=cfg.sample_rate,
-                    hop_length=hop,
-                    fmax_hz=fmax,
-                    path=target,
-                    title=f"{name}: mel spectrogram ({self.name})",
-                )
+                path = plots.plot_spectrogram(overview, **picture, title=f"{name}: mel spectrogram ({self.name})")
             url = str(path)
         return {"spectrogram_url": url, "spectrogram_data": data}
 
