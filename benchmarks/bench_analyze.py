@@ -51,16 +51,16 @@ def make_clip(out: Path, seconds: float = 15.5) -> Path:
 def random_checkpoint(variant: str, out: Path) -> Path:
     from melcnn.classifier import Checkpoint, HeadConfig, save_checkpoint, torch_head, weights_from_torch
     from melcnn.config import FeatureConfig
+    from melcnn.registry import MODELS
 
     head = HeadConfig()
     ck = Checkpoint(
-        name=f"MEL-Spectrogram-CNN-{variant.upper()}",
+        name=MODELS[variant].name,
         variant=variant,
         version="bench-random",
         features=FeatureConfig(),
         head=head,
         weights=weights_from_torch(torch_head(head)),
-        overlap_s=1.5 if variant == "v3" else 0.0,
     )
     return save_checkpoint(ck, out / variant)
 
@@ -76,7 +76,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="melcnn-bench-"))
     clip = make_clip(tmp / "speech_15s.mp3")
-    shipped = {e.short for e in available()} if not args.random else set()
+    shipped = {e.variant for e in available()} if not args.random else set()
     models = {v: (v if v in shipped else str(random_checkpoint(v, tmp))) for v in ("v2", "v3")}
     cpu = platform.processor() or platform.machine()
     print(f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}")

@@ -115,7 +115,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="melcnn-bench-server-"))
     clip_path = make_clip(tmp / "speech_5s.mp3", seconds=5.0)
     clip = clip_path.read_bytes()
-    shipped = {e.short for e in available()} if not args.random else set()
+    shipped = {e.variant for e in available()} if not args.random else set()
     model = args.variant if args.variant in shipped else str(random_checkpoint(args.variant, tmp))
     proc, url = start_server(model, args.workers, tmp)
     try:

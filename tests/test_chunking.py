@@ -44,7 +44,8 @@ def test_too_short_says_duration_and_minimum():
     assert info.value.minimum_s == 3.0
 
 
-@pytest.mark.parametrize("bad", [-0.1, 3.0, 4.0, float("nan"), "x"])
-def test_overlap_must_be_below_chunk(bad):
-    with pytest.raises(MelcnnError, match="overlap"):
+@pytest.mark.parametrize("bad", [-0.1, 2.51, 2.9, 3.0, 4.0, float("nan"), "x"])
+def test_overlap_must_be_at_most_chunk_less_half_a_second(bad):
+    with pytest.raises(MelcnnError, match=r"overlap must be a number of seconds from 0 to 2\.5"):
         chunk(np.ones(6 * SR, dtype=np.float32), sr=SR, chunk_s=3.0, overlap_s=bad)
+    assert len(chunk(np.ones(6 * SR, dtype=np.float32), sr=SR, chunk_s=3.0, overlap_s=2.5)) == 7

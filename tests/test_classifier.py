@@ -40,7 +40,6 @@ def _random_checkpoint(rng, head: HeadConfig | None = None) -> tuple[Checkpoint,
         features=FeatureConfig(),
         head=head,
         weights=weights_from_torch(module),
-        overlap_s=1.5,
         calibration={"scale": 1.5, "bias": -0.2},
     ), module
 
@@ -75,7 +74,8 @@ def test_numpy_inference_matches_torch_eval_and_survives_save_load(rng, tmp_path
     save_checkpoint(ckpt, tmp_path / "ck")
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "model.safetensors"]
     loaded = load_checkpoint(tmp_path / "ck")
-    assert loaded.variant == "v3" and loaded.overlap_s == 1.5 and loaded.sha256 and len(loaded.sha256) == 64
+    assert loaded.variant == "v3" and loaded.spec.default_overlap_s == 1.5
+    assert loaded.sha256 and len(loaded.sha256) == 64
     np.testing.assert_allclose(loaded.logits(pooled), ref, rtol=1e-4, atol=1e-4)
     scores = loaded.fake_scores(pooled)
     np.testing.assert_allclose(scores, 1 / (1 + np.exp(-(1.5 * ref - 0.2))), rtol=1e-4)
@@ -141,7 +141,7 @@ def test_registry_names_and_missing_weights(tmp_path, monkeypatch):
         resolve("v9")
     entry, path = resolve(str(tmp_path))
     assert entry is None and path == tmp_path
-    assert MODELS["v3"].overlap_s == 1.5 and MODELS["v2"].overlap_s == 0.0
+    assert MODELS["v3"].default_overlap_s == 1.5 and MODELS["v2"].default_overlap_s == 0.0
 
 
 def test_float16_storage_halves_the_file_and_keeps_the_scores(rng, tmp_path):

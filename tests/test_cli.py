@@ -214,7 +214,9 @@ def test_overlap_option(tiny_checkpoints, files):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["metrics"]["chunk_overlap_s"] == 2.5
     p = run("analyze", files["fake"], "--model", tiny_checkpoints["v3"], "--overlap", "3")
-    assert p.returncode == 2 and "overlap" in p.stderr
+    assert p.returncode == 2 and p.stdout == ""
+    rule = "overlap must be a number of seconds from 0 to 2.5 (the 3 s chunk length less 0.5 s)"
+    assert p.stderr == f"melcnn: {rule}; got 3\n"
     p = run("analyze", files["fake"], "--model", tiny_checkpoints["v3"], "--overlap", "-1")
     assert p.returncode == 2
 

@@ -37,7 +37,7 @@ def test_tampered_weights_are_refused(tmp_path, monkeypatch):
     data = bytearray((root / "v2" / "model.safetensors").read_bytes())
     data[-10] ^= 0xFF  # flip bits inside the last tensor
     (root / "v2" / "model.safetensors").write_bytes(bytes(data))
-    monkeypatch.setattr(registry.ModelEntry, "checkpoint_dir", property(lambda self: root / self.short))
+    monkeypatch.setattr(registry.ModelSpec, "checkpoint_dir", property(lambda self: root / self.variant))
     with pytest.raises(melcnn.CheckpointError, match="sha256"):
         melcnn.load_model("v2")
 

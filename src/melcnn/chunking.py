@@ -1,7 +1,8 @@
 """Split mono audio into the whole, fixed-length chunks the model scores.
 
 V2 uses non-overlapping chunks (step = chunk); V3 overlapping ones (step = chunk - overlap). As the
-specification says, only whole chunks are analysed: a tail shorter than one chunk is not scored.
+specification says, only whole chunks are analysed: a tail shorter than one chunk is not scored. The
+overlap obeys the one rule of :func:`melcnn.registry.validate_overlap` (0 to the chunk length less 0.5 s).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import MelcnnError, TooShortError
+from .errors import TooShortError
+from .registry import validate_overlap
 
 
 @dataclass(frozen=True)
@@ -37,19 +39,6 @@ class Chunks:
         return int(self.samples.shape[0])
 
 
-def validate_overlap(overlap_s: float, chunk_s: float) -> float:
-    """Return ``overlap_s`` as float if ``0 <= overlap_s < chunk_s``, else raise ``MelcnnError``."""
-    try:
-        overlap = float(overlap_s)
-    except (TypeError, ValueError):
-        raise MelcnnError(f"overlap must be a number of seconds; got {overlap_s!r}") from None
-    if not np.isfinite(overlap) or overlap < 0 or overlap >= chunk_s:
-        raise MelcnnError(
-            f"overlap must be at least 0 s and less than the chunk length ({chunk_s:g} s); got {overlap_s!r}"
-        )
-    return overlap
-
-
 def chunk(y: np.ndarray, *, sr: int, chunk_s: float = 3.0, overlap_s: float = 0.0) -> Chunks:
     """Split ``y`` into whole chunks of ``chunk_s`` seconds, consecutive chunks overlapping by ``overlap_s``.
 
@@ -61,8 +50,8 @@ def chunk(y: np.ndarray, *, sr: int, chunk_s: float = 3.0, overlap_s: float = 0.
         Sample rate of ``y`` in Hz.
     chunk_s : float > 0
         Chunk length in seconds; ``int(chunk_s * sr)`` samples, as the specification computes it.
-    overlap_s : float, 0 <= overlap_s < chunk_s
-        Overlap of consecutive chunks in seconds (0 for V2, 1.5 for V3 by default).
+    overlap_s : float, 0 <= overlap_s <= chunk_s - 0.5
+        Overlap of consecutive chunks in seconds (a model's default: its spec's ``default_overlap_s``).
 
     Returns
     -------
@@ -72,6 +61,8 @@ def chunk(y: np.ndarray, *, sr: int, chunk_s: float = 3.0, overlap_s: float = 0.
 
     Raises
     ------
+    InvalidParameterError
+        If ``overlap_s`` is outside the allowed range.
     TooShortError
         If ``y`` is shorter than one chunk.
 

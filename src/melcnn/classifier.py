@@ -34,6 +34,7 @@ import numpy as np
 
 from .config import FeatureConfig
 from .errors import CheckpointError
+from .registry import ModelSpec, spec_for
 
 FORMAT = "melcnn-checkpoint"
 FORMAT_VERSION = 1
@@ -98,17 +99,21 @@ class Checkpoint:
     """A loaded checkpoint: configuration plus NumPy weights."""
 
     name: str
-    variant: str  # "v2" or "v3"
+    variant: str  # a key of melcnn.registry.MODELS: the ModelSpec this checkpoint is trained for
     version: str
     features: FeatureConfig
     head: HeadConfig
     weights: dict[str, np.ndarray]
-    overlap_s: float = 0.0  # default chunk overlap of this model
     threshold: float = 0.5
     calibration: dict[str, Any] = field(default_factory=lambda: {"scale": 1.0, "bias": 0.0})
     extra: dict[str, Any] = field(default_factory=dict)  # training summary, metrics, ...
     path: Path | None = None
     sha256: str | None = None
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The variant's :class:`melcnn.registry.ModelSpec` (chunking, report sections, picture)."""
+        return spec_for(self.variant)
 
     def config_dict(self) -> dict[str, Any]:
         head = asdict(self.head)
@@ -121,7 +126,7 @@ class Checkpoint:
             "variant": self.variant,
             "version": self.version,
             "features": self.features.to_dict(),
-            "chunking": {"overlap_s": self.overlap_s},
+            "chunking": {"overlap_s": self.spec.default_overlap_s},  # recorded for readers; the spec rules
             "head": head,
             "threshold": self.threshold,
             "calibration": self.calibration,
@@ -211,6 +216,17 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         name = str(cfg["name"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path} is incomplete or malformed: {exc!r}") from exc
+    try:
+        spec = spec_for(variant)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{cfg_path}: {exc}") from None
+    if features.chunk_s != spec.chunk_s:
+        raise CheckpointError(f"{cfg_path}: {features.chunk_s:g} s chunks, but {variant} has {spec.chunk_s:g} s chunks")
+    recorded = cfg.get("chunking", {}).get("overlap_s", spec.default_overlap_s)
+    if recorded != spec.default_overlap_s:
+        raise CheckpointError(
+            f"{cfg_path}: records a default overlap of {recorded!r} s, but {variant} has {spec.default_overlap_s:g} s"
+        )
     if head.n_rows != features.image_size // 2**features.scattering_J:
         raise CheckpointError(f"{cfg_path}: head expects {head.n_rows} rows, features give a different number")
     if head.output not in ("fake", "real"):
@@ -242,7 +258,6 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         features=features,
         head=head,
         weights=weights,
-        overlap_s=float(cfg.get("chunking", {}).get("overlap_s", 0.0)),
         threshold=threshold,
         calibration=dict(cfg.get("calibration", {"scale": 1.0, "bias": 0.0})),
         extra={k: v for k, v in cfg.items() if k not in known},

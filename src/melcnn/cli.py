@@ -15,15 +15,14 @@ from typing import Any
 
 from . import __version__
 from .errors import MediaProcessingError, MelcnnError
+from .registry import DEFAULT_MODEL, MIN_STEP_S, MODELS, SERVE_MODELS
 
 EXIT_OK, EXIT_USAGE, EXIT_MEDIA, EXIT_MODEL = 0, 2, 3, 4
 
-#: the model ``analyze`` uses and ``serve`` answers with when a request names none. V2: the same file
-#: EER as V3 on the eval split (20.7 %) with the better minDCF (0.74 against 0.86) and fewer real
-#: recordings called fake at the 0.5 threshold (7.2 % against 10.2 %), in about two thirds of V3's time.
-DEFAULT_MODEL = "v2"
-#: what ``serve`` loads without --model: the default first, V3 too so the page can show its timeline
-SERVE_MODELS = (DEFAULT_MODEL, "v3")
+#: "v2, v3": the variants, for help texts
+_VARIANTS = ", ".join(MODELS)
+#: "V2 0, V3 1.5": each variant's default overlap in seconds, for help texts
+_DEFAULT_OVERLAPS = ", ".join(f"{s.label} {s.default_overlap_s:g}" for s in MODELS.values())
 
 #: modules of the optional extras (pyproject.toml), for a plain message when one is missing
 _EXTRA_OF_MODULE = {
@@ -64,14 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"v2, v3, a registry name or a checkpoint directory (default {DEFAULT_MODEL})",
+        help=f"{_VARIANTS}, a registry name or a checkpoint directory (default {DEFAULT_MODEL})",
     )
     an.add_argument(
         "--overlap",
-        type=_non_negative_float,
         default=None,
         metavar="S",
-        help="chunk overlap in seconds (default: the model's; V3 1.5)",
+        help=f"chunk overlap in seconds, 0 to the chunk length less {MIN_STEP_S:g} s "
+        f"(default: the model's; {_DEFAULT_OVERLAPS})",
     )
     an.add_argument(
         "--json", action="store_true", help="print the JSON report, one compact object per line (JSON Lines)"
@@ -129,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--data", type=Path, required=True, metavar="DATA_DIR", help="dataset built by `melcnn data build` (required)"
     )
-    tr.add_argument("--model", choices=("v2", "v3"), required=True, help="version to train (required)")
+    tr.add_argument("--model", choices=tuple(MODELS), required=True, help="version to train (required)")
     tr.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint directory to write (required)")
     tr.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
     tr.add_argument("--epochs", type=int, default=60, help="most training epochs; early stopping on dev (default 60)")
@@ -138,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=None,
         metavar="S",
-        help="chunk overlap of the training examples in seconds (default: the model's own, V2 0, V3 1.5)",
+        help=f"chunk overlap of the training examples in seconds (default: the model's own, {_DEFAULT_OVERLAPS})",
     )
     tr.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
     tr.add_argument("--bands", type=int, default=2, help="frequency bands of the head input (default 2)")
@@ -161,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--data", type=Path, required=True, metavar="DATA_DIR", help="dataset built by `melcnn data build` (required)"
     )
-    ev.add_argument("--model", default=None, help="checkpoint directory, v2 or v3 (default none; required unless --cv)")
+    ev.add_argument(
+        "--model", default=None, help=f"checkpoint directory or {_VARIANTS} (default none; required unless --cv)"
+    )
     ev.add_argument(
         "--cv",
         action="store_true",
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="MODEL",
-        help="v2, v3, a registry name or a checkpoint directory; give it once per model to load, the first is "
+        help=f"{_VARIANTS}, a registry name or a checkpoint directory; give it once per model to load, the first is "
         f"the default for requests that name none (default: {' and '.join(SERVE_MODELS)}, {SERVE_MODELS[0]} the "
         "default)",
     )
@@ -402,9 +403,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     except MelcnnError as exc:
         print(f"melcnn: cannot load model {args.model!r}: {exc}", file=sys.stderr)
         return EXIT_MODEL
-    if args.overlap is not None and args.overlap >= model.config.chunk_s:
-        print(f"melcnn: --overlap must be less than the chunk length ({model.config.chunk_s:g} s)", file=sys.stderr)
-        return EXIT_USAGE
+    overlap = None
+    if args.overlap is not None:
+        try:
+            overlap = model.spec.validate_overlap(args.overlap)
+        except MelcnnError as exc:
+            print(f"melcnn: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if args.plot_dir is not None:
         problem = _unwritable_folder(args.plot_dir)
         if problem:
@@ -417,7 +422,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for name in args.files:
         try:
-            report = model.analyze(name, overlap_s=args.overlap, plot_dir=args.plot_dir, max_duration_s=max_duration)
+            report = model.analyze(name, overlap_s=overlap, plot_dir=args.plot_dir, max_duration_s=max_duration)
         except MediaProcessingError as exc:
             if isinstance(exc, TooLongError):
                 exc = exc.naming("--max-duration")
@@ -479,16 +484,15 @@ def _summary(report: dict[str, Any], name: str, ascii_only: bool) -> str:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .detector import load_model
-    from .registry import MODELS
-
     rows = []
     for entry in MODELS.values():
-        row: dict[str, Any] = {"name": entry.name, "short": entry.short, "description": entry.description}
+        row: dict[str, Any] = {"name": entry.name, "short": entry.variant, "description": entry.description}
         try:
-            row.update(load_model(entry.short).describe())
+            row.update(load_model(entry.variant).describe())
             row["available"] = True
         except MelcnnError as exc:
-            row.update({"available": False, "reason": str(exc), "chunk_overlap_s": entry.overlap_s})
+            row.update({"available": False, "reason": str(exc), "chunk_overlap_s": entry.default_overlap_s})
+            row["spec"] = entry.to_dict()
         rows.append(row)
     if args.json or args.pretty:
         _print_json({"models": rows}, pretty=args.pretty)

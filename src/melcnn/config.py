@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 SAMPLE_RATE = 16_000  # Hz
-CHUNK_S = 3.0  # seconds per analysed chunk
-V3_OVERLAP_S = 1.5  # seconds of overlap between consecutive V3 chunks
+CHUNK_S = 3.0  # seconds per analysed chunk (each variant's ModelSpec.chunk_s, in melcnn.registry, must agree)
 MAX_DURATION_S = 7_200.0  # default longest input accepted (2 hours)
 
 

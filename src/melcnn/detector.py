@@ -1,7 +1,7 @@
 """The one Python API: ``load_model(name).analyze(media_path=...)``.
 
-Data flows one way: :mod:`audio` (decode, mono, resample) -> :mod:`chunking` -> :mod:`spectrogram`
-(mel dB image per chunk) -> :mod:`scattering` (Kymatio Scattering2D, time-pooled) ->
+Data flows one way: :mod:`audio` (decode, mono, resample) -> :mod:`chunking` -> :mod:`features`
+(mel dB image per chunk, Kymatio Scattering2D, time-pooled; shared with training) ->
 :mod:`classifier` (MLP head, calibrated P(fake) per chunk) -> mean -> threshold -> :mod:`report`,
 with :mod:`metrics` and (only when asked) :mod:`plots` alongside. The CLI and the HTTP service are
 thin shells over :class:`Detector`.
@@ -22,50 +22,14 @@ import numpy as np
 
 from ._blas import single_threaded_blas
 from .audio import load_audio
-from .chunking import chunk, validate_overlap
+from .chunking import chunk
 from .classifier import Checkpoint, load_checkpoint
 from .config import MAX_DURATION_S, FeatureConfig
 from .errors import CheckpointError, MelcnnError
-from .registry import ModelEntry, recorded_sha256, resolve
+from .features import chunk_features, scattering_for
+from .registry import ModelSpec, recorded_sha256, resolve
 from .report import build_report
-from .scattering import get_scattering
-from .spectrogram import db_to_image, mel_db, overview_mel_db
-
-#: chunks per scattering batch: bounds memory for long files (an image is 256 KiB)
-BATCH_CHUNKS = 16
-
-
-def chunk_features(
-    chunks: np.ndarray, *, cfg: FeatureConfig, device: str = "cpu", batch_chunks: int = BATCH_CHUNKS
-) -> np.ndarray:
-    """Time-pooled scattering maps of audio chunks: the classifier's input.
-
-    Parameters
-    ----------
-    chunks : np.ndarray [shape=(n_chunks, chunk_len)]
-        Audio at ``cfg.sample_rate``.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_chunks, n_channels, image_size / 2**J)], float32
-        Training caches exactly these arrays, so training and inference share one feature path.
-    """
-    return _chunk_features(chunks, cfg=cfg, device=device, batch_chunks=batch_chunks)[0]
-
-
-def _chunk_features(
-    chunks: np.ndarray, *, cfg: FeatureConfig, device: str, batch_chunks: int = BATCH_CHUNKS
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`chunk_features`, and the mel dB array of the last chunk (None without chunks)."""
-    scat = get_scattering(J=cfg.scattering_J, L=cfg.scattering_L, shape=(cfg.image_size, cfg.image_size), device=device)
-    out, last_db = [], None
-    for i in range(0, len(chunks), batch_chunks):
-        db = mel_db(np.asarray(chunks[i : i + batch_chunks]), cfg=cfg)
-        last_db = db[-1]
-        out.append(scat.pooled(db_to_image(db, size=cfg.image_size, top_db=cfg.top_db)))
-    if not out:
-        return np.zeros((0, scat.n_channels, scat.out_spatial[0]), dtype=np.float32), None
-    return np.concatenate(out, axis=0), last_db
+from .spectrogram import mel_db, overview_mel_db
 
 
 class Detector:
@@ -74,20 +38,16 @@ class Detector:
     Thread-safe: one instance can serve concurrent ``analyze`` calls.
     """
 
-    def __init__(self, checkpoint: Checkpoint, *, device: str = "cpu", entry: ModelEntry | None = None):
+    def __init__(self, checkpoint: Checkpoint, *, device: str = "cpu", entry: ModelSpec | None = None):
         if device not in ("cpu", "cuda"):
             raise MelcnnError(f"device must be 'cpu' or 'cuda', not {device!r}")
         self.checkpoint = checkpoint
         self.device = device
-        self.entry = entry
+        self.entry = entry  # the registry entry it was loaded by, None for a checkpoint directory
+        self.spec: ModelSpec = checkpoint.spec  # what the variant does: chunking, report sections, picture
         self.config: FeatureConfig = checkpoint.features
         # build (or load from the on-disk cache) the scattering filters now, not on the first request
-        get_scattering(
-            J=self.config.scattering_J,
-            L=self.config.scattering_L,
-            shape=(self.config.image_size, self.config.image_size),
-            device=device,
-        )
+        scattering_for(self.config, device=device)
 
     @property
     def name(self) -> str:
@@ -103,7 +63,7 @@ class Detector:
 
     @property
     def default_overlap_s(self) -> float:
-        return self.checkpoint.overlap_s
+        return self.spec.default_overlap_s
 
     def describe(self) -> dict[str, Any]:
         """Name, settings and recorded quality of the model (for ``melcnn models`` and ``/v1/models``)."""
@@ -117,12 +77,13 @@ class Detector:
             "parameters": ck.head.n_parameters(),
             "threshold": ck.threshold,
             "chunk_duration_s": self.config.chunk_s,
-            "chunk_overlap_s": ck.overlap_s,
+            "chunk_overlap_s": self.spec.default_overlap_s,
             "sample_rate": self.config.sample_rate,
             "features": self.config.to_dict(),
             "calibration": ck.calibration,
             "metrics": ck.extra.get("metrics"),
             "training": ck.extra.get("training"),
+            "spec": self.spec.to_dict(),
         }
 
     def score_chunks(self, chunks: np.ndarray) -> np.ndarray:
@@ -147,7 +108,8 @@ class Detector:
         media_path : path or bytes
             Any supported audio or video file; the format is detected from its content.
         overlap_s : float, optional
-            Chunk overlap in seconds, ``0 <= overlap_s < chunk``; default: the model's (V2 0, V3 1.5).
+            Chunk overlap in seconds, ``0 <= overlap_s <= chunk - 0.5`` (the one rule,
+            :func:`melcnn.registry.validate_overlap`); default: the model's (``spec.default_overlap_s``).
         plot_dir : path, optional
             Write the picture there (V2: spectrogram, V3: score timeline over the spectrogram) and
             put its path in ``visualization.spectrogram_url``. Nothing is plotted otherwise. The file
@@ -166,7 +128,7 @@ class Detector:
         """
         t_start = time.perf_counter()
         cfg = self.config
-        overlap = self.default_overlap_s if overlap_s is None else validate_overlap(overlap_s, cfg.chunk_s)
+        overlap = self.default_overlap_s if overlap_s is None else self.spec.validate_overlap(overlap_s)
         timings: dict[str, float] = {}
         with single_threaded_blas():
             t = time.perf_counter()
@@ -184,14 +146,12 @@ class Detector:
             # then shares both cores between its tasks.
             from .metrics import pitch_metrics, signal_metrics
 
-            scat = get_scattering(
-                J=cfg.scattering_J, L=cfg.scattering_L, shape=(cfg.image_size, cfg.image_size), device=self.device
-            )
+            scat = scattering_for(cfg, device=self.device)
             signal_future = scat.submit(signal_metrics, y, sample_rate=cfg.sample_rate)
             try:
                 t = time.perf_counter()
                 chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap)
-                feats, last_db = _chunk_features(chunks.samples, cfg=cfg, device=self.device)
+                feats = chunk_features(chunks.samples, cfg=cfg, device=self.device)
                 timings["features"] = time.perf_counter() - t
 
                 t = time.perf_counter()
@@ -211,7 +171,7 @@ class Detector:
             t = time.perf_counter()
             if name is None:
                 name = Path(os.fsdecode(media_path)).name if isinstance(media_path, str | os.PathLike) else "audio"
-            visualization = self._visualization(y, chunks, scores, last_db, plot_dir, name)
+            visualization = self._visualization(y, chunks, scores, plot_dir, name)
             timings["visualization"] = time.perf_counter() - t
 
         warnings = list(decoded.warnings) + list(metric_warnings)
@@ -237,7 +197,7 @@ class Detector:
             "weights_sha256": self.checkpoint.sha256 or "",
         }
         return build_report(
-            variant=self.variant,
+            spec=self.spec,
             chunk_scores=scores,
             chunk_starts_s=chunks.starts_s,
             chunk_ends_s=chunks.ends_s,
@@ -254,46 +214,36 @@ class Detector:
         )
 
     def _visualization(
-        self, y: np.ndarray, chunks, scores: np.ndarray, last_db: np.ndarray | None, plot_dir, name: str
+        self, y: np.ndarray, chunks, scores: np.ndarray, plot_dir, name: str
     ) -> dict[str, Any]:
-        cfg = self.config
-        if self.variant == "v3":
+        cfg, spec = self.config, self.spec
+        if spec.timeline:
             data: list = [round(float(s), 4) for s in scores]
-        else:  # the specification's V2 shows the last chunk's mel spectrogram (computed with the features)
-            last = mel_db(np.asarray(chunks.samples[-1]), cfg=cfg) if last_db is None else last_db
-            data = np.round(last, 1).tolist()
+        else:  # the specification's V2 shows the last chunk's mel spectrogram
+            data = np.round(mel_db(np.asarray(chunks.samples[-1]), cfg=cfg), 1).tolist()
         url = None
         if plot_dir is not None:
             from . import plots
 
-            out_dir = Path(plot_dir)
             overview, column_s = overview_mel_db(y, cfg=cfg)
-            hop = int(round(column_s * cfg.sample_rate))  # samples per picture column
-            fmax = cfg.fmax_hz or cfg.sample_rate / 2
-            kind = "timeline" if self.variant == "v3" else "spectrogram"
-            target = _picture_path(out_dir, f"{safe_stem(name)}_{self.variant}_{kind}")
-            if self.variant == "v3":
+            picture = {
+                "sample_rate": cfg.sample_rate,
+                "hop_length": int(round(column_s * cfg.sample_rate)),  # samples per picture column
+                "fmax_hz": cfg.fmax_hz or cfg.sample_rate / 2,
+                "path": _picture_path(Path(plot_dir), f"{safe_stem(name)}_{self.variant}_{spec.picture}"),
+            }
+            if spec.picture == "timeline":
                 path = plots.plot_timeline(
                     overview,
-                    sample_rate=cfg.sample_rate,
-                    hop_length=hop,
-                    fmax_hz=fmax,
+                    **picture,
                     chunk_starts_s=chunks.starts_s,
                     chunk_ends_s=chunks.ends_s,
                     chunk_scores=scores,
                     threshold=self.threshold,
-                    path=target,
                     title=f"{name}: {self.name} chunk fake scores",
                 )
             else:
-                path = plots.plot_spectrogram(
-                    overview,
-                    sample_rate=cfg.sample_rate,
-                    hop_length=hop,
-                    fmax_hz=fmax,
-                    path=target,
-                    title=f"{name}: mel spectrogram ({self.name})",
-                )
+                path = plots.plot_spectrogram(overview, **picture, title=f"{name}: mel spectrogram ({self.name})")
             url = str(path)
         return {"spectrogram_url": url, "spectrogram_data": data}
 

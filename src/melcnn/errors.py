@@ -13,6 +13,12 @@ class MelcnnError(Exception):
     """Root of all melcnn errors."""
 
 
+class InvalidParameterError(MelcnnError, ValueError):
+    """A setting the caller passed is out of range (e.g. the chunk overlap)."""
+
+    code = "invalid_parameter"
+
+
 class MediaProcessingError(MelcnnError, ValueError):
     """The media could not be analysed. Subclasses say why."""
 

@@ -76,6 +76,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _dsp
+
 # --- pitch -------------------------------------------------------------------------------------------
 PITCH_FLOOR_HZ = 75.0  # lowest F0 searched; also sets Praat's window (3 periods = 40 ms)
 PITCH_CEILING_HZ = 600.0  # highest F0 searched
@@ -100,7 +102,6 @@ STFT_HOP = 512  # samples between STFT frames
 CONTRAST_FMIN_HZ = 200.0  # upper edge of the lowest contrast band
 CONTRAST_N_BANDS = 6  # octave bands above fmin (plus the band below fmin)
 CONTRAST_QUANTILE = 0.02  # fraction of a band's bins averaged for its peak and its valley
-_AMIN = 1e-10  # floor of power_to_db
 _TOP_DB = 80.0  # clipping range of power_to_db
 
 # --- memory bounds (a 2 h file must not need gigabytes of temporaries) -------------------------------
@@ -337,12 +338,10 @@ def _stft_blocks(x: np.ndarray, n_fft: int, hop_length: int) -> Iterator[tuple[n
     ``magnitude`` is laid out ``(frames, bins)`` (C order: sorting along bins is contiguous), the
     transpose of :func:`stft_magnitude`'s.
     """
-    import scipy.fft  # deferred (start-up time); 1.3x numpy.fft's float64 speed here
-
     n = len(x)
     half = n_fft // 2
     n_frames = 1 + n // hop_length
-    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic Hann
+    window = _dsp.hann(n_fft)
     window_ms = float(np.dot(window.astype(np.float64), window))
     for f0 in range(0, n_frames, _STFT_BLOCK_FRAMES):
         f1 = min(n_frames, f0 + _STFT_BLOCK_FRAMES)
@@ -351,9 +350,9 @@ def _stft_blocks(x: np.ndarray, n_fft: int, hop_length: int) -> Iterator[tuple[n
         seg = np.asarray(x[max(a, 0) : min(b, n)], dtype=np.float32)  # float32, as librosa
         if a < 0 or b > n:  # zero padding, as librosa's default pad_mode="constant"
             seg = np.pad(seg, (max(0, -a), max(0, b - n)))
-        windowed = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop_length] * window
+        windowed = _dsp.frames(seg, n_fft, hop_length) * window
         level = np.einsum("ij,ij->i", windowed, windowed, dtype=np.float64) / window_ms
-        magnitude = np.abs(scipy.fft.rfft(windowed, axis=1, overwrite_x=True))
+        magnitude = np.abs(_dsp.rfft(windowed, overwrite_x=True))
         yield magnitude, level
 
 
@@ -429,8 +428,7 @@ def _peak_valley(magnitude_fb: np.ndarray, bands: list[tuple[slice, int]]) -> tu
 
 def _power_to_db(s: np.ndarray) -> np.ndarray:
     """``librosa.power_to_db(s)`` with its defaults (ref 1, amin 1e-10, top_db 80) [dB]."""
-    db = 10.0 * np.log10(np.maximum(_AMIN, s))
-    return np.maximum(db, db.max() - _TOP_DB)
+    return _dsp.power_to_db(s, top_db=_TOP_DB)
 
 
 def spectral_contrast_db(magnitude: np.ndarray, *, sample_rate: int, n_fft: int = STFT_N_FFT) -> np.ndarray:

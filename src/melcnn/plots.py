@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import _dsp
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -283,15 +285,6 @@ def _duration_s(mel_db: np.ndarray, sample_rate: int, hop_length: int) -> float:
     return (mel_db.shape[1] - 1) * hop_length / sample_rate
 
 
-def _hz_to_mel(f_hz: np.ndarray | float) -> np.ndarray:
-    """Slaney mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
-    f = np.asarray(f_hz, dtype=np.float64)
-    f_sp = 200.0 / 3.0  # Hz per mel in the linear part
-    min_log_mel = 1000.0 / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(f >= 1000.0, min_log_mel + np.log(np.maximum(f, 1e-12) / 1000.0) / logstep, f / f_sp)
-
-
 def _draw_mel(
     ax: Axes,
     mel_db: np.ndarray,
@@ -313,7 +306,7 @@ def _draw_mel(
         mel_db = padded.reshape(n_mels, n_cols, step).mean(axis=2)
 
     # As librosa.display.specshow(y_axis="mel"): the n_mels rows split [mel(fmin), mel(fmax)] evenly.
-    mel_lo, mel_hi = float(_hz_to_mel(fmin_hz)), float(_hz_to_mel(fmax))
+    mel_lo, mel_hi = float(_dsp.hz_to_mel(fmin_hz)), float(_dsp.hz_to_mel(fmax))
     extent = (-0.5 * frame_s, (mel_db.shape[1] * step - 0.5) * frame_s, mel_lo, mel_hi)
     finite = mel_db[np.isfinite(mel_db)]
     vmax = float(finite.max()) if finite.size else 0.0
@@ -331,7 +324,7 @@ def _draw_mel(
         interpolation="nearest" if step == 1 and n_frames <= MAX_COLUMNS else "antialiased",
     )
     ticks_hz = [f for f in _HZ_TICKS if fmin_hz <= f <= fmax]
-    ax.set_yticks(_hz_to_mel(np.array(ticks_hz, dtype=np.float64)))
+    ax.set_yticks(_dsp.hz_to_mel(np.array(ticks_hz, dtype=np.float64)))
     ax.set_yticklabels([f"{f:g}" for f in ticks_hz])
     ax.set_ylim(extent[2], extent[3])
     ax.set_xlim(0.0, max((n_frames - 1) * frame_s, frame_s))

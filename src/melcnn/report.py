@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .registry import ModelSpec
+
 SCHEMA_VERSION = "1.0"
 _BARS = " ▁▂▃▄▅▆▇█"
 
@@ -25,7 +27,7 @@ def _r(x: float, nd: int = 4) -> float:
 
 def build_report(
     *,
-    variant: str,
+    spec: ModelSpec,
     chunk_scores: np.ndarray,
     chunk_starts_s: np.ndarray,
     chunk_ends_s: np.ndarray,
@@ -44,8 +46,8 @@ def build_report(
 
     Parameters
     ----------
-    variant : "v2" or "v3"
-        V3 adds the specification's ``metrics`` section.
+    spec : ModelSpec
+        The model's variant; ``spec.timeline`` adds the specification's ``metrics`` section (V3's).
     chunk_scores : np.ndarray [shape=(n_chunks,)]
         Calibrated P(fake) per chunk.
     measurements : dict
@@ -73,7 +75,7 @@ def build_report(
         "warnings": list(warnings),
         "schema_version": SCHEMA_VERSION,
     }
-    if variant == "v3":
+    if spec.timeline:
         report["metrics"] = {
             "average_chunk_fake_score": _r(fake_score),
             "chunk_predictions": [_r(p) for p in scores],

@@ -21,27 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import _dsp
 from .config import FeatureConfig
-
-_AMIN = 1e-10  # power floor before log10, as librosa.power_to_db
-
-
-# Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above
-_F_SP = 200.0 / 3  # Hz per mel in the linear part
-_MIN_LOG_HZ = 1000.0
-_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
-_LOGSTEP = np.log(6.4) / 27.0
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    f = np.asarray(f, dtype=np.float64)
-    log_part = _MIN_LOG_MEL + np.log(np.maximum(f, 1e-12) / _MIN_LOG_HZ) / _LOGSTEP
-    return np.where(f >= _MIN_LOG_HZ, log_part, f / _F_SP)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    return np.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m)
 
 
 @lru_cache(maxsize=8)
@@ -54,7 +35,7 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin_hz: float = 0.0, fmax_
     """
     fmax = sr / 2.0 if fmax_hz is None else float(fmax_hz)
     fftfreqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin_hz), _hz_to_mel(fmax), n_mels + 2))
+    mel_f = _dsp.mel_to_hz(np.linspace(_dsp.hz_to_mel(fmin_hz), _dsp.hz_to_mel(fmax), n_mels + 2))
     fdiff = np.diff(mel_f)
     ramps = mel_f[:, None] - fftfreqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
@@ -104,25 +85,6 @@ def _mel_project(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return out.reshape(*power.shape[:-1], cfg.n_mels)
 
 
-@lru_cache(maxsize=4)
-def _hann(n_fft: int) -> np.ndarray:
-    """Periodic Hann window (``scipy.signal.get_window('hann', n_fft)``)."""
-    w = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    w.setflags(write=False)
-    return w
-
-
-def _rfft(frames: np.ndarray) -> np.ndarray:
-    """Real FFT along the last axis in the input's precision (float32 -> complex64).
-
-    :mod:`scipy.fft` (imported on first use): 4-5x faster than ``numpy.fft`` here (2048-point
-    float32 frames), the same pocketfft algorithm, so equal to float32 rounding.
-    """
-    import scipy.fft
-
-    return scipy.fft.rfft(frames, axis=-1)
-
-
 def preemphasis(y: np.ndarray, *, coef: float = 0.97) -> np.ndarray:
     """``y[n] - coef * y[n-1]`` along the last axis, started as ``librosa.effects.preemphasis`` does.
 
@@ -160,10 +122,7 @@ def power_to_db(power: np.ndarray, *, top_db: float = 80.0) -> np.ndarray:
     Each 2-D spectrogram in the batch is referenced to its own maximum, so its loudest cell is 0 dB.
     An all-zero (digitally silent) spectrogram gives all 0 dB, never NaN.
     """
-    log_spec = 10.0 * np.log10(np.maximum(_AMIN, power))
-    ref = np.max(power, axis=(-2, -1), keepdims=True)
-    log_spec -= 10.0 * np.log10(np.maximum(_AMIN, ref))
-    return np.maximum(log_spec, log_spec.max(axis=(-2, -1), keepdims=True) - top_db).astype(np.float32)
+    return _dsp.power_to_db(power, relative_to_max=True, top_db=top_db, axis=(-2, -1)).astype(np.float32)
 
 
 #: signals per block of a batched :func:`mel_db`. Its temporaries (frames, spectrum, power) take
@@ -279,8 +238,6 @@ def overview_mel_db(
 def _frames_power(seg: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
     """Mel power ``(..., n_mels, n_frames)`` of already padded audio ``(..., n)``: frames start at 0, every hop."""
     n_fft, hop = cfg.n_fft, cfg.hop_length
-    n_frames = 1 + (seg.shape[-1] - n_fft) // hop
-    frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft, axis=-1)[..., ::hop, :][..., :n_frames, :]
-    spec = _rfft(frames * _hann(n_fft))  # (..., n_frames, 1 + n_fft // 2), complex64
+    spec = _dsp.rfft(_dsp.frames(seg, n_fft, hop) * _dsp.hann(n_fft))  # (..., n_frames, 1 + n_fft // 2), complex64
     power = spec.real**2 + spec.imag**2
     return _mel_project(power, cfg).swapaxes(-1, -2)

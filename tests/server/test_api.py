@@ -14,6 +14,9 @@ import jsonschema
 import pytest
 import requests
 
+from melcnn.errors import InvalidParameterError
+from melcnn.registry import MODELS
+
 from .serverutil import MAX_UPLOAD_MB
 
 MiB = 1024 * 1024
@@ -53,6 +56,9 @@ def test_healthz_and_models(server):
     assert all("checkpoint" not in m for m in models["models"]), "no server paths in the API"
     assert models["models"][0]["threshold"] == pytest.approx(0.5)
     assert models["limits"]["max_upload_bytes"] == MAX_UPLOAD_MB * MiB
+    for m in models["models"]:  # each model's spec, for the page: overlap range, sections, picture
+        assert m["spec"] == MODELS[m["variant"]].to_dict()
+    assert models["limits"]["max_overlap_s"] == models["models"][0]["spec"]["max_overlap_s"] == 2.5
 
 
 @pytest.mark.parametrize(
@@ -99,6 +105,8 @@ def test_overlap_and_model_names(server, media):
     assert [c["start_s"] for c in r["chunks"]] == [0.0, 3.0, 6.0]
     r = post(server, media["v3clip"], model="v2", overlap="2.0", plots="false").json()
     assert [c["start_s"] for c in r["chunks"]] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    r = post(server, media["v3clip"], model="v3", overlap="2.5").json()  # the largest overlap the rule allows
+    assert r["metrics"]["chunk_overlap_s"] == 2.5 and len(r["chunks"]) == 13
 
 
 # ------------------------------------------------------------------------------------------- media errors
@@ -136,7 +144,10 @@ def test_request_errors(server, media):
     assert_error(requests.post(url, files=two, timeout=10), 400, "bad_request")
     assert_error(post(server, wav, model="v9"), 422, "invalid_parameter")
     assert_error(post(server, wav, overlap="abc"), 422, "invalid_parameter")
-    assert_error(post(server, wav, overlap="2.9"), 422, "invalid_parameter")
+    too_much = assert_error(post(server, wav, overlap="2.9"), 422, "invalid_parameter")
+    with pytest.raises(InvalidParameterError) as api:  # the Python API's words for the same value
+        MODELS["v2"].validate_overlap(2.9)
+    assert too_much["message"] == str(api.value)
     assert_error(post(server, wav, overlap="-1"), 422, "invalid_parameter")
     assert_error(post(server, wav, plots="maybe"), 422, "invalid_parameter")
     assert_error(requests.get(url, timeout=10), 405, "method_not_allowed")

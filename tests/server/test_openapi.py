@@ -17,6 +17,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from melcnn.registry import MODELS
+
 
 @pytest.fixture(scope="module")
 def openapi_doc(server) -> dict:
@@ -31,6 +33,9 @@ def test_openapi_document_is_valid(openapi_doc):
     assert set(paths) == {"/healthz", "/v1/analyze", "/v1/models", "/v1/artifacts/{artifact_id}"}
     body = paths["/v1/analyze"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["media"] and set(body["properties"]) == {"media", "model", "overlap", "plots"}
+    # the bounds are the specs' (the one overlap rule), not numbers of their own
+    assert body["properties"]["overlap"]["maximum"] == max(s.overlap_range[1] for s in MODELS.values())
+    assert body["properties"]["model"]["enum"] == list(MODELS)
     responses = paths["/v1/analyze"]["post"]["responses"]
     assert {"200", "400", "408", "413", "415", "422", "503", "504"} <= set(responses)
     assert "securitySchemes" not in openapi_doc.get("components", {})  # no key configured on this server

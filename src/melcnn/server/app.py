@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..detector import Detector, load_model
+from ..report import schema
 from .accesslog import AccessLogMiddleware
 from .artifacts import ArtifactStore
 from .deps import Service
@@ -101,10 +102,8 @@ def remove_stale_work_dirs(tmp_dir: Path) -> list[Path]:
 
 
 def _report_schema() -> dict[str, Any]:
-    schema = json.loads((resources.files("melcnn") / "report.schema.json").read_text(encoding="utf-8"))
-    for key in ("$schema", "$id"):
-        schema.pop(key, None)
-    return schema
+    """The report's JSON Schema (:func:`melcnn.report.schema`) as an OpenAPI component: no ``$schema``/``$id``."""
+    return {k: v for k, v in schema().items() if k not in ("$schema", "$id")}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -16,15 +15,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from ..errors import MediaProcessingError
-from ..registry import MODELS
+from ..errors import MediaProcessingError, MelcnnError
+from ..registry import MIN_STEP_S, MODELS
 from .deps import Service, ServiceDep, api_key_checker
 from .errors import ApiError, ErrorResponse, media_error
 from .settings import Settings
 from .uploads import MEDIA_FIELD, Upload, receive_upload
-
-#: the shortest step between chunk starts a request may ask for (limits chunks per second of audio)
-MIN_STEP_S = 0.5
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -52,22 +48,27 @@ ANALYZE_BODY: dict[str, Any] = {
                         },
                         "model": {
                             "type": "string",
-                            "enum": ["v2", "v3"],
+                            "enum": list(MODELS),
                             "description": "Which loaded model analyses it (see GET /v1/models); default: "
                             "the server's first --model.",
                         },
                         "overlap": {
                             "type": "number",
-                            "minimum": 0,
-                            "maximum": 2.5,
-                            "description": "Chunk overlap in seconds; default the model's (V2 0, V3 1.5). "
-                            f"At most the chunk length minus {MIN_STEP_S:g} s.",
+                            # the widest range any variant allows; each model's own is in GET /v1/models
+                            "minimum": min(spec.overlap_range[0] for spec in MODELS.values()),
+                            "maximum": max(spec.overlap_range[1] for spec in MODELS.values()),
+                            "description": "Chunk overlap in seconds, from 0 to the chunk length less "
+                            f"{MIN_STEP_S:g} s (each model's range: spec.min_overlap_s and spec.max_overlap_s in "
+                            "GET /v1/models); default the model's (spec.default_overlap_s: "
+                            + ", ".join(f"{s.label} {s.default_overlap_s:g}" for s in MODELS.values())
+                            + ").",
                         },
                         "plots": {
                             "type": "boolean",
                             "default": False,
-                            "description": "Also draw the picture (V2 spectrogram, V3 score timeline over the "
-                            "spectrogram) and give its URL in visualization.spectrogram_url.",
+                            "description": "Also draw the model's picture (spec.picture in GET /v1/models: "
+                            + ", ".join(f"{s.label} {s.picture}" for s in MODELS.values())
+                            + ") and give its URL in visualization.spectrogram_url.",
                         },
                     },
                 },
@@ -93,15 +94,18 @@ class Limits(BaseModel):
     max_upload_bytes: int
     max_duration_s: float
     timeout_s: float
-    min_duration_s: float
-    max_overlap_s: float
+    min_duration_s: float = Field(description="Shortest audio: the default model's chunk length, in seconds.")
+    max_overlap_s: float = Field(description="The default model's largest overlap (each model's: its spec).")
 
 
 class ModelsResponse(BaseModel):
     """The loaded models."""
 
     default: str = Field(description="Variant used when a request names none.")
-    models: list[dict[str, Any]] = Field(description="Per model: name, variant, version, threshold, settings, metrics.")
+    models: list[dict[str, Any]] = Field(
+        description="Per model: name, variant, version, threshold, settings, metrics, and its spec (chunk length, "
+        "default and allowed overlap, whether the report has the timeline section, which picture it draws)."
+    )
     limits: Limits
 
 
@@ -119,26 +123,18 @@ def parse_params(fields: dict[str, str], service: Service) -> AnalyzeParams:
     raw_model = fields.get("model", "").strip().lower()
     variant = service.default_variant
     if raw_model:
-        by_name = {e.name.lower(): e.short for e in MODELS.values()}
+        by_name = {e.name.lower(): e.variant for e in MODELS.values()}
         variant = by_name.get(raw_model, raw_model)
         if variant not in service.detectors:
             loaded = ", ".join(service.detectors)
             raise ApiError(422, "invalid_parameter", f"model {raw_model[:40]!r} is not loaded here; choose {loaded}")
-    detector = service.detectors[variant]
     overlap: float | None = None
     raw_overlap = fields.get("overlap", "").strip()
     if raw_overlap:
-        max_overlap = detector.config.chunk_s - MIN_STEP_S
         try:
-            overlap = float(raw_overlap)
-        except ValueError:
-            overlap = math.nan
-        if not (math.isfinite(overlap) and 0 <= overlap <= max_overlap):
-            raise ApiError(
-                422,
-                "invalid_parameter",
-                f"overlap must be a number of seconds from 0 to {max_overlap:g}; got {raw_overlap[:40]!r}",
-            )
+            overlap = service.detectors[variant].spec.validate_overlap(raw_overlap)
+        except MelcnnError as exc:
+            raise ApiError(422, "invalid_parameter", str(exc)) from None
     raw_plots = fields.get("plots", "").strip().lower()
     if raw_plots not in _TRUE | _FALSE:
         raise ApiError(422, "invalid_parameter", f"plots must be true or false; got {raw_plots[:40]!r}")
@@ -252,7 +248,7 @@ async def list_models(service: ServiceDep) -> ModelsResponse:
         max_duration_s=service.settings.max_duration_s,
         timeout_s=service.settings.timeout_s,
         min_duration_s=first.config.chunk_s,
-        max_overlap_s=first.config.chunk_s - MIN_STEP_S,
+        max_overlap_s=first.spec.overlap_range[1],
     )
     return ModelsResponse(default=service.default_variant, models=models, limits=limits)
 

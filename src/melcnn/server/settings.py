@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..config import MAX_DURATION_S
 from ..errors import MelcnnError
+from ..registry import SERVE_MODELS
 
 #: one "MB" of ``--max-upload-mb``: a mebibyte
 MB = 1024 * 1024
@@ -57,7 +58,7 @@ class Settings:
         ``cpu`` or ``cuda``.
     """
 
-    models: tuple[str, ...] = ("v2", "v3")
+    models: tuple[str, ...] = SERVE_MODELS
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = 200 * MB

@@ -88,7 +88,7 @@ def clip_features(path: str | Path, cfg: FeatureConfig, overlap_s: float) -> np.
     chunk, features). Raises :class:`melcnn.MelcnnError` for a file that cannot be analysed."""
     from ..audio import load_audio
     from ..chunking import chunk
-    from ..detector import chunk_features
+    from ..features import chunk_features
 
     y = load_audio(path, sample_rate=cfg.sample_rate, min_duration_s=cfg.chunk_s).samples
     c = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap_s)

@@ -18,7 +18,8 @@ import numpy as np
 
 from .. import __version__
 from ..classifier import Checkpoint, HeadConfig, load_checkpoint, save_checkpoint
-from ..config import V3_OVERLAP_S, FeatureConfig
+from ..config import FeatureConfig
+from ..registry import MODELS
 from . import evaluate as ev
 from .features import Clip, FeatureSet, cache_features, load_features, read_manifest
 from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_head
@@ -58,17 +59,20 @@ def train_model(
     reencode_files: int = 200,
     progress: Progress | None = None,
 ) -> Path:
-    """Train a V2 or V3 checkpoint on DATA_DIR's train split, calibrate on dev, evaluate on eval.
+    """Train a checkpoint of ``variant`` (a key of :data:`melcnn.registry.MODELS`) on DATA_DIR's train split,
+    calibrate on dev, evaluate on eval.
 
+    The variant's :class:`~melcnn.registry.ModelSpec` sets the chunk length and the default overlap.
     Training uses chunks overlapping by ``train_overlap_s`` (default: the variant's own overlap, V2 0 s and
-    V3 1.5 s); calibration uses dev chunks at the variant's overlap, which the checkpoint keeps for inference
-    and evaluation. ``chunk_classifier``: a checkpoint whose head (weights and input settings) is reused as
-    is; only the calibration is made anew (V3 = V2's chunk classifier on overlapping chunks).
+    V3 1.5 s); calibration uses dev chunks at the variant's overlap, which inference and evaluation use.
+    ``chunk_classifier``: a checkpoint whose head (weights and input settings) is reused as is; only the
+    calibration is made anew (V3 = V2's chunk classifier on overlapping chunks).
     """
-    if variant not in ("v2", "v3"):
-        raise ValueError(f"variant must be v2 or v3, not {variant!r}")
-    cfg = FeatureConfig()
-    overlap = V3_OVERLAP_S if variant == "v3" else 0.0
+    spec = MODELS.get(variant)
+    if spec is None:
+        raise ValueError(f"variant must be one of {', '.join(MODELS)}, not {variant!r}")
+    cfg = FeatureConfig(chunk_s=spec.chunk_s)
+    overlap = spec.default_overlap_s
     train_overlap_s = overlap if train_overlap_s is None else train_overlap_s
     clips = read_manifest(data_dir)
     train_clips = [c for c in clips if c.split == "train"]
@@ -110,13 +114,12 @@ def train_model(
             calibration = calibrate(ck.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head)
             calibration.update(best)
     ckpt = Checkpoint(
-        name=f"MEL-Spectrogram-CNN-{variant.upper()}",
+        name=spec.name,
         variant=variant,
         version=f"{__version__}+{time.strftime('%Y%m%d')}",
         features=cfg,
         head=head,
         weights=weights,
-        overlap_s=overlap,
         threshold=0.5,
         calibration=calibration,
         extra={
@@ -137,7 +140,7 @@ def train_model(
     if head.n_parameters() * 4 > MAX_FLOAT32_BYTES:  # store float16, if the scores stay within 1e-3
         ckpt.extra["storage"] = "float16"
         half = {k: v.astype(np.float16).astype(np.float32) for k, v in weights.items()}
-        ck16 = Checkpoint(ckpt.name, variant, ckpt.version, cfg, head, half, overlap, 0.5, calibration)
+        ck16 = Checkpoint(ckpt.name, variant, ckpt.version, cfg, head, half, 0.5, calibration)
         diff = float(np.max(np.abs(ck16.fake_scores(dv.x) - ckpt.fake_scores(dv.x))))
         if diff > 1e-3:
             raise RuntimeError(f"float16 storage moves dev chunk scores by {diff:.2e} (> 1e-3)")
@@ -290,7 +293,7 @@ def evaluate_model(
     if not clips:
         raise ValueError(f"no clips in split {split!r}")
     root = cache_features(
-        data_dir, clips, cfg=ckpt.features, overlap_s=ckpt.overlap_s, workers=workers, progress=progress
+        data_dir, clips, cfg=ckpt.features, overlap_s=ckpt.spec.default_overlap_s, workers=workers, progress=progress
     )
     fs = load_features(root, clips)
     chunk_scores = ckpt.fake_scores(fs.x)

@@ -61,7 +61,7 @@ def fit_head(
     Parameters
     ----------
     x_train, x_dev : np.ndarray [shape=(n, n_channels, n_rows)]
-        Time-pooled scattering maps of chunks (:func:`melcnn.detector.chunk_features`).
+        Time-pooled scattering maps of chunks (:func:`melcnn.features.chunk_features`).
     y_train, y_dev : np.ndarray [shape=(n,)]
         1 = spoof, 0 = bona fide.
     dev_files : np.ndarray [shape=(n_dev,)], optional

@@ -13,7 +13,8 @@
     playerNote: $("player-note"), timeline: $("timeline"), thresholdLine: $("threshold-line"),
     playhead: $("playhead"), axisMid: $("axis-mid"), axisEnd: $("axis-end"), pictureFig: $("picture-fig"),
     picture: $("picture"), pictureCaption: $("picture-caption"), measurements: $("measurements"),
-    download: $("download"),
+    download: $("download"), models: $("models"), overlap: $("overlap"), overlapHint: $("overlap-hint"),
+    chunkLen: $("chunk-len"),
   };
   const state = { file: null, audioUrl: null, pictureUrl: null, reportUrl: null, models: null, limits: null,
                   duration: 0, bars: [] };
@@ -53,6 +54,46 @@
   }
 
   // ---------------------------------------------------------------- models
+  // Everything that differs between models comes from each model's spec in GET /v1/models: its label and
+  // hint, its overlap range and default, which picture it draws. Nothing here names a model.
+  function selectedModel() {
+    const radio = els.form.querySelector('input[name="model"]:checked');
+    return radio && state.models ? state.models[radio.value] : null;
+  }
+
+  function modelChoice(m, isDefault) {
+    const spec = m.spec || {};
+    const label = document.createElement("label");
+    label.className = "choice";
+    const radio = document.createElement("input");
+    radio.type = "radio";
+    radio.name = "model";
+    radio.value = m.variant;
+    radio.checked = isDefault;
+    radio.addEventListener("change", showOverlapRange);
+    const text = document.createElement("span");
+    const strong = document.createElement("strong");
+    strong.textContent = spec.label || m.variant;
+    const hint = document.createElement("span");
+    hint.className = "hint";
+    hint.textContent = spec.hint || "";
+    text.append(strong, " ", hint);
+    label.append(radio, text);
+    return label;
+  }
+
+  // the overlap field's bounds and hint: the chosen model's (the server applies the same rule)
+  function showOverlapRange() {
+    const m = selectedModel();
+    const spec = (m && m.spec) || null;
+    if (!spec) return;
+    els.overlap.min = String(spec.min_overlap_s);
+    els.overlap.max = String(spec.max_overlap_s);
+    els.overlap.placeholder = String(spec.default_overlap_s);
+    els.overlapHint.textContent = "seconds, " + spec.min_overlap_s + " to " + spec.max_overlap_s +
+      "; empty: the model's default (" + spec.default_overlap_s + ")";
+  }
+
   async function loadModels() {
     let resp;
     try {
@@ -71,13 +112,9 @@
     state.models = {};
     for (const m of data.models) state.models[m.variant] = m;
     state.limits = data.limits;
-    for (const radio of els.form.querySelectorAll('input[name="model"]')) {
-      const loaded = Boolean(state.models[radio.value]);
-      radio.disabled = !loaded;
-      radio.closest("label").classList.toggle("unavailable", !loaded);
-      radio.checked = radio.value === data.default;
-      if (!loaded) radio.closest("label").title = "not loaded on this server";
-    }
+    for (const old of els.models.querySelectorAll(".choice")) old.remove();
+    for (const m of data.models) els.models.appendChild(modelChoice(m, m.variant === data.default));
+    showOverlapRange();
     if (els.status.textContent.startsWith("This server needs")) setStatus("", false);
   }
 
@@ -169,6 +206,8 @@
     const form = new FormData();
     form.append("media", state.file, state.file.name);
     if (model) form.append("model", model);
+    const overlap = els.overlap.value.trim();
+    if (overlap !== "") form.append("overlap", overlap);
     form.append("plots", els.plots.checked ? "true" : "false");
     els.analyze.disabled = true;
     let status, body;
@@ -241,6 +280,7 @@
     const total = Math.max(r.properties.duration_seconds || 0, r.chunks[r.chunks.length - 1].end_s);
     state.duration = total;
     const step = chunkStep(r);
+    els.chunkLen.textContent = fmt(r.chunks[0].end_s - r.chunks[0].start_s, 1).replace(/\.0$/, "") + " s";
     els.thresholdLine.style.bottom = (100 * r.threshold).toFixed(1) + "%";
     r.chunks.forEach((c, i) => {
       const centre = (c.start_s + c.end_s) / 2;
@@ -300,12 +340,13 @@
     } catch (e) {
       return;
     }
-    const v3 = r.model.variant === "v3";
-    els.picture.alt = v3
+    const model = state.models && state.models[r.model.variant];
+    const timeline = Boolean(model && model.spec && model.spec.picture === "timeline");
+    els.picture.alt = timeline
       ? "Chart: the fake score of each chunk over time, with the threshold line and suspicious spans shaded, " +
         "above the mel spectrogram of the recording."
       : "Mel spectrogram of the recording: time across, frequency up, loudness as colour.";
-    els.pictureCaption.textContent = v3
+    els.pictureCaption.textContent = timeline
       ? "Chunk fake scores over time (top) above the spectrogram (bottom); red spans score at or above the threshold."
       : "Mel spectrogram of the whole recording.";
     els.picture.src = state.pictureUrl;
