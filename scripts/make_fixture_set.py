@@ -83,10 +83,10 @@ def main() -> int:
     args = ap.parse_args()
 
     import melcnn
-    from melcnn.training.features import read_manifest
+    from melcnn.training.features import read_clips
 
     models = {v: melcnn.load_model(v) for v in ("v2", "v3")}
-    clips = [c for c in read_manifest(args.data_dir) if c.split == "eval" and "noise" not in c.augmentation]
+    clips = [c for c in read_clips(args.data_dir) if c.split == "eval" and "noise" not in c.augmentation]
     clips = [c for c in clips if c.duration_s >= EXCERPT_S]
     clips.sort(key=lambda c: c.clip_id)
 

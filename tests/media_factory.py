@@ -228,6 +228,20 @@ def tone(seconds: float, sr: int, freq_hz: float, amplitude: float = 0.5) -> np.
     return x.astype(np.float32)
 
 
+def vowel_train(
+    rng: np.random.Generator, seconds: float, sr: int = 16000, *, harmonics: int = 39, noise: float = 0.005
+) -> np.ndarray:
+    """Harmonic 'vowels' (f0 140 +- 20 Hz, ``harmonics`` partials at 1/k) with a 3 Hz syllable envelope, plus
+    ``noise`` times white noise from ``rng``: broadband like speech, float64 ``(n,)``, peak about 0.5. Used by
+    the training-data tests (signal chain, views), which tune their thresholds on it."""
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 140.0 + 20.0 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, harmonics + 1))
+    env = 0.5 * (1 - np.cos(2 * np.pi * 3.0 * t)) + 0.05
+    return 0.1 * x * env + noise * rng.standard_normal(len(t))
+
+
 def source_signal(
     kind: str, *, seconds: float = 3.0, sr: int | None = None, channels: int | None = None, seed: int = 0
 ) -> np.ndarray:

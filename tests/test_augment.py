@@ -11,19 +11,12 @@ import pytest
 pytest.importorskip("soxr")
 pytest.importorskip("av")
 
+from media_factory import vowel_train  # noqa: E402
+
 from melcnn.training import audio as A  # noqa: E402
 from melcnn.training import augment as V  # noqa: E402
 
 SR = A.SR
-
-
-def _speechlike(rng: np.random.Generator, seconds: float = 3.0) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 140.0 + 20.0 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 50))
-    env = 0.5 * (1 - np.cos(2 * np.pi * 3.0 * t)) + 0.05
-    return 0.1 * x * env + 0.003 * rng.standard_normal(len(t))
 
 
 def _band_energy(x: np.ndarray, lo: float, hi: float) -> float:
@@ -34,7 +27,7 @@ def _band_energy(x: np.ndarray, lo: float, hi: float) -> float:
 
 @pytest.mark.parametrize("channel", [c for c, _ in V.VIEW_CHANNELS])
 def test_every_view_channel_keeps_length_alignment_and_finite_samples(channel, rng):
-    x = _speechlike(rng)
+    x = vowel_train(rng, 3.0, harmonics=49, noise=0.003)
     for _ in range(2):
         v = V.draw_view(channel, rng, noise_files=1)
         y = V.apply_view(x, v, rng, [rng.standard_normal(4000)])
@@ -52,7 +45,7 @@ def test_every_view_channel_keeps_length_alignment_and_finite_samples(channel, r
 
 
 def test_telephone_and_band_views_remove_what_they_claim(rng):
-    x = _speechlike(rng)
+    x = vowel_train(rng, 3.0, harmonics=49, noise=0.003)
     assert _band_energy(x, 4500, 8000) > 0.001
     tel = V.apply_view(x, {"channel": "telephone", "codec": "mulaw", "bitrate": None, "floor_dbfs": -90.0}, rng)
     assert _band_energy(tel, 4500, 8000) < 1e-4
@@ -61,7 +54,7 @@ def test_telephone_and_band_views_remove_what_they_claim(rng):
 
 
 def test_reverberation_and_noise_change_the_signal_at_the_drawn_level(rng):
-    x = _speechlike(rng)
+    x = vowel_train(rng, 3.0, harmonics=49, noise=0.003)
     dry = V.apply_view(x, {"channel": "none", "floor_dbfs": -90.0}, rng)
     wet = V.apply_view(x, {"channel": "none", "rt60_s": 0.6, "drr_db": 0.0, "floor_dbfs": -90.0}, rng)
     # the reverberant tail fills the gaps between syllables: the quietest frames rise
@@ -81,7 +74,7 @@ def test_view_draws_are_deterministic_and_follow_the_shares():
 
 
 def test_av_roundtrip_codecs_decode_to_the_same_length(rng):
-    x = _speechlike(rng, 2.0)
+    x = vowel_train(rng, 2.0, harmonics=49, noise=0.003)
     for codec, rate, br in (("aac", 16000, 32000), ("opus", 16000, 12000), ("amr", 8000, 7950), ("mp3", 11025, 16000)):
         y = A.av_roundtrip(x, codec, rate, br)
         assert len(y) == len(x) and np.all(np.isfinite(y))
@@ -94,7 +87,7 @@ def test_reencoded_files_are_real_files_of_their_format(tmp_path, rng):
     from melcnn.audio import load_audio
     from melcnn.training import invariance as I
 
-    x = _speechlike(rng, 4.0)
+    x = vowel_train(rng, 4.0, harmonics=49, noise=0.003)
     expect = {"mp3_128k": "mp3", "mp3_32k": "mp3", "aac_64k": "aac", "opus_24k": "opus", "telephone_8k": "wav"}
     for cond in I.CONDITIONS:
         f = I.encode_file(x, SR, cond, tmp_path / cond)

@@ -19,8 +19,13 @@ import pytest
 soundfile = pytest.importorskip("soundfile")
 pytest.importorskip("soxr")
 
+from media_factory import vowel_train  # noqa: E402
+
 from melcnn.training import audio as A  # noqa: E402
 from melcnn.training import build as B  # noqa: E402
+from melcnn.training import clips as CL  # noqa: E402
+from melcnn.training import manifest as M  # noqa: E402
+from melcnn.training import plan as PL  # noqa: E402
 from melcnn.training import protocol as P  # noqa: E402
 from melcnn.training import sources as S  # noqa: E402
 from melcnn.training.audit import shortcut_audit  # noqa: E402
@@ -32,16 +37,6 @@ def _hf_fraction(x: np.ndarray, cutoff: float = 4000.0) -> float:
     spec = np.abs(np.fft.rfft(x)) ** 2
     f = np.fft.rfftfreq(len(x), 1.0 / SR)
     return float(spec[f > cutoff].sum() / spec.sum())
-
-
-def _speechlike(rng: np.random.Generator, seconds: float = 2.0) -> np.ndarray:
-    """Harmonic 'vowels' with a syllable envelope, plus a little noise: broadband, like speech."""
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 140.0 + 20.0 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 40))
-    env = 0.5 * (1 - np.cos(2 * np.pi * 3.0 * t)) + 0.05
-    return 0.1 * x * env + 0.005 * rng.standard_normal(len(t))
 
 
 # ------------------------------------------------------------------------------------------ signal
@@ -59,7 +54,7 @@ def test_band_limit_removes_energy_above_4khz(rng):
 def test_codec_round_trip_keeps_length_and_alignment(codec, rng):
     if codec == "g722":
         pytest.importorskip("G722")
-    x = _speechlike(rng)
+    x = vowel_train(rng, 2.0)
     y = A.codec_roundtrip(x, codec, rng)
     assert len(y) == len(x)
     assert np.all(np.isfinite(y))
@@ -71,7 +66,7 @@ def test_codec_round_trip_keeps_length_and_alignment(codec, rng):
 
 
 def test_codec_round_trip_is_lossy_where_claimed(rng):
-    x = _speechlike(rng)
+    x = vowel_train(rng, 2.0)
     assert not np.allclose(A.codec_roundtrip(x, "mp3", rng), x, atol=1e-4)
     assert _hf_fraction(A.codec_roundtrip(x, "gsm", rng)) < 1e-3  # GSM is 8 kHz telephone audio
 
@@ -85,19 +80,19 @@ def test_noise_floor_is_present_and_at_its_level(rng):
 
 
 def test_post_chain_leaves_no_digital_silence_in_tts_like_clip(rng):
-    x = np.concatenate([np.zeros(SR // 2), _speechlike(rng, 1.5), np.zeros(SR // 2)])
+    x = np.concatenate([np.zeros(SR // 2), vowel_train(rng, 1.5), np.zeros(SR // 2)])
     x = A.normalise_loudness(A.trim_with_margin(x, rng))
     aug = {"codec": "none", "noise_snr_db": None, "noise_colour": None, "gain_db": -6.0, "floor_dbfs": -66.0}
-    y, desc = B._post(x, aug, rng)
+    y, desc = CL._post(x, aug, rng)
     assert desc == "none:gain=-6dB"
-    assert B.describe_augmentation({**aug, "codec": "mp3", "noise_snr_db": 18.0, "noise_colour": "pink"}) == (
+    assert CL.describe_augmentation({**aug, "codec": "mp3", "noise_snr_db": 18.0, "noise_colour": "pink"}) == (
         "mp3+noise:noise=pink@18dB;gain=-6dB"
     )
     assert np.mean(A.to_int16(y) == 0) < 0.05
 
 
 def test_trim_margin_and_loudness_are_the_same_law_for_any_clip(rng):
-    x = np.concatenate([np.zeros(SR), _speechlike(rng, 1.0), np.zeros(SR)])
+    x = np.concatenate([np.zeros(SR), vowel_train(rng, 1.0), np.zeros(SR)])
     y = A.trim_with_margin(x, rng, (0.05, 0.3))
     a, b = A.active_bounds(y)
     assert 0.04 <= a / SR <= 0.31
@@ -115,7 +110,7 @@ def test_apply_channel_band_limits_narrowband_sources(rng):
 
 def test_flac_written_atomically_as_16k_mono(tmp_path, rng):
     p = tmp_path / "a" / "x.flac"
-    A.write_flac_atomic(p, _speechlike(rng, 0.5))
+    A.write_flac_atomic(p, vowel_train(rng, 0.5))
     info = soundfile.info(str(p))
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
     assert [q.name for q in p.parent.iterdir()] == ["x.flac"]
@@ -162,13 +157,13 @@ def _plan(minutes=None, seed=0, views=0):
 
     avail = dict.fromkeys(G.GENERATORS, True)
     fest = set(G.FESTIVAL_VOICES)
-    return B.make_plan(
+    return PL.make_plan(
         _fake_utterances(),
         minutes=minutes,
         seed=seed,
         avail=avail,
         fest_installed=fest,
-        sentences=B.load_sentences(),
+        sentences=PL.load_sentences(),
         views=views,
         noise_files=3,
     )
@@ -176,16 +171,16 @@ def _plan(minutes=None, seed=0, views=0):
 
 def test_tts_partner_of_a_short_utterance_gets_enough_text_for_a_chunk():
     """A spoken letter's TTS partner reads its word plus sentences: long enough for one 3 s chunk."""
-    sentences = B.sentence_pools(B.load_sentences())["train"]
+    sentences = PL.sentence_pools(PL.load_sentences())["train"]
     short = S.Utterance("kl.klettres_en.00001", "klettres_en", "en", "klettres-data", "pcm@16000", [], 1.2, "B")
-    text, lang = B._choose_text(short, "espeak", sentences, np.random.default_rng(0))
+    text, lang = PL._choose_text(short, "espeak", sentences, np.random.default_rng(0))
     assert lang == "en" and text.startswith("B ")
-    assert len(text) / B.DEFAULT_CPS + 0.4 >= 0.85 * B.MIN_TTS_S  # 0.4 s: the builder's pause per sentence
+    assert len(text) / PL.DEFAULT_CPS + 0.4 >= 0.85 * PL.MIN_TTS_S  # 0.4 s: the builder's pause per sentence
     long = S.Utterance("as.x.00001", "x", "en", "pkg", "pcm@16000", [], 9.0, "A sentence that is long enough. " * 6)
-    assert B._choose_text(long, "espeak", sentences, np.random.default_rng(0))[0] == long.text
+    assert PL._choose_text(long, "espeak", sentences, np.random.default_rng(0))[0] == long.text
     base = {"label": "spoof", "utt": {"package": "klettres-data"}}
-    spec = B._tts_spec(base, short, "espeak", "m1", sentences, 0)
-    assert spec["target_s"] >= B.MIN_TTS_S
+    spec = PL._tts_spec(base, short, "espeak", "m1", sentences, 0)
+    assert spec["target_s"] >= PL.MIN_TTS_S
     assert spec["source"] == "klettres-data" and spec["speaker"] == "espeak:m1"
 
 
@@ -273,7 +268,7 @@ def test_tts_texts_of_a_split_are_read_in_no_other_split():
         if s["label"] == "spoof" and s["voice"]:
             texts.setdefault(s["text"], set()).add(s["split"])
     assert texts and all(len(v) == 1 for v in texts.values())
-    pools = B.sentence_pools(B.load_sentences(), {"fr": ["Une phrase assez longue de Tux Paint."]})
+    pools = PL.sentence_pools(PL.load_sentences(), {"fr": ["Une phrase assez longue de Tux Paint."]})
     assert "Une phrase assez longue de Tux Paint." in pools["train"]["fr"]
     assert all("Une phrase assez longue de Tux Paint." not in pools[s].get("fr", []) for s in ("dev", "eval"))
 
@@ -284,7 +279,7 @@ def test_plan_matches_augmentation_shares_across_classes():
         counts = {}
         for label in ("bonafide", "spoof"):
             ss = [s for s in specs if s["split"] == split and s["label"] == label]
-            counts[label] = sorted((c, sum(1 for s in ss if s["aug"]["codec"] == c)) for c, _ in B.CHANNEL_AUG)
+            counts[label] = sorted((c, sum(1 for s in ss if s["aug"]["codec"] == c)) for c, _ in PL.CHANNEL_AUG)
             counts[label + "_noise"] = sum(1 for s in ss if s["aug"]["noise_snr_db"] is not None)
         assert counts["bonafide"] == counts["spoof"]
         assert counts["bonafide_noise"] == counts["spoof_noise"]
@@ -295,9 +290,9 @@ def test_views_are_made_for_train_and_dev_in_matched_channel_shares():
 
     specs = _plan(views=2)
     views = [s for s in specs if s.get("view_of")]
-    assert {s["split"] for s in views} == set(B.VIEW_SPLITS)
+    assert {s["split"] for s in views} == set(PL.VIEW_SPLITS)
     base = {s["clip_id"]: s for s in specs if not s.get("view_of")}
-    for split in B.VIEW_SPLITS:
+    for split in PL.VIEW_SPLITS:
         for label in ("bonafide", "spoof"):
             n = sum(1 for s in base.values() if s["split"] == split and s["label"] == label)
             vs = [s for s in views if s["split"] == split and s["label"] == label]
@@ -325,8 +320,8 @@ def test_plan_is_deterministic_and_tiny_plans_are_complete():
 
 
 def test_stratified_assignment_exact_shares(rng):
-    out = B._stratified(100, list(B.CHANNEL_AUG), rng)
-    for name, share in B.CHANNEL_AUG:
+    out = PL._stratified(100, list(PL.CHANNEL_AUG), rng)
+    for name, share in PL.CHANNEL_AUG:
         assert out.count(name) == round(100 * share)
 
 
@@ -356,7 +351,7 @@ def _fake_rows(tmp_path: Path, rng, shortcut: bool) -> Path:
     for split in ("train", "eval"):
         for i in range(24):
             for label in ("bonafide", "spoof"):
-                x = _speechlike(rng, 2.0 + 0.1 * (i % 7))
+                x = vowel_train(rng, 2.0 + 0.1 * (i % 7))
                 if shortcut and label == "spoof":
                     x = np.concatenate([np.zeros(SR), x])  # a second of digital silence: the classic shortcut
                 else:
@@ -382,7 +377,7 @@ def _fake_rows(tmp_path: Path, rng, shortcut: bool) -> Path:
                         "text": "a, b",
                     }
                 )
-    B.write_manifest(rows, tmp_path / "manifest.csv")
+    M.write_manifest(rows, tmp_path / "manifest.csv")
     return tmp_path / "manifest.csv"
 
 
@@ -390,7 +385,7 @@ def test_manifest_schema_round_trip(tmp_path, rng):
     m = _fake_rows(tmp_path, rng, shortcut=False)
     with open(m, newline="") as f:
         header = next(csv.reader(f))
-    assert tuple(header) == B.MANIFEST_COLUMNS
+    assert tuple(header) == M.MANIFEST_COLUMNS
     required = {
         "path",
         "label",
@@ -404,10 +399,10 @@ def test_manifest_schema_round_trip(tmp_path, rng):
         "clip_id",
     }
     assert required <= set(header)
-    rows = B.read_manifest(m)
+    rows = M.read_manifest(m)
     assert {r["label"] for r in rows} == {"bonafide", "spoof"}
     assert all(isinstance(r["duration_s"], float) for r in rows)
-    s = B.summarise(rows)
+    s = M.summarise(rows)
     assert s["split_label"]["train/bonafide"]["clips"] == 24
 
 
@@ -502,7 +497,7 @@ def test_smoke_build_tiny(tiny_dataset):
 
     data, manifest, stages = tiny_dataset
     assert manifest == data / "manifest.csv"
-    rows = B.read_manifest(manifest)
+    rows = M.read_manifest(manifest)
     names = {s for s, _, _ in stages}
     assert {"fetch", "audit"} <= names and any(s.startswith("round") and s.endswith("clips") for s in names)
     assert {(r["split"], r["label"]) for r in rows} == {(s, lab) for s in P.SPLITS for lab in ("bonafide", "spoof")}

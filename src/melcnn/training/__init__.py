@@ -4,7 +4,8 @@ Data side: ``build_dataset(DATA_DIR, minutes=..., seed=...)`` fetches the bona f
 the spoofs, splits by speaker with held-out generators, and writes ``DATA_DIR/manifest.csv``;
 ``shortcut_audit(manifest)`` checks that trivial file properties do not separate the classes.
 Modules: sources (bona fide), generators (spoofs), audio (shared signal chain), protocol (splits),
-build (orchestration), audit. System and Python requirements: ``scripts/install_training_deps.sh``.
+plan (which clips to make), clips (making them), manifest (manifest.csv), build (orchestration), audit.
+System and Python requirements: ``scripts/install_training_deps.sh``.
 Heavy imports happen inside functions, so importing this package is cheap.
 """
 
@@ -16,14 +17,19 @@ __all__ = ["build_dataset", "shortcut_audit", "read_manifest"]
 
 if TYPE_CHECKING:
     from .audit import shortcut_audit
-    from .build import build_dataset, read_manifest
+    from .build import build_dataset
+    from .manifest import read_manifest
 
 
 def __getattr__(name: str):
-    if name in ("build_dataset", "read_manifest"):
-        from . import build
+    if name == "build_dataset":
+        from .build import build_dataset
 
-        return getattr(build, name)
+        return build_dataset
+    if name == "read_manifest":
+        from .manifest import read_manifest
+
+        return read_manifest
     if name == "shortcut_audit":
         from .audit import shortcut_audit
 

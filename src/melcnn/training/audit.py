@@ -10,7 +10,6 @@ Needs numpy, soundfile and scikit-learn (falls back to a NumPy logistic regressi
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +64,10 @@ def file_features(path: Path, codec_flag: int) -> dict[str, float]:
 def _read_rows(manifest: Path | list[dict]) -> tuple[list[dict], Path]:
     if isinstance(manifest, list):
         raise TypeError("pass the manifest path")
+    from .manifest import read_manifest
+
     manifest = Path(manifest)
-    with open(manifest, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f)), manifest.parent
+    return read_manifest(manifest), manifest.parent
 
 
 def _fit_predict(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from ..classifier import HeadConfig, head_inputs
 from ..config import FeatureConfig
 from . import evaluate as ev
 from . import protocol as P
-from .features import Clip, FeatureSet, cache_features, load_features, read_manifest
+from .features import Clip, FeatureSet, cache_features, load_features, read_clips
 from .train import TrainConfig, file_scores, fit_head
 
 Progress = Callable[[str, int, int], None]
@@ -82,7 +82,7 @@ def cross_validate(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level)."""
-    clips = [c for c in read_manifest(data_dir) if c.split in ("train", "dev") and (views or not c.is_view)]
+    clips = [c for c in read_clips(data_dir) if c.split in ("train", "dev") and (views or not c.is_view)]
     root = cache_features(data_dir, clips, cfg=FeatureConfig(), overlap_s=0.0, workers=workers, progress=progress)
     fs = load_features(root, clips)
     head = replace(HeadConfig(), freq_bands=freq_bands)

@@ -47,9 +47,9 @@ class Clip:
         return bool(self.view_of)
 
 
-def read_manifest(data_dir: Path) -> list[Clip]:
+def read_clips(data_dir: Path) -> list[Clip]:
     """Rows of ``DATA_DIR/manifest.csv`` (written by :func:`melcnn.training.build.build_dataset`) as clips."""
-    from .build import read_manifest as read_rows
+    from .manifest import read_manifest
 
     data_dir = Path(data_dir)
     path = data_dir / "manifest.csv"
@@ -69,7 +69,7 @@ def read_manifest(data_dir: Path) -> list[Clip]:
             source=row["source"],
             view_of=row.get("view_of") or "",
         )
-        for row in read_rows(path)
+        for row in read_manifest(path)
     ]
 
 

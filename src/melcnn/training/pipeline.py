@@ -21,7 +21,7 @@ from ..classifier import Checkpoint, HeadConfig, load_checkpoint, save_checkpoin
 from ..config import FeatureConfig
 from ..registry import MODELS
 from . import evaluate as ev
-from .features import Clip, FeatureSet, cache_features, load_features, read_manifest
+from .features import Clip, FeatureSet, cache_features, load_features, read_clips
 from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_head
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def train_model(
     cfg = FeatureConfig(chunk_s=spec.chunk_s)
     overlap = spec.default_overlap_s
     train_overlap_s = overlap if train_overlap_s is None else train_overlap_s
-    clips = read_manifest(data_dir)
+    clips = read_clips(data_dir)
     train_clips = [c for c in clips if c.split == "train"]
     dev_clips = [c for c in clips if c.split == "dev"]
     tcfg = TrainConfig(epochs=epochs, seed=seed)
@@ -289,7 +289,7 @@ def evaluate_model(
 
     detector = load_model(model)
     ckpt = detector.checkpoint
-    clips = [c for c in read_manifest(data_dir) if c.split == split and not c.is_view]
+    clips = [c for c in read_clips(data_dir) if c.split == split and not c.is_view]
     if not clips:
         raise ValueError(f"no clips in split {split!r}")
     root = cache_features(
