@@ -3,7 +3,7 @@
 Needs: numpy, soxr, soundfile (libsndfile >= 1.1 in the wheel: Vorbis, Opus, MP3 and GSM 6.10
 encoders), and the PyPI package ``g722`` (module ``G722``) for the G.722 round trip.
 
-Order of operations for every clip (see :mod:`melcnn.training.build`)::
+Order of operations for every clip (see :mod:`melcnn.training.clips`)::
 
     decode -> 16 kHz mono float -> [spoof: generator -> parent's native channel]
     -> trim_with_margin -> normalise_loudness -> channel augmentation (band limit / codec)

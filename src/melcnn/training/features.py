@@ -1,7 +1,7 @@
 """Scattering features of a dataset, cached on disk (the expensive part of training; resumable).
 
 Every clip goes through exactly the inference path: :func:`melcnn.audio.load_audio` (decode, mono,
-16 kHz), :func:`melcnn.chunking.chunk`, :func:`melcnn.detector.chunk_features`. The cache lives in
+16 kHz), :func:`melcnn.chunking.chunk`, :func:`melcnn.features.chunk_features`. The cache lives in
 ``DATA_DIR/features/<key>/`` where ``key`` hashes the feature settings and the chunk overlap, one
 ``.npy`` file per clip (written atomically), so an interrupted run resumes where it stopped and a
 changed setting never reuses stale features.
