@@ -156,7 +156,10 @@ def test_float16_storage_halves_the_file_and_keeps_the_scores(rng, tmp_path):
     d16 = save_checkpoint(ckpt, tmp_path / "f16")
     size32, size16 = ((d / "model.safetensors").stat().st_size for d in (d32, d16))
     assert size16 < 16_000_000 < size32 and abs(size16 / size32 - 0.5) < 0.01
-    assert {v.dtype for v in load_file(str(d16 / "model.safetensors")).values()} == {np.dtype(np.float16)}
+    stored = load_file(str(d16 / "model.safetensors"))
+    # the weight matrices in half precision; the vectors (biases, batch norm, standardisation) in float32
+    assert {k for k, v in stored.items() if v.dtype == np.float16} == {k for k, v in stored.items() if v.ndim == 2}
+    assert all(v.dtype == np.float32 for v in stored.values() if v.ndim == 1)
     loaded = load_checkpoint(d16)
     assert loaded.extra["storage"] == "float16"
     assert all(v.dtype == np.float32 for v in loaded.weights.values())

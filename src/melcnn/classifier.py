@@ -266,11 +266,24 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     )
 
 
+def stored_weights(weights: dict[str, np.ndarray], storage: str = "float32") -> dict[str, np.ndarray]:
+    """The tensors as a checkpoint stores them: float32, or with ``storage="float16"`` the weight
+    matrices (the bulk of a large head) in float16 and every vector (biases, batch-norm statistics, the
+    input standardisation) in float32, where half precision would move the scores most."""
+    if storage not in ("float32", "float16"):
+        raise CheckpointError(f"unknown weight storage {storage!r} (float32 or float16)")
+    return {
+        k: np.ascontiguousarray(v, dtype=np.float16 if storage == "float16" and np.ndim(v) >= 2 else np.float32)
+        for k, v in weights.items()
+    }
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
     """Write ``ckpt`` as a checkpoint directory (atomically per file). Returns the directory.
 
-    The tensors are stored as float32, or as float16 where ``ckpt.extra["storage"] == "float16"`` (a head
-    too large for the 16 MB a shipped checkpoint may take); they are read back as float32 either way.
+    The tensors are stored as float32, or, where ``ckpt.extra["storage"] == "float16"`` (a head too large
+    for the 16 MB a shipped checkpoint may take), as :func:`stored_weights` says; they are read back as
+    float32 either way.
     """
     from safetensors.numpy import save_file
 
@@ -279,8 +292,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
     missing = set(_expected_shapes(ckpt.head)) - set(ckpt.weights)
     if missing:
         raise CheckpointError(f"cannot save checkpoint: missing tensors {sorted(missing)}")
-    storage = np.float16 if ckpt.extra.get("storage") == "float16" else np.float32
-    tensors = {k: np.ascontiguousarray(v, dtype=storage) for k, v in ckpt.weights.items()}
+    tensors = stored_weights(ckpt.weights, ckpt.extra.get("storage", "float32"))
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
     os.close(fd)
     save_file(tensors, tmp, metadata={"format": FORMAT})
