@@ -288,3 +288,12 @@ def test_cli_csv_report_in_headless_chromium(archive, tmp_path, browser):
     page.close()
     assert errors == [] and requests == []
     assert not any(p.name.startswith(".scan.html.tmp") for p in tmp_path.iterdir())
+
+
+def test_workers_that_cannot_start_stop_the_scan_with_a_clear_error(tmp_path, detector, monkeypatch):
+    import melcnn.scanning as scanning
+
+    make_media("wav_s16", tmp_path, seconds=4.0, seed=60, name="a.wav")
+    monkeypatch.setattr(scanning, "_WORKER_COMMAND", "import sys; sys.exit(3)")
+    with pytest.raises(melcnn.MelcnnError, match="exit while starting"):
+        list(melcnn.scan(tmp_path, model=detector, workers=1))

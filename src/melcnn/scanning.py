@@ -276,6 +276,7 @@ def _worker_main(conn: Any, settings: dict[str, Any]) -> None:
     from .errors import MediaProcessingError, NotAudioError
 
     cfg = FeatureConfig(**settings["features"])
+    conn.send(("ready",))
     kill_on = os.environ.get("MELCNN_SCAN_TEST_KILL_ON")  # tests: SIGKILL this worker on a file of this name
     with single_threaded_blas():
         while True:
@@ -405,6 +406,7 @@ class _WorkerPool:
         self._stop = threading.Event()
         self._requeue: list[tuple[int, str]] = []
         self._tasks_done = False
+        self._failed_starts = 0
         for _ in range(max(1, n)):
             self.workers.append(self._start())
         self.thread = threading.Thread(target=self._run, name="melcnn-scan-collector", daemon=True)
@@ -425,7 +427,7 @@ class _WorkerPool:
         theirs.close()
         conn = Connection(ours.detach())
         conn.send(self.settings)
-        return {"proc": proc, "conn": conn, "assigned": []}
+        return {"proc": proc, "conn": conn, "assigned": [], "ready": False}
     def pids(self) -> list[int]:
         return [w["proc"].pid for w in self.workers]
 
@@ -468,6 +470,10 @@ class _WorkerPool:
             msg = w["conn"].recv()
         except (EOFError, OSError):
             return False
+        if msg[0] == "ready":
+            w["ready"] = True
+            self._failed_starts = 0
+            return True
         if msg[0] != "images" and w["assigned"] and w["assigned"][0][0] == msg[1]:
             w["assigned"].pop(0)
         self._put(msg)
@@ -479,6 +485,12 @@ class _WorkerPool:
         except subprocess.TimeoutExpired:
             w["proc"].kill()
             code = w["proc"].wait()
+        if not w["ready"]:  # it died starting up: not its files' fault
+            self._failed_starts += 1
+            self._requeue.extend(w["assigned"])
+            w["assigned"] = []
+            if self._failed_starts >= 3:
+                raise MelcnnError(f"scan worker processes exit while starting (exit status {code}); see stderr")
         if w["assigned"]:
             file_id, _ = w["assigned"].pop(0)
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
