@@ -297,3 +297,29 @@ def test_workers_that_cannot_start_stop_the_scan_with_a_clear_error(tmp_path, de
     monkeypatch.setattr(scanning, "_WORKER_COMMAND", "import sys; sys.exit(3)")
     with pytest.raises(melcnn.MelcnnError, match="exit while starting"):
         list(melcnn.scan(tmp_path, model=detector, workers=1))
+
+
+def test_unreadable_folder_is_counted_and_passed_over(tmp_path, monkeypatch):
+    for rel in ("ok/a.wav", "locked/b.wav", "z.wav"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"RIFF")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # root reads any folder, so refuse this one the way the kernel would
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    stats = ScanStats()
+    found = [Path(t.path).name for t in discover([tmp_path], stats=stats)]
+    assert sorted(found) == ["a.wav", "z.wav"] and stats.unreadable_dirs == 1
+
+
+def test_cli_usage_errors(tmp_path):
+    proc = _cli(str(tmp_path), "--out", str(tmp_path / "results.txt"))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and ".parquet, .jsonl or .csv" in stderr
+    proc = _cli(str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--model", str(tmp_path / "no-such-checkpoint"))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 4 and "cannot load model" in stderr

@@ -87,7 +87,7 @@ WORKER_SEND_IMAGES = 16
 #: files queued at each worker beyond the one it decodes (keeps it busy while the main thread works)
 WORKER_PREFETCH = 1
 
-_HEAD_BYTES = 64
+_HEAD_BYTES = 512  # read to tell non-media from damaged media (MPEG-TS needs 189)
 
 
 # ------------------------------------------------------------------------------------------- rows
@@ -270,8 +270,6 @@ def _worker_main(conn: Any, settings: dict[str, Any]) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     from ._blas import single_threaded_blas
-    from .audio import load_audio
-    from .chunking import chunk
     from .config import FeatureConfig
     from .errors import MediaProcessingError, NotAudioError
 
@@ -291,33 +289,37 @@ def _worker_main(conn: Any, settings: dict[str, Any]) -> None:
             if kill_on and os.path.basename(path) == kill_on:
                 os.kill(os.getpid(), 9)
             try:
-                conn.send(_process_file(file_id, path, cfg, settings, load_audio, chunk, t0))
+                result = _process_file(file_id, path, cfg, settings, conn.send, t0)
             except MediaProcessingError as exc:
                 head = b""
-                with contextlib.suppress(OSError):
-                    with open(path, "rb") as fh:
-                        head = fh.read(_HEAD_BYTES + 200)
+                with contextlib.suppress(OSError), open(path, "rb") as fh:
+                    head = fh.read(_HEAD_BYTES)
                 if isinstance(exc, NotAudioError) and not looks_like_media(head):
-                    conn.send(("skip", file_id, str(exc), t0))
+                    result = ("skip", file_id, str(exc), t0)
                 else:
-                    conn.send(("error", file_id, exc.code, str(exc), t0))
+                    result = ("error", file_id, exc.code, str(exc), t0)
             except MemoryError:
-                conn.send(("error", file_id, INTERNAL_ERROR, "out of memory", t0))
-            except (EOFError, OSError, BrokenPipeError):
-                return
+                result = ("error", file_id, INTERNAL_ERROR, "out of memory", t0)
             except Exception as exc:  # a bug or a library failure: a row, not a dead scan
-                conn.send(("error", file_id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", t0))
+                result = ("error", file_id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", t0)
+            try:
+                conn.send(result)
+            except (EOFError, OSError):  # the main process is gone
+                return
 
 
-def _process_file(file_id: int, path: str, cfg, settings: dict[str, Any], load_audio, chunk, t0: float) -> tuple:
-    conn_send = settings["_send"]
+def _process_file(file_id: int, path: str, cfg: Any, settings: dict[str, Any], send: Callable, t0: float) -> tuple:
+    """Decode ``path``, send its chunks' images (in parts), and return the "done" message."""
+    from .audio import load_audio
+    from .chunking import chunk
+
     decoded = load_audio(
         path, sample_rate=cfg.sample_rate, max_duration_s=settings["max_duration_s"], min_duration_s=cfg.chunk_s
     )
     y = decoded.samples
     chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=settings["overlap_s"])
     for i in range(0, len(chunks), WORKER_SEND_IMAGES):
-        conn_send(("images", file_id, _Engine.images(chunks.samples[i : i + WORKER_SEND_IMAGES], cfg)))
+        send(("images", file_id, _Engine.images(chunks.samples[i : i + WORKER_SEND_IMAGES], cfg)))
     measurements, metric_warnings = None, []
     if settings["measurements"]:
         from .metrics import audio_metrics
@@ -349,7 +351,7 @@ def _worker_child(fd: int) -> None:
         settings = conn.recv()
     except (EOFError, OSError):
         return
-    _worker_main(conn, dict(settings, _send=conn.send))
+    _worker_main(conn, settings)
 
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -397,7 +399,7 @@ class _WorkerPool:
     and is replaced; files queued behind it go to other workers.
     """
 
-    def __init__(self, n: int, settings: dict[str, Any], tasks: Iterator[tuple[int, str]], queue_size: int = 64):
+    def __init__(self, n: int, settings: dict[str, Any], tasks: Iterator[tuple[int, str]], queue_size: int = 16):
         self.settings = settings
         self.tasks = tasks
         self.events: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -428,6 +430,7 @@ class _WorkerPool:
         conn = Connection(ours.detach())
         conn.send(self.settings)
         return {"proc": proc, "conn": conn, "assigned": [], "ready": False}
+
     def pids(self) -> list[int]:
         return [w["proc"].pid for w in self.workers]
 
@@ -879,7 +882,7 @@ class Scan:
         self._pool = pool = _WorkerPool(min(self.workers, len(tasks)), settings, iter(tasks))
         scores: dict[int, list[np.ndarray]] = {}  # file id -> chunk scores so far
         metas: dict[int, tuple[dict[str, Any], float]] = {}
-        batch: list[tuple[int, np.ndarray]] = []
+        batch: list[tuple[int, np.ndarray]] = []  # images waiting for the engine: (file id, images)
         ended = False
 
         def finish(fid: int) -> dict[str, Any] | None:
@@ -935,15 +938,12 @@ class Scan:
                     if row is not None:
                         yield self._emit(row)
 
-        while not ended or batch:
+        while not ended:
             t = time.perf_counter()
-            try:
-                ev = pool.events.get(timeout=0.5) if (not batch or ended) else pool.events.get_nowait()
+            try:  # with images waiting, take what has arrived and feed the engine rather than wait
+                ev = pool.events.get_nowait() if batch else pool.events.get(timeout=0.5)
             except queue.Empty:
                 self.stats.wait_s += time.perf_counter() - t
-                if ended:
-                    yield from flush()
-                    continue
                 yield from flush()
                 continue
             self.stats.wait_s += time.perf_counter() - t
@@ -962,16 +962,17 @@ class Scan:
                 fid = ev[1]
                 batch[:] = [b for b in batch if b[0] != fid]
                 scores.pop(fid, None)
-                t = by_id.pop(fid)
+                target = by_id.pop(fid)
                 if kind == "skip":
                     self.stats.non_media += 1
                     self._progress()
                     continue
                 t0 = ev[4]
                 elapsed = round(time.time() - t0, 3) if t0 else None
-                yield self._emit(_error_row(t, self.model, ev[2], ev[3], processing_time_s=elapsed))
-            elif kind == "end":
+                yield self._emit(_error_row(target, self.model, ev[2], ev[3], processing_time_s=elapsed))
+            elif kind == "end":  # every file answered: all their images came before
                 ended = True
+                yield from flush()
             elif kind == "fatal":
                 raise MelcnnError(f"the scan's worker management failed: {ev[1]}")
         self.stats.workers_replaced = pool.replaced
@@ -1136,10 +1137,10 @@ def add_arguments(parser: Any, default_model: str) -> None:
     )
     add("--model", default=default_model, help=f"v2, v3 or a checkpoint directory (default {default_model})")
     add("--workers", type=int, default=None, metavar="N", help="decoding processes (default: half the cores, 1-4)")
-    add("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
-    add("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
+    add("--include", action="append", default=[], metavar="GLOB", help="only matching files (repeatable; default: all)")
+    add("--exclude", action="append", default=[], metavar="GLOB", help="skip matching files (repeatable; default none)")
     add("--no-measurements", action="store_true", help="skip pitch, energy and spectral measurements (faster)")
-    add("--report", default=None, metavar="HTML", help="also write a self-contained HTML report")
+    add("--report", default=None, metavar="HTML", help="also write a self-contained HTML report (default: none)")
     add("--max-duration", type=float, default=None, metavar="S", help="longest file in seconds (default 7200)")
     add("--overlap", type=float, default=None, metavar="S", help="chunk overlap in seconds (default: the model's)")
     add("--top", type=int, default=10, metavar="N", help="most suspicious files in the summary (default 10)")
@@ -1157,10 +1158,14 @@ def run_cli(args: Any) -> int:
 
     try:
         output_format(args.out)
-        detector = load_model(args.model)
     except MelcnnError as exc:
         _say(f"melcnn scan: {exc}", err=True)
-        return 4 if not str(exc).startswith("output") else 2
+        return 2
+    try:
+        detector = load_model(args.model)
+    except MelcnnError as exc:
+        _say(f"melcnn scan: cannot load model {args.model!r}: {exc}", err=True)
+        return 4
     if args.workers is not None and args.workers < 1:
         _say("melcnn scan: --workers must be at least 1", err=True)
         return 2
