@@ -125,13 +125,20 @@ def test_killed_worker_is_replaced_and_its_file_recorded(tmp_path, detector, mon
     for i, n in enumerate(names):
         make_media("wav_s16", tmp_path, seconds=4.0, seed=20 + i, name=n)
     monkeypatch.setenv("MELCNN_SCAN_TEST_KILL_ON", "f2.wav")  # that worker SIGKILLs itself on f2.wav
-    s = melcnn.scan(tmp_path, model=detector, workers=2, measurements=False)
+    out = tmp_path / "out" / "rows.jsonl"
+    s = melcnn.scan(tmp_path, model=detector, workers=2, measurements=False, out=out)
     rows = {Path(r["path"]).name: r for r in s}
     assert sorted(rows) == names
     assert rows["f2.wav"]["error_code"] == "worker_died"
     assert "signal 9" in rows["f2.wav"]["error_message"]
     assert all(rows[n]["error_code"] is None for n in names if n != "f2.wav")
     assert s.stats.workers_replaced == 1
+    # a rerun retries that file (the fault was not the file's) and replaces its row
+    monkeypatch.delenv("MELCNN_SCAN_TEST_KILL_ON")
+    s = melcnn.scan(tmp_path, model=detector, workers=1, measurements=False, out=out)
+    assert [Path(r["path"]).name for r in s] == ["f2.wav"] and s.stats.already_done == 4
+    saved = {Path(r["path"]).name: r for r in read_rows(out)}
+    assert len(read_rows(out)) == 5 and saved["f2.wav"]["error_code"] is None
 
 
 def test_discovery_globs_include_exclude_and_special_files(tmp_path):

@@ -79,6 +79,8 @@ COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 WORKER_DIED = "worker_died"
 INTERNAL_ERROR = "internal_error"
 NOT_FOUND = "not_found"
+#: rows with these codes are not current: a rerun scans their files again (the fault was not the file's)
+RETRIED_CODES = frozenset({WORKER_DIED, INTERNAL_ERROR})
 
 #: images per scattering call: the engine's batch
 BATCH_IMAGES = 16
@@ -679,9 +681,11 @@ class Output:
 
     def current(self, target: _Target, model: dict[str, str]) -> bool:
         row = self.rows.get(target.path)
-        return row is not None and row_key(row) == (
-            target.path, target.size, target.mtime, model["name"], model["weights_sha256"]
-        )  # fmt: skip
+        return (
+            row is not None
+            and row.get("error_code") not in RETRIED_CODES
+            and row_key(row) == (target.path, target.size, target.mtime, model["name"], model["weights_sha256"])
+        )
 
     def append(self, row: dict[str, Any]) -> None:
         if row["path"] in self.rows:
