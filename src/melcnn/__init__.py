@@ -26,6 +26,10 @@ def __getattr__(name: str):
         from . import detector
 
         return getattr(detector, name)
+    if name == "scan":  # the function (its module is melcnn.scanning, so this name stays the function)
+        from .scanning import scan
+
+        return scan
     raise AttributeError(f"module 'melcnn' has no attribute {name!r}")
 
 
@@ -45,4 +49,5 @@ __all__ = [
     "UndecodableMediaError",
     "__version__",
     "load_model",
+    "scan",
 ]

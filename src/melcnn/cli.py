@@ -1,4 +1,4 @@
-"""Command-line shell over the Python API: ``melcnn analyze``, ``melcnn models``.
+"""Command-line shell over the Python API: ``melcnn analyze``, ``melcnn scan``, ``melcnn models``.
 
 Exit codes: 0 every file analysed; 3 at least one file could not be analysed (its error on stderr,
 and as an error object in JSON mode); 4 the model could not be loaded; 2 usage errors.
@@ -36,6 +36,7 @@ _EXTRA_OF_MODULE = {
     "librosa": "train",
     "sklearn": "train",
     "kymatio": "gpu",
+    "pyarrow": "scan",
 }
 
 
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     an.add_argument("--ascii", action="store_true", help="ASCII timeline instead of block characters")
     an.set_defaults(func=_cmd_analyze)
+
+    sc = sub.add_parser("scan", help="scan files and folders into a resumable results table (Parquet/JSONL/CSV)")
+    _scan_arguments(sc)
+    sc.set_defaults(func=_cmd_scan)
 
     mo = sub.add_parser("models", help="list the models, their settings and measured quality")
     mo.add_argument("--json", action="store_true", help="print JSON, one compact object")
@@ -391,6 +396,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
     return serve(settings, log_level=args.log_level)
+
+
+def _scan_arguments(parser: argparse.ArgumentParser) -> None:
+    from .scanning import add_arguments
+
+    add_arguments(parser, DEFAULT_MODEL)
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from .scanning import run_cli
+
+    return run_cli(args)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:

@@ -1,0 +1,332 @@
+"""``melcnn scan`` and :func:`melcnn.scan`: real files in mixed formats, bad inputs, a killed worker,
+an interrupted (kill -9) and resumed CLI scan, the output formats, and the HTML report in headless
+Chromium. The shipped V2 weights score the files (loading them takes a fraction of a second).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from media_factory import make_media
+from server import conftest as server_conftest
+
+import melcnn
+from melcnn.scanning import COLUMN_NAMES, Output, ScanStats, _row, _Target, discover, read_rows
+
+browser = server_conftest.browser  # headless Chromium (Debian's, through Playwright), as the web page test
+SRC = Path(melcnn.__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+#: the media files of the archive: name -> (kind, seconds, seed)
+MEDIA = {
+    "speech.wav": ("wav_s16", 5.0, 1),
+    "talk.mp3": ("mp3", 7.0, 2),
+    "sub/voice.m4a": ("m4a_aac", 4.0, 3),
+    "sub/deep/long.flac": ("flac", 10.0, 4),
+    "sub/clip.ogg": ("ogg_vorbis", 4.0, 5),
+    "named_like.wav/inside.opus": ("ogg_opus", 4.0, 6),  # a folder named like media is walked
+}
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return melcnn.load_model("v2")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """Mixed formats in nested folders, with non-media files, bad media and a symlink loop."""
+    root = tmp_path_factory.mktemp("archive")
+    for rel, (kind, seconds, seed) in MEDIA.items():
+        p = root / rel
+        make_media(kind, p.parent, seconds=seconds, seed=seed, name=p.name)
+    make_media("text_as_wav", root, name="readme_as.wav")  # non-media by content, whatever its name
+    (root / "notes.txt").write_text("not audio\n")
+    make_media("empty", root, name="zero.wav")
+    make_media("clip_1s", root, name="short.wav")
+    make_media("video_only_mp4", root, seconds=3.0, name="silent_film.mp4")
+    os.symlink("..", root / "sub" / "loop")
+    return root
+
+
+def _scores(rows) -> dict[str, float | None]:
+    return {Path(r["path"]).name: r["fake_score"] for r in rows}
+
+
+def test_scan_api_mixed_formats_match_analyze(archive, detector):
+    s = melcnn.scan(archive, model=detector, workers=2)
+    rows = list(s)
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert len(rows) == len(by_name) == len(MEDIA) + 3  # + zero.wav, short.wav, silent_film.mp4
+    for r in rows:
+        assert tuple(r) == COLUMN_NAMES
+    assert s.stats.non_media == 2 and s.stats.symlink_loops >= 1
+    assert by_name["zero.wav"]["error_code"] == "empty_file"
+    assert by_name["short.wav"]["error_code"] == "too_short"
+    assert by_name["silent_film.mp4"]["error_code"] == "not_audio"
+    for rel in MEDIA:
+        r = by_name[Path(rel).name]
+        report = detector.analyze(archive / rel)
+        assert r["error_code"] is None, r
+        assert r["fake_score"] == pytest.approx(report["fake_score"], abs=2e-4)
+        assert r["prediction"] == report["prediction"]
+        assert r["format"] == report["properties"]["format"]
+        assert r["duration_s"] == report["properties"]["duration_seconds"]
+        assert [c["fake_score"] for c in r["chunks"]] == pytest.approx(
+            [c["fake_score"] for c in report["chunks"]], abs=2e-4
+        )
+        spans = [(c["start_s"], c["end_s"]) for c in report["chunks"]]
+        assert [(c["start_s"], c["end_s"]) for c in r["chunks"]] == spans
+        assert r["mean_pitch_hz"] == pytest.approx(report["pitch"]["mean_pitch_hz"], rel=1e-6)
+        assert r["silence_ratio"] == pytest.approx(report["energy"]["silence_ratio"], abs=1e-9)
+        assert r["warnings"] == report["warnings"]
+        assert r["model"] == detector.name and r["weights_sha256"] == detector.checkpoint.sha256
+        assert r["size"] == (archive / rel).stat().st_size and r["processing_time_s"] > 0
+    importlib.import_module("melcnn.scanning")
+    assert callable(melcnn.scan)  # the function, not the module, even after the module is imported
+
+
+def test_bad_inputs_each_become_one_row(tmp_path, detector, monkeypatch):
+    good = make_media("wav_s16", tmp_path, seconds=4.0, seed=9, name="good.wav")
+    victim = make_media("wav_s16", tmp_path, seconds=4.0, seed=10, name="vanishes.wav")
+    six = make_media("flac", tmp_path, seconds=6.0, seed=11, name="six_seconds.flac")
+    damaged = make_media("riff_garbage", tmp_path, name="damaged.wav")
+    zero = make_media("empty", tmp_path, name="zero.wav")
+    folder = tmp_path / "folder.mp3"
+    folder.mkdir()
+    listing = "\n".join(str(p) for p in (good, victim, six, damaged, zero, folder, tmp_path / "missing.wav"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(listing + "\n"))
+    s = melcnn.scan(["-"], model=detector, workers=1, measurements=False, max_duration_s=5.0)
+    # the file vanishes between discovery and decoding: the first progress call comes in between
+    s.on_progress = lambda scan, done: victim.unlink(missing_ok=True)
+    rows = {Path(r["path"]).name: r for r in s}
+    assert len(rows) == 7
+    assert rows["good.wav"]["error_code"] is None and rows["good.wav"]["mean_pitch_hz"] is None
+    assert rows["vanishes.wav"]["error_code"] == "not_found"
+    assert rows["six_seconds.flac"]["error_code"] == "too_long"
+    assert rows["damaged.wav"]["error_code"] in ("undecodable", "not_audio")
+    assert rows["zero.wav"]["error_code"] == "empty_file"
+    assert rows["folder.mp3"]["error_code"] == "not_found" and "folder" in rows["folder.mp3"]["error_message"]
+    assert rows["missing.wav"]["error_code"] == "not_found"
+    for r in rows.values():
+        assert (r["error_code"] is None) == (r["error_message"] is None)
+
+
+def test_killed_worker_is_replaced_and_its_file_recorded(tmp_path, detector, monkeypatch):
+    names = [f"f{i}.wav" for i in range(5)]
+    for i, n in enumerate(names):
+        make_media("wav_s16", tmp_path, seconds=4.0, seed=20 + i, name=n)
+    monkeypatch.setenv("MELCNN_SCAN_TEST_KILL_ON", "f2.wav")  # that worker SIGKILLs itself on f2.wav
+    out = tmp_path / "out" / "rows.jsonl"
+    s = melcnn.scan(tmp_path, model=detector, workers=2, measurements=False, out=out)
+    rows = {Path(r["path"]).name: r for r in s}
+    assert sorted(rows) == names
+    assert rows["f2.wav"]["error_code"] == "worker_died"
+    assert "signal 9" in rows["f2.wav"]["error_message"]
+    assert all(rows[n]["error_code"] is None for n in names if n != "f2.wav")
+    assert s.stats.workers_replaced == 1
+    # a rerun retries that file (the fault was not the file's) and replaces its row
+    monkeypatch.delenv("MELCNN_SCAN_TEST_KILL_ON")
+    s = melcnn.scan(tmp_path, model=detector, workers=1, measurements=False, out=out)
+    assert [Path(r["path"]).name for r in s] == ["f2.wav"] and s.stats.already_done == 4
+    saved = {Path(r["path"]).name: r for r in read_rows(out)}
+    assert len(read_rows(out)) == 5 and saved["f2.wav"]["error_code"] is None
+
+
+def test_discovery_globs_include_exclude_and_special_files(tmp_path):
+    for rel in ("a/x.wav", "a/y.flac", "b/z.wav", "b/skip_me.wav"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"RIFF")
+    os.mkfifo(tmp_path / "a" / "pipe.wav")
+    found = [Path(t.path).relative_to(tmp_path).as_posix() for t in discover([tmp_path], include=["*.wav"])]
+    assert found == ["a/x.wav", "b/skip_me.wav", "b/z.wav"]  # the FIFO is skipped, never opened
+    found = [Path(t.path).name for t in discover([str(tmp_path / "*" / "*.wav")], exclude=["skip_*"])]
+    assert found == ["x.wav", "z.wav"]
+    # the same file reached twice is listed once; a glob without a match is reported
+    stats = ScanStats()
+    found = list(discover([tmp_path / "a", tmp_path / "a" / "x.wav", str(tmp_path / "nope*.wav")], stats=stats))
+    assert [Path(t.path).name for t in found] == ["x.wav", "y.flac"]
+    assert stats.no_match == [str(tmp_path / "nope*.wav")] and stats.special == 1
+
+
+def test_output_journal_torn_line_is_dropped_and_parquet_written_atomically(tmp_path):
+    model = {"name": "m", "weights_sha256": "0" * 64}
+    out = tmp_path / "r.parquet"
+    o = Output(out)
+    rows = []
+    for i in range(3):
+        t = _Target(str(tmp_path / f"{i}.wav"), 10 + i, 1.5 + i)
+        chunks = [{"start_s": 0.0, "end_s": 3.0, "fake_score": 0.1}]
+        rows.append(_row(t.path, t.size, t.mtime, model, fake_score=0.1 * i, chunks=chunks))
+        o.append(rows[-1])
+    os.close(o._fd)  # as a kill -9 would leave it: journal only, no table yet
+    o._fd = -1
+    assert not out.exists()
+    journal = tmp_path / "r.parquet.journal.jsonl"
+    with open(journal, "ab") as fh:
+        fh.write(b'{"path": "cut in the mid')  # a torn last line
+    o2 = Output(out)
+    assert sorted(o2.rows) == sorted(r["path"] for r in rows)
+    assert o2.current(_Target(rows[1]["path"], 11, 2.5), model)
+    assert not o2.current(_Target(rows[1]["path"], 11, 2.6), model)  # modified since: scanned again
+    o2.close()
+    assert not journal.exists()
+    back = read_rows(out)
+    assert [r["path"] for r in back] == [r["path"] for r in rows]
+    assert back[2]["chunks"] == rows[2]["chunks"] and back[2]["fake_score"] == pytest.approx(0.2)
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p))
+    return subprocess.Popen(
+        [sys.executable, "-m", "melcnn", "scan", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )
+
+
+def _journal_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_cli_kill9_mid_scan_then_resume(tmp_path, suffix):
+    media = tmp_path / "media"
+    for i in range(8):
+        kind, ext = ("flac", "flac") if i % 2 else ("wav_s16", "wav")
+        make_media(kind, media, seconds=12.0, seed=40 + i, name=f"clip{i}.{ext}")
+    out = tmp_path / f"results{suffix}"
+    journal = out if suffix == ".jsonl" else tmp_path / f"results{suffix}.journal.jsonl"
+    proc = _cli(str(media), "--out", str(out), "--workers", "1", "--no-measurements")
+    deadline = time.monotonic() + 120
+    while _journal_lines(journal) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the scan finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    done_before = _journal_lines(journal)
+    assert 2 <= done_before < 8
+    if suffix == ".parquet":
+        assert not out.exists()  # the table is written only at the end; the journal holds the rows
+    else:
+        assert len(read_rows(out)) == done_before  # readable as it is
+
+    proc = _cli(str(media), "--out", str(out), "--workers", "1", "--no-measurements")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert f"{done_before} already in the output" in stdout
+    assert f"scan: {8 - done_before}/{8 - done_before} files" in stderr  # plain progress lines (not a TTY)
+    rows = read_rows(out)
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in media.iterdir())  # each once
+    assert not (tmp_path / f"results{suffix}.journal.jsonl").exists() or suffix == ".jsonl"
+    fresh = list(melcnn.scan(media, model="v2", workers=2, measurements=False))
+    assert _scores(rows) == pytest.approx(_scores(fresh), abs=2e-4)
+
+    # a third run has nothing to do
+    proc = _cli(str(media), "--out", str(out), "--workers", "1")
+    stdout, _ = proc.communicate(timeout=120)
+    assert "scanned 0 files" in stdout and "8 already in the output" in stdout
+    assert len(read_rows(out)) == 8
+
+
+def test_cli_csv_report_in_headless_chromium(archive, tmp_path, browser):
+    out, html = tmp_path / "scan.csv", tmp_path / "scan.html"
+    proc = _cli(str(archive), "--out", str(out), "--report", str(html), "--workers", "2")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "verdicts (9 files)" in stdout and "errors: " in stdout and "most suspicious:" in stdout
+    rows = read_rows(out)
+    assert len(rows) == 9 and all(isinstance(r["chunks"], list) for r in rows)
+    n_ok = sum(r["error_code"] is None for r in rows)
+
+    page = browser.new_page()
+    errors, requests = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+    page.goto(html.as_uri())
+    page.wait_for_selector("#files tbody tr")
+    assert page.locator("#files tbody tr").count() == 9
+    assert "verdicts (9 files)" in page.inner_text("#summary")
+    assert page.locator("#files tbody tr svg.timeline rect").count() == sum(len(r["chunks"]) for r in rows)
+
+    def column(i: int) -> list[str]:
+        return page.locator(f"#files tbody tr td:nth-child({i})").all_inner_texts()
+
+    # sort by fake score: descending by default, then ascending on a click; errors (no score) last
+    scores = [float(x) for x in column(3) if x]
+    assert scores == sorted(scores, reverse=True) and len(scores) == n_ok
+    page.click("th[data-key=fake_score]")
+    scores = [float(x) for x in column(3) if x]
+    assert scores == sorted(scores)
+    assert page.get_attribute("th[data-key=fake_score]", "aria-sort") == "ascending"
+    page.click("th[data-key=path]")
+    assert column(1) == sorted(column(1))
+    # filter: by text and by verdict
+    page.fill("#filter", "flac")
+    assert column(1) == [str(archive / "sub/deep/long.flac")]
+    page.fill("#filter", "")
+    page.select_option("#verdict", "error")
+    assert sorted(Path(p).name for p in column(1)) == ["short.wav", "silent_film.mp4", "zero.wav"]
+    assert "3 of 9 files" in page.inner_text("#count")
+    page.select_option("#verdict", "")
+    # click a row: its full detail with a chunk table
+    page.locator("#files tbody tr", has_text="long.flac").click()
+    assert page.is_visible("#detail")
+    assert str(archive / "sub/deep/long.flac") in page.inner_text("#detail h2")
+    assert page.locator("#detail-chunks tr").count() == 1 + 3  # header + 3 chunks of 3 s in 10 s
+    assert "weights_sha256" in page.inner_text("#detail-fields")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "scan_report.png"), full_page=True)
+    page.close()
+    assert errors == [] and requests == []
+    assert not any(p.name.startswith(".scan.html.tmp") for p in tmp_path.iterdir())
+
+
+def test_workers_that_cannot_start_stop_the_scan_with_a_clear_error(tmp_path, detector, monkeypatch):
+    import melcnn.scanning as scanning
+
+    make_media("wav_s16", tmp_path, seconds=4.0, seed=60, name="a.wav")
+    monkeypatch.setattr(scanning, "_WORKER_COMMAND", "import sys; sys.exit(3)")
+    with pytest.raises(melcnn.MelcnnError, match="exit while starting"):
+        list(melcnn.scan(tmp_path, model=detector, workers=1))
+
+
+def test_unreadable_folder_is_counted_and_passed_over(tmp_path, monkeypatch):
+    for rel in ("ok/a.wav", "locked/b.wav", "z.wav"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"RIFF")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # root reads any folder, so refuse this one the way the kernel would
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    stats = ScanStats()
+    found = [Path(t.path).name for t in discover([tmp_path], stats=stats)]
+    assert sorted(found) == ["a.wav", "z.wav"] and stats.unreadable_dirs == 1
+
+
+def test_cli_usage_errors(tmp_path):
+    proc = _cli(str(tmp_path), "--out", str(tmp_path / "results.txt"))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and ".parquet, .jsonl or .csv" in stderr
+    proc = _cli(str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--model", str(tmp_path / "no-such-checkpoint"))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 4 and "cannot load model" in stderr
