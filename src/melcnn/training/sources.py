@@ -1,28 +1,48 @@
-"""Bona fide sources: Debian packages fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x``.
+"""Bona fide sources: the Debian packages the bona fide speech comes from (:data:`PACKAGES`), the usable
+files each holds (:func:`inventory`) and the utterances they give (:func:`build_utterances`).
 
-Needs: ``apt-get`` and ``dpkg-deb`` (no root for these two steps; the apt lists must be current:
-``apt-get update`` once, as root), soundfile, soxr and the PyPI package ``g722``.
-The packages are listed in :data:`PACKAGES` (``docs/training.md`` describes each).
-
-Each package is unpacked into ``DATA_DIR/sources/PKG`` through a temporary folder that is renamed
-when complete, so an interrupted fetch is redone and a finished one skipped. If the environment
-variable ``MELCNN_DEB_CACHE`` names a folder, downloaded .deb files are kept there and reused.
+Fetching and unpacking the packages lives in :mod:`melcnn.training.fetch`, decoding and rendering an
+utterance in :mod:`melcnn.training.source_audio`; their public functions are re-exported here, so
+``from . import sources as S`` reaches them. ``docs/training.md`` describes each package.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import audio as A
+from .fetch import extracted_speech, fetch_packages
+from .source_audio import background_db, decode, load_piece, render_utterance
+
+__all__ = [
+    "ASTERISK_SPEAKERS",
+    "HEDGEWARS_DROP",
+    "HEDGEWARS_LANG",
+    "LONG_S",
+    "PACKAGES",
+    "PACK_GAP_S",
+    "PACK_TARGET_S",
+    "SHORT_S",
+    "TUXPAINT_LANGS",
+    "RawFile",
+    "Utterance",
+    "background_db",
+    "build_utterances",
+    "decode",
+    "extracted_speech",
+    "fetch_packages",
+    "inventory",
+    "load_piece",
+    "noise_files",
+    "read_festvox_texts",
+    "render_utterance",
+    "tuxpaint_text",
+]
 
 # package -> short name used in ids
 PACKAGES: dict[str, str] = {
@@ -102,69 +122,6 @@ class Utterance:
     est_s: float
     text: str = ""
     meta: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------------------------- fetch
-
-
-def fetch_packages(sources_dir: Path, progress=None, packages: list[str] | None = None) -> dict[str, str]:
-    """Download and unpack every package (or those of ``packages``); returns {package: 'ok' | 'error: ...'}."""
-    debs = sources_dir / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    cache = os.environ.get("MELCNN_DEB_CACHE")
-    status: dict[str, str] = {}
-    pkgs = sorted(PACKAGES if packages is None else set(packages) & set(PACKAGES))
-    for i, pkg in enumerate(pkgs):
-        if progress:
-            progress("fetch", i, len(pkgs))
-        dest = sources_dir / pkg
-        if dest.is_dir():
-            status[pkg] = "ok"
-            continue
-        try:
-            deb = _download(pkg, debs, Path(cache) if cache else None)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{pkg}-", dir=sources_dir))
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True, capture_output=True)
-            os.replace(tmp, dest)
-            status[pkg] = "ok"
-        except Exception as e:  # a missing package only removes that source
-            status[pkg] = f"error: {e}"
-    if progress:
-        progress("fetch", len(pkgs), len(pkgs))
-    return status
-
-
-def _find_deb(pkg: str, folder: Path) -> Path | None:
-    hits = sorted(folder.glob(f"{pkg}_*.deb"))
-    return hits[-1] if hits else None
-
-
-def _download(pkg: str, debs: Path, cache: Path | None) -> Path:
-    deb = _find_deb(pkg, debs)
-    if deb:
-        return deb
-    if cache:
-        cached = _find_deb(pkg, cache)
-        if cached:
-            shutil.copy2(cached, debs / cached.name)
-            return debs / cached.name
-    tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=debs))
-    try:
-        r = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
-        got = _find_deb(pkg, tmp)
-        if r.returncode != 0 or got is None:
-            raise RuntimeError(f"apt-get download {pkg} failed: {r.stderr.strip()[-300:]}")
-        os.replace(got, debs / got.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    deb = debs / got.name
-    if cache:
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(deb, cache / deb.name)
-        except OSError:
-            pass
-    return deb
 
 
 # ----------------------------------------------------------------------------------------- inventory
@@ -371,45 +328,6 @@ def tuxpaint_text(path: Path, lang: str) -> str:
     return ""
 
 
-def extracted_speech(root: Path, pkg: str) -> list[Path]:
-    """Speech files that live inside a game's archives, extracted once into ``root/extracted`` (resumable)."""
-    out_dir = root / "extracted"
-    done = out_dir / ".done"
-    if done.exists():
-        return sorted(p for p in out_dir.iterdir() if p.suffix in (".mp3", ".wav", ".ogg"))
-    from . import games
-
-    if pkg == "flight-of-the-amazon-queen":
-        files = games.extract_fotaq(root, out_dir)
-    elif pkg == "beneath-a-steel-sky":
-        files = games.extract_bass(root, out_dir)
-    elif pkg == "warzone2100-data":
-        files = _extract_warzone(root, out_dir)
-    else:
-        raise ValueError(pkg)
-    done.write_text(str(len(files)))
-    return sorted(files)
-
-
-def _extract_warzone(root: Path, out_dir: Path) -> list[Path]:
-    """Warzone 2100's spoken messages and taunts from ``base.wz`` (a zip archive)."""
-    import zipfile
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    with zipfile.ZipFile(root / "usr/share/games/warzone2100/base.wz") as z:
-        for name in sorted(z.namelist()):
-            if not name.startswith(("audio/memressp/", "audio/taunts/")) or not name.endswith(".ogg"):
-                continue
-            dest = out_dir / name.replace("/", "_")
-            if not dest.exists():
-                tmp = dest.with_suffix(".tmp")
-                tmp.write_bytes(z.read(name))
-                os.replace(tmp, dest)
-            files.append(dest)
-    return files
-
-
 def read_festvox_texts(path: Path) -> dict[str, str]:
     out = {}
     if not path.exists():
@@ -419,79 +337,6 @@ def read_festvox_texts(path: Path) -> dict[str, str]:
         if m:
             out[m.group(1)] = m.group(2).replace("+", "")
     return out
-
-
-# -------------------------------------------------------------------------------------------- decode
-
-
-def decode(path: Path, kind: str) -> tuple[np.ndarray, int]:
-    """Float64 mono samples and rate of one source file."""
-    import soundfile as sf
-
-    if kind == "g722":
-        import G722
-
-        y = np.asarray(G722.G722(16000, 64000).decode(path.read_bytes()), dtype=np.float64) / 32768.0
-        return y, 16000
-    if kind == "gsm":
-        y, sr = sf.read(str(path), format="RAW", subtype="GSM610", samplerate=8000, channels=1, dtype="float64")
-        return A.to_mono(y), sr
-    y, sr = sf.read(str(path), dtype="float64", always_2d=False)
-    return A.to_mono(y), int(sr)
-
-
-def load_piece(sources_dir: Path, path: str, kind: str, start_s: float, end_s: float) -> np.ndarray:
-    y, sr = decode(sources_dir / path, kind)
-    y = A.resample(y, sr, A.SR)
-    if start_s > 0 or end_s >= 0:
-        a = int(start_s * A.SR)
-        b = len(y) if end_s < 0 else int(end_s * A.SR)
-        y = y[a:b]
-    return y
-
-
-def _quiet_cut(y: np.ndarray, t: float, search_s: float = 0.6) -> float:
-    """Move a cut point to the quietest 10 ms frame within +-search_s."""
-    f = A.frame_rms_db(y)
-    c = int(t * A.SR / A.HOP)
-    w = int(search_s * A.SR / A.HOP)
-    lo, hi = max(0, c - w), min(len(f), c + w + 1)
-    if hi <= lo:
-        return t
-    return float((lo + int(np.argmin(f[lo:hi]))) * A.HOP / A.SR)
-
-
-def background_db(y: np.ndarray) -> float:
-    """Level of the recording's own background: the 10th percentile of frame levels."""
-    f = A.frame_rms_db(y)
-    return float(np.percentile(f, 10))
-
-
-def render_utterance(sources_dir: Path, utt: Utterance, rng: np.random.Generator) -> np.ndarray:
-    """The 16 kHz samples of a bona fide utterance, before trimming and normalisation.
-
-    Packed short files are trimmed tightly and joined with 0.15-0.45 s gaps of noise at the
-    speakers' own background level (never digital zeros).
-    """
-    if len(utt.pieces) == 1:
-        p, kind, a, b = utt.pieces[0]
-        y = load_piece(sources_dir, p, kind, 0.0, -1.0)
-        if a > 0 or b >= 0:
-            # segment of a long file: move the cuts to nearby pauses
-            a2 = _quiet_cut(y, a) if a > 0 else 0.0
-            b2 = _quiet_cut(y, b) if 0 <= b < len(y) / A.SR - 0.5 else len(y) / A.SR
-            y = y[int(a2 * A.SR) : int(b2 * A.SR)]
-        return y
-    parts = [load_piece(sources_dir, p, kind, a, b) for p, kind, a, b in utt.pieces]
-    bg = np.median([background_db(p) for p in parts])
-    bg = float(np.clip(bg, -75.0, -35.0))
-    out = []
-    for i, p in enumerate(parts):
-        if i:
-            n = int(rng.uniform(0.15, 0.45) * A.SR)
-            out.append(A.coloured_noise(n, "pink", rng) * 10.0 ** (bg / 20.0))
-        out.append(A.trim_tight(p))
-    return np.concatenate(out)
 
 
 # --------------------------------------------------------------------------------------------- pack

