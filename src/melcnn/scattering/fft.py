@@ -115,8 +115,8 @@ class _Workspace:
 
             out = sfft.rfft2(real)
         else:
-            assert out is not None  # a plan writes into the slot's half-spectrum buffer
             plan.execute()
+        assert out is not None  # a plan writes into the slot's half-spectrum buffer
         return out if half else _hermitian_full(out, full)
 
 
