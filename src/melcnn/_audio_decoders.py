@@ -302,6 +302,7 @@ def _decode_pyav(fh: IO[bytes], probe: Probe, sink: MonoSink, label: str) -> _Re
             nonlocal channels, original_rate
             if fifo.samples:
                 big = fifo.read()
+                assert big is not None  # read() returns None only from an empty FIFO
                 original_rate = original_rate or int(big.sample_rate)
                 sink.set_rate(int(big.sample_rate))
                 chans = _frame_channels(big)

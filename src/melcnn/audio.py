@@ -158,7 +158,7 @@ def _open_source(source: str | os.PathLike | bytes | BinaryIO) -> Iterator[tuple
             if not path.is_file():
                 raise MediaNotFoundError(f"{path} is not a regular file (a directory?); a media file is required")
             size = path.stat().st_size
-            fh = open(path, "rb")  # closed by the ``with`` below
+            fh: IO[bytes] = open(path, "rb")  # closed by the ``with`` below
         except MediaProcessingError:
             raise
         except OSError as exc:

@@ -330,6 +330,9 @@ def torch_head(head: HeadConfig):  # -> torch.nn.Module (torch imported lazily)
     from torch import nn
 
     class MelCNNHead(nn.Module):
+        feature_mean: torch.Tensor  # buffers (register_buffer below), for the type checker
+        feature_std: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             layers: list[nn.Module] = [nn.Flatten()]

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import wait
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -30,6 +30,15 @@ from .features import chunk_features, scattering_for
 from .registry import ModelSpec, recorded_sha256, resolve
 from .report import build_report
 from .spectrogram import mel_db, overview_mel_db
+
+
+class _Picture(TypedDict):
+    """The keyword arguments that plots.plot_timeline and plots.plot_spectrogram share."""
+
+    sample_rate: int
+    hop_length: int
+    fmax_hz: float | None
+    path: Path
 
 
 class Detector:
@@ -226,7 +235,7 @@ class Detector:
             from . import plots
 
             overview, column_s = overview_mel_db(y, cfg=cfg)
-            picture = {
+            picture: _Picture = {
                 "sample_rate": cfg.sample_rate,
                 "hop_length": int(round(column_s * cfg.sample_rate)),  # samples per picture column
                 "fmax_hz": cfg.fmax_hz or cfg.sample_rate / 2,

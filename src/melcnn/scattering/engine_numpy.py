@@ -92,7 +92,7 @@ class _NumpyEngine:
         self.lowpass_pooled = [[(a, b.mean(axis=1, keepdims=True)) for a, b in ops] for ops in self.lowpass]
 
         def product_filter(h: np.ndarray, k: int, scale: float) -> _AliasFilter | _SparseFilter:
-            return (_SparseFilter if compiled else _AliasFilter)(h, k, scale=scale)
+            return _SparseFilter(h, k, scale=scale) if compiled else _AliasFilter(h, k, scale=scale)
 
         # the forward FFTs are unnormalised: their 1 / size (Kymatio's scaling) goes into the filters
         # first order: psi_{j1} at full resolution, periodised by 2**j1

@@ -116,6 +116,7 @@ class _Workspace:
             out = sfft.rfft2(real)
         else:
             plan.execute()
+        assert out is not None  # a plan writes into the slot's half-spectrum buffer
         return out if half else _hermitian_full(out, full)
 
 

@@ -44,7 +44,8 @@ def padded_shape(shape: tuple[int, int], J: int) -> tuple[int, int]:
         ``((M + 2**J) // 2**J + 1) * 2**J`` for each side, in pixels.
     """
     step = 2**J
-    return tuple(((s + step) // step + 1) * step for s in shape)  # type: ignore[return-value]
+    rows, cols = shape
+    return ((rows + step) // step + 1) * step, ((cols + step) // step + 1) * step
 
 
 def _check_params(J: int, L: int, shape: tuple[int, int]) -> tuple[int, int, tuple[int, int]]:
@@ -156,7 +157,8 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], J: int, L: int, padd
     payload: dict[str, np.ndarray] = {k: arrays[k] for k in keys}
     payload.update({f"meta_{k}": np.array(v) for k, v in _meta(J, L, padded).items()})
     payload["sha256"] = np.array(_digest(arrays, keys))
-    _atomic_write(path, lambda f: np.savez(f, **payload), "scattering filter bank")
+    # numpy's stub: a **dict could bind savez's keyword allow_pickle (bool); no key here is named so
+    _atomic_write(path, lambda f: np.savez(f, **payload), "scattering filter bank")  # type: ignore[arg-type]
 
 
 def _atomic_write(path: Path, write: Callable[[Any], Any], what: str) -> None:

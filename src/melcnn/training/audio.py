@@ -18,6 +18,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -335,7 +336,8 @@ def av_encode(dest, pcm: np.ndarray, rate: int, encoder: str, fmt: str, bitrate:
     import av
 
     with av.open(dest if not isinstance(dest, Path) else str(dest), "w", format=fmt) as out:
-        st = out.add_stream(encoder, rate=rate)
+        # ``encoder`` is an audio codec; PyAV's stubs narrow add_stream's result only for literal names
+        st = cast("av.AudioStream", out.add_stream(encoder, rate=rate))
         st.layout = "mono"
         if bitrate:
             st.bit_rate = int(bitrate)

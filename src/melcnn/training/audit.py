@@ -11,6 +11,7 @@ Needs numpy, soundfile and scikit-learn (falls back to a NumPy logistic regressi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def shortcut_audit(manifest: Path) -> dict:
         if len(set(y[te])) < 2:
             continue
         scores, coef = _fit_predict(feats[tr], y[tr], feats[te])
-        res = {"n": int(te.sum()), "eer": round(_eer(y[te], scores), 4)}
+        res: dict[str, Any] = {"n": int(te.sum()), "eer": round(_eer(y[te], scores), 4)}
         if name == "eval":
             per = {}
             bona = y[te] == 0

@@ -171,7 +171,10 @@ class FeatureSet:
 
 def load_features(root: Path, clips: Sequence[Clip]) -> FeatureSet:
     """Stack the cached features of ``clips`` (clips without features, e.g. too short, are left out)."""
-    xs, ys, idx, kept = [], [], [], []
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    idx: list[np.ndarray] = []
+    kept: list[Clip] = []
     for c in clips:
         f = _feature_file(root, c.clip_id)
         if not f.is_file():

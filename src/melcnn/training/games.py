@@ -147,7 +147,7 @@ def _crc_tables() -> tuple[list[int], list[int]]:
 _CRC8, _CRC16 = _crc_tables()
 
 
-def crc16_arc(data: bytes) -> int:
+def crc16_arc(data: bytes | bytearray) -> int:
     """CRC-16/ARC (reflected polynomial 0xA001, initial value 0), the checksum RNC ProPack uses."""
     mv = memoryview(data)
     n2 = len(mv) & ~1

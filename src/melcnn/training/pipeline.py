@@ -79,6 +79,7 @@ def train_model(
     dev_clips = [c for c in clips if c.split == "dev"]
     tcfg = TrainConfig(epochs=epochs, seed=seed)
     t0 = time.perf_counter()
+    history: list[dict[str, float]]  # one row per epoch (empty for a head calibrated on a given classifier)
     if chunk_classifier is not None:
         base = load_checkpoint(chunk_classifier)
         head, weights, history = base.head, base.weights, []
@@ -238,7 +239,7 @@ def score_cue_correlation(fs: FeatureSet, scores: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {"limit": CUE_LIMIT, "findings": []}
     for name, lab in (("bonafide", 0), ("spoof", 1)):
         sel = labels == lab
-        row = {}
+        row: dict[str, float | None] = {}
         for cue in cues:
             v = np.array([f[cue] for f in feats])[sel]
             if sel.sum() < 3 or np.all(v == v[0]):
@@ -440,8 +441,9 @@ def write_report(result: dict[str, Any], scores: np.ndarray, labels: np.ndarray,
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     bins = np.linspace(0, 1, 41)
-    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="bona fide")
-    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="spoof")
+    # matplotlib's stub types bins as Sequence[float], which an ndarray is not (hist takes one)
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="bona fide")  # type: ignore[arg-type]
+    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="spoof")  # type: ignore[arg-type]
     ax.axvline(result["threshold"], color="k", linestyle="--", label="threshold")
     ax.set_xlabel("file fake score")
     ax.set_ylabel("files")

@@ -301,9 +301,9 @@ def make_plan(
             i = tts_counter[u.language]
             tts_counter[u.language] += 1
             g, voices = opts[i % len(opts)]
-            v = voices[voice_counter[g] % len(voices)]
+            voice = voices[voice_counter[g] % len(voices)]
             voice_counter[g] += 1
-            specs.append(_tts_spec(base, u, g, v, pools[split], seed))
+            specs.append(_tts_spec(base, u, g, voice, pools[split], seed))
     _ensure_generators(specs, avail, fest_installed, pools, seed)
     # laundering of the base clips: the same stratified shares in every (split, label) group
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)

@@ -86,6 +86,7 @@ def fit_head(
     fixed_epochs = x_dev is None
     if fixed_epochs:
         x_dev, y_dev = x_train[:2], np.asarray(y_train)[:2]
+    assert x_dev is not None and y_dev is not None, "x_dev and y_dev are given together"
     dev_files = np.arange(len(y_dev)) if dev_files is None or fixed_epochs else np.asarray(dev_files)
     dev_file_labels = _file_labels(y_dev, dev_files)
     try:
