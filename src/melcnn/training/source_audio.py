@@ -79,9 +79,9 @@ def render_utterance(sources_dir: Path, utt: Utterance, rng: np.random.Generator
     bg = np.median([background_db(p) for p in parts])
     bg = float(np.clip(bg, -75.0, -35.0))
     out = []
-    for i, p in enumerate(parts):
+    for i, part in enumerate(parts):
         if i:
             n = int(rng.uniform(0.15, 0.45) * A.SR)
             out.append(A.coloured_noise(n, "pink", rng) * 10.0 ** (bg / 20.0))
-        out.append(A.trim_tight(p))
+        out.append(A.trim_tight(part))
     return np.concatenate(out)

