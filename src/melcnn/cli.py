@@ -399,13 +399,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _scan_arguments(parser: argparse.ArgumentParser) -> None:
-    from .scanning import add_arguments
+    from .scanning.cli import add_arguments
 
     add_arguments(parser, DEFAULT_MODEL)
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from .scanning import run_cli
+    from .scanning.cli import run_cli
 
     return run_cli(args)
 
