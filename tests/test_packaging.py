@@ -67,6 +67,9 @@ def test_sdist_then_wheel_without_a_c_compiler(tmp_path):
     assert "melcnn/weights/v2/model.safetensors" in names
     scattering = {p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src/melcnn/scattering").glob("*.py")}
     assert "melcnn/scattering/__init__.py" in scattering and scattering <= set(names)  # the subpackage, whole
+    scanning = {p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src/melcnn/scanning").glob("*.py")}
+    assert "melcnn/scanning/__init__.py" in scanning and scanning <= set(names)
+    assert "melcnn/training/cli.py" in names  # `melcnn --help` lists the training commands without the extra
     assert not [n for n in names if "_kernels" in n]  # the compile failed: neither extension nor its sources
 
     # the core's metadata: no torch, no server; those come with extras, and torch with no exact pin

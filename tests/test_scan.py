@@ -1,16 +1,18 @@
-"""``melcnn scan`` and :func:`melcnn.scan`: real files in mixed formats, bad inputs, a killed worker,
+"""``melcnn scan`` and :func:`melcnn.scan`: real files in mixed formats, bad inputs, a worker killed from outside,
 an interrupted (kill -9) and resumed CLI scan, the output formats, and the HTML report in headless
 Chromium. The shipped V2 weights score the files (loading them takes a fraction of a second).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -120,25 +122,79 @@ def test_bad_inputs_each_become_one_row(tmp_path, detector, monkeypatch):
         assert (r["error_code"] is None) == (r["error_message"] is None)
 
 
-def test_killed_worker_is_replaced_and_its_file_recorded(tmp_path, detector, monkeypatch):
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc: the kernel may lack /proc/PID/task/*/children)."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _has_open(pid: int, path: str) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                return True
+    return False
+
+
+def _kill_the_worker_reading(path: Path, killed: list[int], stop: threading.Event) -> None:
+    """SIGKILL the child process of this one that has ``path`` open (a worker decoding it), once."""
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < deadline:
+        for pid in _children(os.getpid()):
+            if _has_open(pid, str(path)):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        time.sleep(0.002)
+
+
+def test_killed_worker_is_replaced_and_its_file_recorded(tmp_path, detector):
+    import numpy as np
+    import soundfile as sf
+
     names = [f"f{i}.wav" for i in range(5)]
+    names[2] = "f2.flac"  # four minutes of FLAC: about a second to decode, the worker killed meanwhile
     for i, n in enumerate(names):
-        make_media("wav_s16", tmp_path, seconds=4.0, seed=20 + i, name=n)
-    monkeypatch.setenv("MELCNN_SCAN_TEST_KILL_ON", "f2.wav")  # that worker SIGKILLs itself on f2.wav
+        if i != 2:
+            make_media("wav_s16", tmp_path, seconds=4.0, seed=20 + i, name=n)
+    sr, n = 44100, 240 * 44100
+    y = 0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / sr) + 0.01 * np.random.default_rng(22).standard_normal(n)
+    sf.write(tmp_path / "f2.flac", y.astype(np.float32), sr, subtype="PCM_16")
     out = tmp_path / "out" / "rows.jsonl"
     s = melcnn.scan(tmp_path, model=detector, workers=2, measurements=False, out=out)
-    rows = {Path(r["path"]).name: r for r in s}
-    assert sorted(rows) == names
-    assert rows["f2.wav"]["error_code"] == "worker_died"
-    assert "signal 9" in rows["f2.wav"]["error_message"]
-    assert all(rows[n]["error_code"] is None for n in names if n != "f2.wav")
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_the_worker_reading, args=(tmp_path / "f2.flac", killed, stop))
+    killer.start()
+    try:
+        rows = {Path(r["path"]).name: r for r in s}
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == 1, "no worker was seen decoding f2.flac"
+    assert sorted(rows) == sorted(names)
+    assert rows["f2.flac"]["error_code"] == "worker_died"
+    assert "signal 9" in rows["f2.flac"]["error_message"]
+    assert all(rows[n]["error_code"] is None for n in names if n != "f2.flac")
     assert s.stats.workers_replaced == 1
     # a rerun retries that file (the fault was not the file's) and replaces its row
-    monkeypatch.delenv("MELCNN_SCAN_TEST_KILL_ON")
     s = melcnn.scan(tmp_path, model=detector, workers=1, measurements=False, out=out)
-    assert [Path(r["path"]).name for r in s] == ["f2.wav"] and s.stats.already_done == 4
+    assert [Path(r["path"]).name for r in s] == ["f2.flac"] and s.stats.already_done == 4
     saved = {Path(r["path"]).name: r for r in read_rows(out)}
-    assert len(read_rows(out)) == 5 and saved["f2.wav"]["error_code"] is None
+    assert len(read_rows(out)) == 5 and saved["f2.flac"]["error_code"] is None
 
 
 def test_discovery_globs_include_exclude_and_special_files(tmp_path):
@@ -298,10 +354,10 @@ def test_cli_csv_report_in_headless_chromium(archive, tmp_path, browser):
 
 
 def test_workers_that_cannot_start_stop_the_scan_with_a_clear_error(tmp_path, detector, monkeypatch):
-    import melcnn.scanning as scanning
+    import melcnn.scanning.workers as workers
 
     make_media("wav_s16", tmp_path, seconds=4.0, seed=60, name="a.wav")
-    monkeypatch.setattr(scanning, "_WORKER_COMMAND", "import sys; sys.exit(3)")
+    monkeypatch.setattr(workers, "_WORKER_COMMAND", "import sys; sys.exit(3)")
     with pytest.raises(melcnn.MelcnnError, match="exit while starting"):
         list(melcnn.scan(tmp_path, model=detector, workers=1))
 

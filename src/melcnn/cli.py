@@ -1,4 +1,7 @@
-"""Command-line shell over the Python API: ``melcnn analyze``, ``melcnn scan``, ``melcnn models``.
+"""Command-line shell over the Python API: the ``melcnn`` parser and entry point, ``analyze``, ``models``, ``serve``.
+
+``melcnn scan`` is in :mod:`melcnn.scanning.cli`; ``data build``, ``train`` and ``eval`` are in
+:mod:`melcnn.training.cli` (registered here; their training code is imported only when they run).
 
 Exit codes: 0 every file analysed; 3 at least one file could not be analysed (its error on stderr,
 and as an error object in JSON mode); 4 the model could not be loaded; 2 usage errors.
@@ -109,84 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--pretty", action="store_true", help="print the JSON indented for reading (implies --json)")
     mo.set_defaults(func=_cmd_models)
 
-    da = sub.add_parser("data", help="build the training dataset")
-    da_sub = da.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    db = da_sub.add_parser("build", help="fetch bona fide sources, generate spoofs, launder, split, write a manifest")
-    db.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder to build the dataset in")
-    db.add_argument("--minutes", type=float, default=None, help="approximate bona fide minutes (default: all)")
-    db.add_argument("--seed", type=int, default=0, help="random seed of the build (default 0)")
-    db.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
-    db.add_argument(
-        "--views",
-        type=int,
-        default=2,
-        help="channel-augmented views of every train and dev clip, for both classes alike (default 2)",
-    )
-    db.add_argument(
-        "--manifest-only",
-        action="store_true",
-        help="make no clip: write the manifest of the clips a (running or stopped) build finished (default off)",
-    )
-    db.set_defaults(func=_cmd_data_build)
+    from .training.cli import add_commands
 
-    tr = sub.add_parser("train", help="train a V2 or V3 checkpoint on a dataset built by `melcnn data build`")
-    tr.add_argument(
-        "--data", type=Path, required=True, metavar="DATA_DIR", help="dataset built by `melcnn data build` (required)"
-    )
-    tr.add_argument("--model", choices=tuple(MODELS), required=True, help="version to train (required)")
-    tr.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint directory to write (required)")
-    tr.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
-    tr.add_argument("--epochs", type=int, default=60, help="most training epochs; early stopping on dev (default 60)")
-    tr.add_argument(
-        "--train-overlap",
-        type=_non_negative_float,
-        default=None,
-        metavar="S",
-        help=f"chunk overlap of the training examples in seconds (default: the model's own, {_DEFAULT_OVERLAPS})",
-    )
-    tr.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
-    tr.add_argument("--bands", type=int, default=2, help="frequency bands of the head input (default 2)")
-    tr.add_argument(
-        "--chunk-classifier",
-        type=Path,
-        default=None,
-        metavar="CKPT",
-        help="reuse this checkpoint's head and only calibrate it for --model's chunking (default: train a head)",
-    )
-    tr.add_argument(
-        "--reencode-files",
-        type=int,
-        default=200,
-        help="eval files re-encoded six ways for the invariance report (default 200; 0 skips it)",
-    )
-    tr.set_defaults(func=_cmd_train)
-
-    ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's held-out split")
-    ev.add_argument(
-        "--data", type=Path, required=True, metavar="DATA_DIR", help="dataset built by `melcnn data build` (required)"
-    )
-    ev.add_argument(
-        "--model", default=None, help=f"checkpoint directory or {_VARIANTS} (default none; required unless --cv)"
-    )
-    ev.add_argument(
-        "--cv",
-        action="store_true",
-        help="run the leave-source-out cross-validation (5 folds over train/dev sources and generators) instead",
-    )
-    ev.add_argument("--cv-head", choices=("mlp", "logreg"), default="mlp", help="head trained per fold (default mlp)")
-    ev.add_argument("--bands", type=int, default=2, help="frequency bands of the head input with --cv (default 2)")
-    ev.add_argument("--epochs", type=int, default=12, help="epochs per fold with --cv (default 12)")
-    ev.add_argument("--no-views", action="store_true", help="with --cv: train without the augmented views")
-    ev.add_argument(
-        "--reencode-files",
-        type=int,
-        default=200,
-        help="files re-encoded six ways for the invariance report (default 200; 0 skips it)",
-    )
-    ev.add_argument("--split", default="eval", help="split of the dataset to score (default eval)")
-    ev.add_argument("--out", type=Path, default=None, metavar="DIR", help="report directory (default CKPT/eval)")
-    ev.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
-    ev.set_defaults(func=_cmd_eval)
+    add_commands(sub)
 
     se = sub.add_parser("serve", help="HTTP service and web page (FastAPI on uvicorn)")
     se.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -248,104 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Progress:
-    """One self-overwriting progress line on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last: tuple[str, int] = ("", -1)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        pct = int(100 * done / total) if total else 100
-        if not self.tty and (stage, pct // 10) == self.last and done != total:
-            return
-        self.last = (stage, pct // 10)
-        line = f"{stage}: {done}/{total} ({pct}%)"
-        print(("\r" + line.ljust(70)) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-        if self.tty and done == total:
-            print(file=sys.stderr)
-
-
-def _cmd_data_build(args: argparse.Namespace) -> int:
-    from .training.build import build_dataset
-
-    manifest = build_dataset(
-        args.data_dir,
-        minutes=args.minutes,
-        seed=args.seed,
-        workers=args.workers,
-        views=args.views,
-        manifest_only=args.manifest_only,
-        progress=_Progress(),
-    )
-    print(f"manifest written to {manifest}")
-    return EXIT_OK
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .training.pipeline import markdown, train_model
-
-    out = train_model(
-        args.data,
-        variant=args.model,
-        out=args.out,
-        seed=args.seed,
-        epochs=args.epochs,
-        train_overlap_s=args.train_overlap,
-        workers=args.workers,
-        freq_bands=args.bands,
-        chunk_classifier=args.chunk_classifier,
-        reencode_files=args.reencode_files,
-        progress=_Progress(),
-    )
-    report = out / "eval" / "eval.json"
-    if report.is_file():
-        print(markdown(json.loads(report.read_text())))
-    print(f"checkpoint written to {out}")
-    return EXIT_OK
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from .training.pipeline import evaluate_model, markdown
-
-    if args.cv:
-        from .training import crossval
-
-        cv = crossval.cross_validate(
-            args.data,
-            model=args.cv_head,
-            freq_bands=args.bands,
-            epochs=args.epochs,
-            views=not args.no_views,
-            workers=args.workers,
-            progress=_Progress(),
-        )
-        out = args.out or Path(args.data) / "cv" / f"{args.cv_head}-b{args.bands}-e{args.epochs}"
-        crossval.write(cv, out)
-        print(crossval.markdown(cv))
-        print(f"report written to {out}/cv.json, cv.md")
-        return EXIT_OK
-    if args.model is None:
-        print("melcnn eval: --model is required (or --cv)", file=sys.stderr)
-        return EXIT_USAGE
-    out = args.out
-    if out is None:
-        model_dir = Path(args.model)
-        out = (model_dir / "eval") if model_dir.is_dir() else Path(f"eval-{args.model}")
-    result = evaluate_model(
-        args.data,
-        args.model,
-        split=args.split,
-        out_dir=out,
-        workers=args.workers,
-        reencode_files=args.reencode_files,
-        progress=_Progress(),
-    )
-    print(markdown(result))
-    print(f"report written to {out}/eval.json, eval.md, det.png, hist.png")
-    return EXIT_OK
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     import os
 
@@ -399,13 +229,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _scan_arguments(parser: argparse.ArgumentParser) -> None:
-    from .scanning import add_arguments
+    from .scanning.cli import add_arguments
 
     add_arguments(parser, DEFAULT_MODEL)
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from .scanning import run_cli
+    from .scanning.cli import run_cli
 
     return run_cli(args)
 

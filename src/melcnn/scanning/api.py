@@ -1,0 +1,277 @@
+"""The Python API of scanning: :class:`Scan` (discovery, workers, engine and output run together) and
+:func:`scan`, the function exported as :func:`melcnn.scan`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from ..config import MAX_DURATION_S
+from ..errors import MelcnnError
+from .discovery import _Target, discover
+from .engine import BATCH_IMAGES, _Engine
+from .output import Output
+from .rows import _error_row, _finite, _measurement_columns, _row
+from .stats import ScanStats
+from .workers import _WorkerPool, default_workers
+
+
+class Scan:
+    """A scan in progress: iterate it for the rows of this run. Create with :func:`scan`."""
+
+    def __init__(
+        self,
+        paths: Iterable[str | os.PathLike] | str | os.PathLike,
+        *,
+        model: Any = "v2",
+        out: str | os.PathLike | None = None,
+        workers: int | None = None,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        measurements: bool = True,
+        max_duration_s: float = MAX_DURATION_S,
+        overlap_s: float | None = None,
+        stdin: TextIO | None = None,
+    ):
+        from ..detector import Detector, load_model
+
+        if isinstance(paths, str | os.PathLike):
+            paths = [paths]
+        self.paths = list(paths)
+        self.detector = model if isinstance(model, Detector) else load_model(model)
+        if self.detector.device != "cpu":
+            raise MelcnnError("melcnn scan runs on the CPU engine only (a GPU engine is not available yet)")
+        self.overlap_s = (
+            self.detector.default_overlap_s if overlap_s is None else self.detector.spec.validate_overlap(overlap_s)
+        )
+        self.model = {"name": self.detector.name, "weights_sha256": self.detector.checkpoint.sha256 or ""}
+        self.workers = max(1, workers if workers is not None else default_workers())
+        self.include, self.exclude = list(include), list(exclude)
+        self.measurements = measurements
+        self.max_duration_s = max_duration_s
+        self.stdin = stdin
+        self.stats = ScanStats()
+        self.output = Output(out) if out is not None else None
+        self._pool: _WorkerPool | None = None
+        self.on_progress: Callable[[Scan, int], None] | None = None  # called after each row with the total so far
+        self.total: int | None = None  # files to scan in this run, once discovery has finished
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the current workers (empty before the first row is asked for)."""
+        return self._pool.pids() if self._pool else []
+
+    def _targets(self) -> list[_Target]:
+        own = set()
+        if self.output is not None:
+            own = {os.path.abspath(self.output.path), os.path.abspath(self.output.journal)}
+        out = []
+        for t in discover(self.paths, include=self.include, exclude=self.exclude, stats=self.stats, stdin=self.stdin):
+            if t.path in own:
+                continue
+            if self.output is not None and self.output.current(t, self.model):
+                self.stats.already_done += 1
+                continue
+            out.append(t)
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self._run()
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+            if self.output is not None:
+                self.output.close()
+
+    def _emit(self, row: dict[str, Any]) -> dict[str, Any]:
+        self.stats.scanned += 1
+        if row["error_code"]:
+            self.stats.errors[row["error_code"]] += 1
+        if row["duration_s"]:
+            self.stats.audio_s += row["duration_s"]
+        if self.output is not None:
+            self.output.append(row)
+        self._progress()
+        return row
+
+    def _progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self, self.stats.scanned + self.stats.non_media)
+
+    def _run(self) -> Iterator[dict[str, Any]]:
+        targets = self._targets()
+        self.total = len(targets)
+        self._progress()
+        by_id: dict[int, _Target] = {}
+        tasks = []
+        for i, t in enumerate(targets):
+            if t.error is not None:
+                yield self._emit(_error_row(t, self.model, *t.error))
+            else:
+                by_id[i] = t
+                tasks.append((i, t.path))
+        if not tasks:
+            return
+        cfg = self.detector.config
+        settings = {
+            "features": cfg.to_dict(),
+            "overlap_s": self.overlap_s,
+            "max_duration_s": self.max_duration_s,
+            "measurements": self.measurements,
+        }
+        engine = _Engine(self.detector)
+        threshold = float(self.detector.threshold)
+        self._pool = pool = _WorkerPool(min(self.workers, len(tasks)), settings, iter(tasks))
+        scores: dict[int, list[np.ndarray]] = {}  # file id -> chunk scores so far
+        metas: dict[int, tuple[dict[str, Any], float]] = {}
+        batch: list[tuple[int, np.ndarray]] = []  # images waiting for the engine: (file id, images)
+        ended = False
+
+        def finish(fid: int) -> dict[str, Any] | None:
+            meta, t0 = metas[fid]
+            s = np.concatenate(scores.get(fid, [])) if scores.get(fid) else np.zeros(0)
+            if len(s) < len(meta["starts"]):
+                return None
+            del metas[fid]
+            scores.pop(fid, None)
+            t = by_id.pop(fid)
+            fake = float(s.mean())
+            chunks = [
+                {"start_s": round(a, 3), "end_s": round(b, 3), "fake_score": round(float(p), 4)}
+                for a, b, p in zip(meta["starts"], meta["ends"], s, strict=True)
+            ]
+            return _row(
+                t.path,
+                t.size,
+                t.mtime,
+                self.model,
+                format=meta["format"],
+                duration_s=meta["duration_s"],
+                analyzed_s=meta["analyzed_s"],
+                prediction="FAKE" if fake >= threshold else "REAL",
+                fake_score=round(fake, 4),
+                threshold=threshold,
+                n_chunks=len(chunks),
+                chunks=chunks,
+                warnings=meta["warnings"],
+                processing_time_s=round(time.time() - t0, 3),
+                **{k: _finite(v) for k, v in _measurement_columns(meta["measurements"]).items()},
+            )
+
+        def flush() -> Iterator[dict[str, Any]]:
+            if not batch:
+                return
+            images = np.concatenate([b[1] for b in batch])
+            t = time.perf_counter()
+            out = engine.scores(images)
+            self.stats.engine_s += time.perf_counter() - t
+            self.stats.engine_chunks += len(images)
+            self.stats.engine_calls += 1
+            pos = 0
+            fids = []
+            for fid, imgs in batch:
+                scores.setdefault(fid, []).append(out[pos : pos + len(imgs)])
+                pos += len(imgs)
+                fids.append(fid)
+            batch.clear()
+            for fid in dict.fromkeys(fids):
+                if fid in metas:
+                    row = finish(fid)
+                    if row is not None:
+                        yield self._emit(row)
+
+        while not ended:
+            t = time.perf_counter()
+            try:  # with images waiting, take what has arrived and feed the engine rather than wait
+                ev = pool.events.get_nowait() if batch else pool.events.get(timeout=0.5)
+            except queue.Empty:
+                self.stats.wait_s += time.perf_counter() - t
+                yield from flush()
+                continue
+            self.stats.wait_s += time.perf_counter() - t
+            kind = ev[0]
+            if kind == "images":
+                batch.append((ev[1], ev[2]))
+                if sum(len(b[1]) for b in batch) >= BATCH_IMAGES:
+                    yield from flush()
+            elif kind == "done":
+                metas[ev[1]] = (ev[2], ev[3])
+                if not any(b[0] == ev[1] for b in batch):
+                    row = finish(ev[1])
+                    if row is not None:
+                        yield self._emit(row)
+            elif kind in ("error", "skip"):
+                fid = ev[1]
+                batch[:] = [b for b in batch if b[0] != fid]
+                scores.pop(fid, None)
+                target = by_id.pop(fid)
+                if kind == "skip":
+                    self.stats.non_media += 1
+                    self._progress()
+                    continue
+                t0 = ev[4]
+                elapsed = round(time.time() - t0, 3) if t0 else None
+                yield self._emit(_error_row(target, self.model, ev[2], ev[3], processing_time_s=elapsed))
+            elif kind == "end":  # every file answered: all their images came before
+                ended = True
+                yield from flush()
+            elif kind == "fatal":
+                raise MelcnnError(f"the scan's worker management failed: {ev[1]}")
+        self.stats.workers_replaced = pool.replaced
+
+
+def scan(
+    paths: Iterable[str | os.PathLike] | str | os.PathLike,
+    *,
+    model: Any = "v2",
+    out: str | os.PathLike | None = None,
+    workers: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    measurements: bool = True,
+    max_duration_s: float = MAX_DURATION_S,
+    overlap_s: float | None = None,
+) -> Scan:
+    """Scan files, folders (recursively) and globs for media; iterate the result for one row per file.
+
+    Parameters
+    ----------
+    paths : path, glob, or a list of them
+        ``"-"`` reads a list of paths (one a line) from stdin.
+    model : str or Detector
+        ``"v2"``, ``"v3"``, a registry name, a checkpoint directory, or a loaded :class:`Detector`.
+    out : path, optional
+        ``.parquet``, ``.jsonl`` or ``.csv``: rows are written there too, and files that already have
+        a current row there (same path, size, mtime, model) are skipped (resume).
+    workers : int, optional
+        Decoding processes (default: half the cores, 1 to 4; see :func:`default_workers`).
+    include, exclude : glob patterns
+        Matched against each found file's name and full path.
+    measurements : bool
+        Compute pitch, energy and spectral measurements (False: scores only, faster).
+    max_duration_s : float
+        Longer files get the error code ``too_long``.
+
+    Returns
+    -------
+    Scan
+        Iterable of row dicts (the columns of :data:`COLUMNS`), in completion order; ``.stats``
+        holds the counts (non-media files skipped, rows already in ``out``, errors by code).
+    """
+    return Scan(
+        paths,
+        model=model,
+        out=out,
+        workers=workers,
+        include=include,
+        exclude=exclude,
+        measurements=measurements,
+        max_duration_s=max_duration_s,
+        overlap_s=overlap_s,
+    )

@@ -1,0 +1,42 @@
+"""The batched scattering and scoring path of a scan (:class:`_Engine`): the one place that calls
+melcnn's internal feature functions (re-point here after restructurings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: images per scattering call: the engine's batch
+BATCH_IMAGES = 16
+
+
+class _Engine:
+    """melcnn's internal batched feature path, in one place (re-point here after restructurings).
+
+    Worker side: :meth:`images` (mel images of chunks). Main side: :meth:`scores` (the scattering of
+    a batch of images from any number of files, then the head). Together they equal
+    ``Detector.score_chunks``.
+    """
+
+    def __init__(self, detector: Any):
+        from ..scattering import get_scattering
+
+        cfg = detector.config
+        self.checkpoint = detector.checkpoint
+        self.scattering = get_scattering(
+            J=cfg.scattering_J, L=cfg.scattering_L, shape=(cfg.image_size, cfg.image_size), device=detector.device
+        )
+
+    @staticmethod
+    def images(chunks: np.ndarray, cfg: Any) -> np.ndarray:
+        from ..spectrogram import chunk_images
+
+        return chunk_images(np.asarray(chunks), cfg=cfg)
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        from .._blas import single_threaded_blas
+
+        with single_threaded_blas():
+            return self.checkpoint.fake_scores(self.scattering.pooled(images))

@@ -1,0 +1,278 @@
+"""The decoding worker processes of a scan: what a worker does with a file (decode, chunk, mel images,
+measurements), and the pool that feeds them, collects their messages and replaces a worker that dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from ..errors import MelcnnError
+from .discovery import looks_like_media
+from .engine import _Engine
+from .rows import INTERNAL_ERROR, WORKER_DIED
+
+#: images a worker sends per message (bounds the memory of a long file in flight)
+WORKER_SEND_IMAGES = 16
+#: files queued at each worker beyond the one it decodes (keeps it busy while the main thread works)
+WORKER_PREFETCH = 1
+
+_HEAD_BYTES = 512  # read to tell non-media from damaged media (MPEG-TS needs 189)
+
+
+def _worker_main(conn: Any, settings: dict[str, Any]) -> None:
+    """Worker process: decode files sent on ``conn`` and send back images, then a summary."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    from .._blas import single_threaded_blas
+    from ..config import FeatureConfig
+    from ..errors import MediaProcessingError, NotAudioError
+
+    cfg = FeatureConfig(**settings["features"])
+    conn.send(("ready",))
+    with single_threaded_blas():
+        while True:
+            try:
+                task = conn.recv()
+            except (EOFError, OSError):
+                return
+            if task is None:
+                return
+            file_id, path = task
+            t0 = time.time()
+            try:
+                result = _process_file(file_id, path, cfg, settings, conn.send, t0)
+            except MediaProcessingError as exc:
+                head = b""
+                with contextlib.suppress(OSError), open(path, "rb") as fh:
+                    head = fh.read(_HEAD_BYTES)
+                if isinstance(exc, NotAudioError) and not looks_like_media(head):
+                    result = ("skip", file_id, str(exc), t0)
+                else:
+                    result = ("error", file_id, exc.code, str(exc), t0)
+            except MemoryError:
+                result = ("error", file_id, INTERNAL_ERROR, "out of memory", t0)
+            except Exception as exc:  # a bug or a library failure: a row, not a dead scan
+                result = ("error", file_id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", t0)
+            try:
+                conn.send(result)
+            except (EOFError, OSError):  # the main process is gone
+                return
+
+
+def _process_file(file_id: int, path: str, cfg: Any, settings: dict[str, Any], send: Callable, t0: float) -> tuple:
+    """Decode ``path``, send its chunks' images (in parts), and return the "done" message."""
+    from ..audio import load_audio
+    from ..chunking import chunk
+
+    decoded = load_audio(
+        path, sample_rate=cfg.sample_rate, max_duration_s=settings["max_duration_s"], min_duration_s=cfg.chunk_s
+    )
+    y = decoded.samples
+    chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=settings["overlap_s"])
+    for i in range(0, len(chunks), WORKER_SEND_IMAGES):
+        send(("images", file_id, _Engine.images(chunks.samples[i : i + WORKER_SEND_IMAGES], cfg)))
+    measurements, metric_warnings = None, []
+    if settings["measurements"]:
+        from ..metrics import audio_metrics
+
+        measurements, metric_warnings = audio_metrics(y, sample_rate=cfg.sample_rate)
+    warnings = list(decoded.warnings) + list(metric_warnings)
+    analyzed = float(chunks.ends_s[-1])
+    if decoded.duration_s - analyzed >= 0.5:
+        warnings.append(
+            f"the last {decoded.duration_s - analyzed:.1f} s are shorter than a whole "
+            f"{cfg.chunk_s:g} s chunk and were not scored"
+        )
+    meta = {
+        "format": decoded.format,
+        "duration_s": round(decoded.duration_s, 3),
+        "analyzed_s": round(analyzed, 3),
+        "starts": chunks.starts_s.tolist(),
+        "ends": chunks.ends_s.tolist(),
+        "warnings": warnings,
+        "measurements": measurements,
+    }
+    return ("done", file_id, meta, t0)
+
+
+def _worker_child(fd: int) -> None:
+    """Entry point of a worker process (see :meth:`_WorkerPool._start`)."""
+    conn = Connection(fd)
+    try:
+        settings = conn.recv()
+    except (EOFError, OSError):
+        return
+    _worker_main(conn, settings)
+
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding melcnn/
+_WORKER_COMMAND = "import sys; from melcnn.scanning.workers import _worker_child; _worker_child(int(sys.argv[1]))"
+
+
+class _WorkerPool:
+    """Worker processes fed by a collector thread; their messages come out of :attr:`events`.
+
+    Events: ``("images", id, array)``, ``("done", id, meta, t0)``, ``("error", id, code, message, t0)``,
+    ``("skip", id, message, t0)``, and ``("end",)`` when every task is answered. A worker that dies
+    (killed, crashed) yields an ``error`` event with code ``worker_died`` for the file it was decoding,
+    and is replaced; files queued behind it go to other workers.
+    """
+
+    def __init__(self, n: int, settings: dict[str, Any], tasks: Iterator[tuple[int, str]], queue_size: int = 16):
+        self.settings = settings
+        self.tasks = tasks
+        self.events: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.workers: list[dict[str, Any]] = []
+        self.replaced = 0
+        self._stop = threading.Event()
+        self._requeue: list[tuple[int, str]] = []
+        self._tasks_done = False
+        self._failed_starts = 0
+        for _ in range(max(1, n)):
+            self.workers.append(self._start())
+        self.thread = threading.Thread(target=self._run, name="melcnn-scan-collector", daemon=True)
+        self.thread.start()
+
+    def _start(self) -> dict[str, Any]:
+        # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's __main__ module
+        # and so needs an ``if __name__ == "__main__"`` guard in every script that calls scan()).
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_COMMAND, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        theirs.close()
+        conn = Connection(ours.detach())
+        conn.send(self.settings)
+        return {"proc": proc, "conn": conn, "assigned": [], "ready": False}
+
+    def pids(self) -> list[int]:
+        return [w["proc"].pid for w in self.workers]
+
+    def _next_task(self) -> tuple[int, str] | None:
+        if self._requeue:
+            return self._requeue.pop(0)
+        if self._tasks_done:
+            return None
+        try:
+            return next(self.tasks)
+        except StopIteration:
+            self._tasks_done = True
+            return None
+
+    def _feed(self) -> None:
+        for w in self.workers:
+            while len(w["assigned"]) <= WORKER_PREFETCH:
+                task = self._next_task()
+                if task is None:
+                    return
+                try:
+                    w["conn"].send(task)
+                except OSError:  # the worker is gone; its death shows as end of file on its pipe
+                    self._requeue.append(task)
+                    return
+                w["assigned"].append(task)
+
+    def _put(self, event: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.events.put(event, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _receive(self, w: dict[str, Any]) -> bool:
+        """Read one message of ``w``; False if the pipe is closed."""
+        try:
+            msg = w["conn"].recv()
+        except (EOFError, OSError):
+            return False
+        if msg[0] == "ready":
+            w["ready"] = True
+            self._failed_starts = 0
+            return True
+        if msg[0] != "images" and w["assigned"] and w["assigned"][0][0] == msg[1]:
+            w["assigned"].pop(0)
+        self._put(msg)
+        return True
+
+    def _replace(self, w: dict[str, Any]) -> None:
+        try:
+            code = w["proc"].wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            w["proc"].kill()
+            code = w["proc"].wait()
+        if not w["ready"]:  # it died starting up: not its files' fault
+            self._failed_starts += 1
+            self._requeue.extend(w["assigned"])
+            w["assigned"] = []
+            if self._failed_starts >= 3:
+                raise MelcnnError(f"scan worker processes exit while starting (exit status {code}); see stderr")
+        if w["assigned"]:
+            file_id, _ = w["assigned"].pop(0)
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            self._put(("error", file_id, WORKER_DIED, f"the worker process decoding this file died ({how})", None))
+            self._requeue.extend(w["assigned"])
+        w["conn"].close()
+        self.workers.remove(w)
+        if not self._stop.is_set():
+            self.workers.append(self._start())
+            self.replaced += 1
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._feed()
+                if self._tasks_done and not self._requeue and not any(w["assigned"] for w in self.workers):
+                    self._put(("end",))
+                    return
+                by_conn = {w["conn"]: w for w in self.workers}
+                for r in wait(list(by_conn), timeout=0.5):
+                    w = by_conn[r]
+                    if not self._receive(w):  # end of file: the worker died
+                        self._replace(w)
+        except BaseException as exc:  # never die silently: the main thread would wait forever
+            self._put(("fatal", f"{type(exc).__name__}: {exc}"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+        for w in self.workers:
+            with contextlib.suppress(OSError):
+                w["conn"].send(None)
+        for w in self.workers:
+            try:
+                w["proc"].wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                w["proc"].kill()
+                w["proc"].wait()
+            w["conn"].close()
+
+
+def default_workers() -> int:
+    """Decoding processes by default: half the usable cores (the other half runs the scattering), 1 to 4.
+
+    On 2 cores one worker was faster than two: the second competes with the scattering's threads.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores // 2))

@@ -1,0 +1,196 @@
+"""The training subcommands of ``melcnn`` (``data build``, ``train``, ``eval``): their options and handlers.
+
+:mod:`melcnn.cli` registers them with :func:`add_commands`. This module imports nothing heavy: the
+training code (and torch) is imported by a handler when its command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..cli import _DEFAULT_OVERLAPS, _VARIANTS, EXIT_OK, EXIT_USAGE, _non_negative_float
+from ..registry import MODELS
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``data`` (``data build``), ``train`` and ``eval`` to ``sub`` (the subparsers of ``melcnn``)."""
+    da = sub.add_parser("data", help="build the training dataset")
+    da_sub = da.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    db = da_sub.add_parser("build", help="fetch bona fide sources, generate spoofs, launder, split, write a manifest")
+    db.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder to build the dataset in")
+    db.add_argument("--minutes", type=float, default=None, help="approximate bona fide minutes (default: all)")
+    db.add_argument("--seed", type=int, default=0, help="random seed of the build (default 0)")
+    db.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
+    db.add_argument(
+        "--views",
+        type=int,
+        default=2,
+        help="channel-augmented views of every train and dev clip, for both classes alike (default 2)",
+    )
+    db.add_argument(
+        "--manifest-only",
+        action="store_true",
+        help="make no clip: write the manifest of the clips a (running or stopped) build finished (default off)",
+    )
+    db.set_defaults(func=_cmd_data_build)
+
+    tr = sub.add_parser("train", help="train a V2 or V3 checkpoint on a dataset built by `melcnn data build`")
+    tr.add_argument(
+        "--data", type=Path, required=True, metavar="DATA_DIR", help="dataset built by `melcnn data build` (required)"
+    )
+    tr.add_argument("--model", choices=tuple(MODELS), required=True, help="version to train (required)")
+    tr.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint directory to write (required)")
+    tr.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
+    tr.add_argument("--epochs", type=int, default=60, help="most training epochs; early stopping on dev (default 60)")
+    tr.add_argument(
+        "--train-overlap",
+        type=_non_negative_float,
+        default=None,
+        metavar="S",
+        help=f"chunk overlap of the training examples in seconds (default: the model's own, {_DEFAULT_OVERLAPS})",
+    )
+    tr.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
+    tr.add_argument("--bands", type=int, default=2, help="frequency bands of the head input (default 2)")
+    tr.add_argument(
+        "--chunk-classifier",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="reuse this checkpoint's head and only calibrate it for --model's chunking (default: train a head)",
+    )
+    tr.add_argument(
+        "--reencode-files",
+        type=int,
+        default=200,
+        help="eval files re-encoded six ways for the invariance report (default 200; 0 skips it)",
+    )
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's held-out split")
+    ev.add_argument(
+        "--data", type=Path, required=True, metavar="DATA_DIR", help="dataset built by `melcnn data build` (required)"
+    )
+    ev.add_argument(
+        "--model", default=None, help=f"checkpoint directory or {_VARIANTS} (default none; required unless --cv)"
+    )
+    ev.add_argument(
+        "--cv",
+        action="store_true",
+        help="run the leave-source-out cross-validation (5 folds over train/dev sources and generators) instead",
+    )
+    ev.add_argument("--cv-head", choices=("mlp", "logreg"), default="mlp", help="head trained per fold (default mlp)")
+    ev.add_argument("--bands", type=int, default=2, help="frequency bands of the head input with --cv (default 2)")
+    ev.add_argument("--epochs", type=int, default=12, help="epochs per fold with --cv (default 12)")
+    ev.add_argument("--no-views", action="store_true", help="with --cv: train without the augmented views")
+    ev.add_argument(
+        "--reencode-files",
+        type=int,
+        default=200,
+        help="files re-encoded six ways for the invariance report (default 200; 0 skips it)",
+    )
+    ev.add_argument("--split", default="eval", help="split of the dataset to score (default eval)")
+    ev.add_argument("--out", type=Path, default=None, metavar="DIR", help="report directory (default CKPT/eval)")
+    ev.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
+    ev.set_defaults(func=_cmd_eval)
+
+
+class _Progress:
+    """One self-overwriting progress line on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last: tuple[str, int] = ("", -1)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if not self.tty and (stage, pct // 10) == self.last and done != total:
+            return
+        self.last = (stage, pct // 10)
+        line = f"{stage}: {done}/{total} ({pct}%)"
+        print(("\r" + line.ljust(70)) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        if self.tty and done == total:
+            print(file=sys.stderr)
+
+
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    from .build import build_dataset
+
+    manifest = build_dataset(
+        args.data_dir,
+        minutes=args.minutes,
+        seed=args.seed,
+        workers=args.workers,
+        views=args.views,
+        manifest_only=args.manifest_only,
+        progress=_Progress(),
+    )
+    print(f"manifest written to {manifest}")
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .pipeline import markdown, train_model
+
+    out = train_model(
+        args.data,
+        variant=args.model,
+        out=args.out,
+        seed=args.seed,
+        epochs=args.epochs,
+        train_overlap_s=args.train_overlap,
+        workers=args.workers,
+        freq_bands=args.bands,
+        chunk_classifier=args.chunk_classifier,
+        reencode_files=args.reencode_files,
+        progress=_Progress(),
+    )
+    report = out / "eval" / "eval.json"
+    if report.is_file():
+        print(markdown(json.loads(report.read_text())))
+    print(f"checkpoint written to {out}")
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .pipeline import evaluate_model, markdown
+
+    if args.cv:
+        from . import crossval
+
+        cv = crossval.cross_validate(
+            args.data,
+            model=args.cv_head,
+            freq_bands=args.bands,
+            epochs=args.epochs,
+            views=not args.no_views,
+            workers=args.workers,
+            progress=_Progress(),
+        )
+        out = args.out or Path(args.data) / "cv" / f"{args.cv_head}-b{args.bands}-e{args.epochs}"
+        crossval.write(cv, out)
+        print(crossval.markdown(cv))
+        print(f"report written to {out}/cv.json, cv.md")
+        return EXIT_OK
+    if args.model is None:
+        print("melcnn eval: --model is required (or --cv)", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.out
+    if out is None:
+        model_dir = Path(args.model)
+        out = (model_dir / "eval") if model_dir.is_dir() else Path(f"eval-{args.model}")
+    result = evaluate_model(
+        args.data,
+        args.model,
+        split=args.split,
+        out_dir=out,
+        workers=args.workers,
+        reencode_files=args.reencode_files,
+        progress=_Progress(),
+    )
+    print(markdown(result))
+    print(f"report written to {out}/eval.json, eval.md, det.png, hist.png")
+    return EXIT_OK
