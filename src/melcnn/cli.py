@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             artifact_ttl_s=args.artifact_ttl_s,
             api_key=api_key,
             device=args.device,
-            **({"tmp_dir": Path(tmp_dir)} if tmp_dir else {}),
+            tmp_dir=Path(tmp_dir or tempfile.gettempdir()),
         )
     except SettingsError as exc:
         print(f"melcnn: {exc}", file=sys.stderr)

@@ -187,14 +187,14 @@ class Scan:
                         yield self._emit(row)
 
         while not ended:
-            t = time.perf_counter()
+            t_wait = time.perf_counter()
             try:  # with images waiting, take what has arrived and feed the engine rather than wait
                 ev = pool.events.get_nowait() if batch else pool.events.get(timeout=0.5)
             except queue.Empty:
-                self.stats.wait_s += time.perf_counter() - t
+                self.stats.wait_s += time.perf_counter() - t_wait
                 yield from flush()
                 continue
-            self.stats.wait_s += time.perf_counter() - t
+            self.stats.wait_s += time.perf_counter() - t_wait
             kind = ev[0]
             if kind == "images":
                 batch.append((ev[1], ev[2]))

@@ -83,7 +83,8 @@ def _process_file(file_id: int, path: str, cfg: Any, settings: dict[str, Any], s
     chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=settings["overlap_s"])
     for i in range(0, len(chunks), WORKER_SEND_IMAGES):
         send(("images", file_id, _Engine.images(chunks.samples[i : i + WORKER_SEND_IMAGES], cfg)))
-    measurements, metric_warnings = None, []
+    measurements: dict[str, Any] | None = None
+    metric_warnings: list[str] = []
     if settings["measurements"]:
         from ..metrics import audio_metrics
 
