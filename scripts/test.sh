@@ -6,7 +6,7 @@
 #   2. the dataset builder's TTS engines and vocoders (apt + pip; scripts/install_training_deps.sh),
 #      for the build -> train -> eval smoke test
 #   3. Chromium for the web page test (apt; scripts/install_test_deps.sh)
-#   4. ruff   5. mypy (src/melcnn; settings in pyproject.toml)   6. pytest
+#   4. ruff (lint and format)   5. mypy (src/melcnn; settings in pyproject.toml)   6. pytest
 # MELCNN_TEST_SKIP_INSTALL=1 skips phases 1-3 (an environment that already has everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,8 +66,9 @@ else
   echo "==> MELCNN_TEST_SKIP_INSTALL=1: nothing installed"
 fi
 
-phase ruff "ruff check src tests benchmarks scripts"
+phase ruff "ruff check and ruff format --check (src tests benchmarks scripts)"
 ruff check src tests benchmarks scripts
+ruff format --check src tests benchmarks scripts
 
 phase mypy "mypy (src/melcnn; settings in pyproject.toml)"
 "$PY" -m mypy

@@ -124,8 +124,18 @@ def test_overlaps_in_range_are_accepted(good):
 
 @pytest.mark.parametrize(
     ("bad", "shown"),
-    [(-0.1, "-0.1"), (2.51, "2.51"), ("2.9", "2.9"), (3.0, "3"), (float("nan"), "nan"), ("inf", "inf"),
-     ("abc", "'abc'"), (None, "None"), ("", "''"), ("x" * 60, repr("x" * 40))],
+    [
+        (-0.1, "-0.1"),
+        (2.51, "2.51"),
+        ("2.9", "2.9"),
+        (3.0, "3"),
+        (float("nan"), "nan"),
+        ("inf", "inf"),
+        ("abc", "'abc'"),
+        (None, "None"),
+        ("", "''"),
+        ("x" * 60, repr("x" * 40)),
+    ],
 )
 def test_one_overlap_rule_and_message(bad, shown):
     with pytest.raises(InvalidParameterError) as caught:

@@ -332,6 +332,7 @@ def _summary(report: dict[str, Any], name: str, ascii_only: bool) -> str:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .detector import load_model
+
     rows = []
     for entry in MODELS.values():
         row: dict[str, Any] = {"name": entry.name, "short": entry.variant, "description": entry.description}

@@ -222,9 +222,7 @@ class Detector:
             timings_s=timings,
         )
 
-    def _visualization(
-        self, y: np.ndarray, chunks, scores: np.ndarray, plot_dir, name: str
-    ) -> dict[str, Any]:
+    def _visualization(self, y: np.ndarray, chunks, scores: np.ndarray, plot_dir, name: str) -> dict[str, Any]:
         cfg, spec = self.config, self.spec
         if spec.timeline:
             data: list = [round(float(s), 4) for s in scores]

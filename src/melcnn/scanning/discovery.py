@@ -66,9 +66,7 @@ def discover(
             return
         if stat.S_ISDIR(st.st_mode):
             stats.discovered += 1
-            yield _Target(
-                path, st.st_size, st.st_mtime, error=(NOT_FOUND, f"{path} is a folder, not a media file")
-            )
+            yield _Target(path, st.st_size, st.st_mtime, error=(NOT_FOUND, f"{path} is a folder, not a media file"))
             return
         if not stat.S_ISREG(st.st_mode):
             stats.special += 1

@@ -46,9 +46,7 @@ class Progress:
             width = 24
             filled = int(width * done / total) if total else width
             head = f"[{'#' * filled}{'.' * (width - filled)}] {head}"
-        return (
-            f"{head}  {st.audio_s / 3600:.2f} h audio  {rate:.2f} files/s  ETA {eta}  errors {errors}"
-        )
+        return f"{head}  {st.audio_s / 3600:.2f} h audio  {rate:.2f} files/s  ETA {eta}  errors {errors}"
 
     def __call__(self, s: Scan, done: int, *, final: bool = False) -> None:
         now = time.monotonic()

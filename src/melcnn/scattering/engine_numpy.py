@@ -40,7 +40,6 @@ def _run_inline(fn: Callable[[], Any]) -> Future:
     return future
 
 
-
 class _NumpyEngine:
     """Kymatio's ``scattering2d`` algorithm on the CPU, split into balanced tasks.
 

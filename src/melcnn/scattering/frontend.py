@@ -38,7 +38,6 @@ def is_prepared(J: int = 4, L: int = 8, shape: tuple[int, int] = (256, 256)) -> 
     return _wisdom_path(pyfftw).is_file()
 
 
-
 _DEVICES = ("cpu", "cuda", "cpu-torch")
 
 

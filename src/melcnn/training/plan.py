@@ -76,7 +76,6 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", s)
 
 
-
 def _select(utts: list[S.Utterance], minutes: float | None, seed: int) -> list[S.Utterance]:
     """Bona fide utterances within a budget of ``minutes``: shared among sources by water-filling with
     sqrt(available) weights (every source contributes, the big ones do not swamp the rest), and within a
