@@ -21,7 +21,7 @@ def shipped(request):
 def test_weights_match_recorded_sha256_and_size():
     for entry in MODELS.values():
         weights = entry.checkpoint_dir / "model.safetensors"
-        assert weights.stat().st_size <= 10 * 1024 * 1024
+        assert weights.stat().st_size <= 16_000_000  # the project's limit per shipped checkpoint
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()
         assert digest == recorded_sha256(entry)
         assert melcnn.load_model(entry.name).checkpoint.sha256 == digest
@@ -50,7 +50,9 @@ def test_config_records_training_and_quality(shipped):
     data = cfg["training"]["data"]
     assert set(data) == {"train", "dev", "eval"}
     assert not set(data["eval"]["generators"]) <= set(data["train"]["generators"])  # held-out generators
-    assert 1_000_000 <= shipped.checkpoint.head.n_parameters() <= 2_000_000
+    # a head too large for 16 MB in float32 is stored in float16, checked on dev to move scores <= 1e-3
+    if shipped.checkpoint.head.n_parameters() * 4 > 15_000_000:
+        assert cfg["storage"] == "float16" and cfg["float16_max_score_change_dev"] <= 1e-3
 
 
 def test_bundled_examples_are_classified_correctly(shipped):
