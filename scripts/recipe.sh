@@ -4,14 +4,14 @@
 #   calibration on dev) -> V3 = the same chunk classifier calibrated on overlapping chunks -> evaluate both on
 #   the held-out eval split -> copy into the package -> record the sha256 -> remake the regression fixtures.
 # Usage: scripts/recipe.sh [DATA_DIR] [MINUTES] [SEED] [BANDS]
-#   (defaults: ../data/melcnn-v3 beside the repository, 400, 0, 2: the settings of the shipped weights)
+#   (defaults: ../data/melcnn-v3 beside the repository, 400, 0, 16: the settings of the shipped weights)
 # Every step resumes after an interruption; rerun the script to continue.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_DIR="${1:-${MELCNN_DATA:-$HERE/../data/melcnn-v3}}"
 MINUTES="${2:-400}"
 SEED="${3:-0}"
-BANDS="${4:-2}"
+BANDS="${4:-16}"
 export PYTHONPATH="$HERE/src${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, and the weights it ships
 CKPT="${MELCNN_CKPT:-$(dirname "$(realpath -m "$DATA_DIR")")/ckpt-$(basename "$DATA_DIR")}"
 
