@@ -18,7 +18,7 @@ CKPT="${MELCNN_CKPT:-$(dirname "$(realpath -m "$DATA_DIR")")/ckpt-$(basename "$D
 "$HERE/scripts/build_data.sh" "$DATA_DIR" "$MINUTES" "$SEED"
 python3 -m melcnn eval --data "$DATA_DIR" --cv --bands "$BANDS" --out "$CKPT/cv"
 START=$(date +%s)
-python3 -m melcnn train --data "$DATA_DIR" --model v2 --bands "$BANDS" --out "$CKPT/v2" --seed "$SEED"
+python3 -m melcnn train --data "$DATA_DIR" --model v2 --bands "$BANDS" --epochs 20 --out "$CKPT/v2" --seed "$SEED"
 python3 -m melcnn train --data "$DATA_DIR" --model v3 --chunk-classifier "$CKPT/v2" --out "$CKPT/v3" --seed "$SEED"
 echo "training and evaluation took $(( $(date +%s) - START )) s"
 WEIGHTS="$HERE/src/melcnn/weights"
