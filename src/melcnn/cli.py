@@ -18,15 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._cli_common import _DEFAULT_OVERLAPS, _VARIANTS, EXIT_MEDIA, EXIT_MODEL, EXIT_OK, EXIT_USAGE, _non_negative_float
 from .errors import MediaProcessingError, MelcnnError
 from .registry import DEFAULT_MODEL, MIN_STEP_S, MODELS, SERVE_MODELS
-
-EXIT_OK, EXIT_USAGE, EXIT_MEDIA, EXIT_MODEL = 0, 2, 3, 4
-
-#: "v2, v3": the variants, for help texts
-_VARIANTS = ", ".join(MODELS)
-#: "V2 0, V3 1.5": each variant's default overlap in seconds, for help texts
-_DEFAULT_OVERLAPS = ", ".join(f"{s.label} {s.default_overlap_s:g}" for s in MODELS.values())
 
 #: modules of the optional extras (pyproject.toml), for a plain message when one is missing
 _EXTRA_OF_MODULE = {
@@ -46,16 +40,6 @@ _EXTRA_OF_MODULE = {
 
 def _error_object(exc: BaseException) -> dict[str, Any]:
     return {"code": getattr(exc, "code", "error"), "message": str(exc), "type": type(exc).__name__}
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ HTML report). The package is named ``scanning`` (not ``scan``) so that the packa
 from __future__ import annotations
 
 from .api import Scan, scan
-from .discovery import _Target, discover, looks_like_media
+from .discovery import discover, looks_like_media
 from .engine import BATCH_IMAGES, _Engine
 from .output import FORMATS, Output, output_format, read_rows
 from .progress import Progress, summary
@@ -35,6 +35,7 @@ from .rows import (
     WORKER_DIED,
     _error_row,
     _row,
+    _Target,
     row_key,
 )
 from .stats import ScanStats

@@ -10,19 +10,10 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TextIO
 
-from .rows import NOT_FOUND
+from .rows import NOT_FOUND, _Target
 from .stats import ScanStats
-
-
-@dataclass
-class _Target:
-    path: str
-    size: int | None = None
-    mtime: float | None = None
-    error: tuple[str, str] | None = None  # (code, message) found while discovering
 
 
 def _matches(path: str, patterns: Sequence[str]) -> bool:

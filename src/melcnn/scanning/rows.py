@@ -7,10 +7,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from .discovery import _Target
+
+@dataclass
+class _Target:
+    """A file to scan, as discovery found it (size and mtime are the row's resume key)."""
+
+    path: str
+    size: int | None = None
+    mtime: float | None = None
+    error: tuple[str, str] | None = None  # (code, message) found while discovering
+
 
 #: version of the row layout below (a column added or changed: bump it)
 ROW_SCHEMA_VERSION = "1"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import _DEFAULT_OVERLAPS, _VARIANTS, EXIT_OK, EXIT_USAGE, _non_negative_float
+from .._cli_common import _DEFAULT_OVERLAPS, _VARIANTS, EXIT_OK, EXIT_USAGE, _non_negative_float
 from ..registry import MODELS
 
 
