@@ -94,3 +94,12 @@ def chunk(y: np.ndarray, *, sr: int, chunk_s: float = 3.0, overlap_s: float = 0.
         chunk_s=float(chunk_s),
         overlap_s=overlap,
     )
+
+
+def unscored_tail_warning(duration_s: float, analyzed_s: float, chunk_s: float) -> str | None:
+    """The report's warning when the end of a recording was not scored (a tail shorter than a whole
+    chunk, 0.5 s or longer), else ``None``."""
+    tail = duration_s - analyzed_s
+    if tail < 0.5:
+        return None
+    return f"the last {tail:.1f} s are shorter than a whole {chunk_s:g} s chunk and were not scored"

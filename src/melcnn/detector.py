@@ -22,7 +22,7 @@ import numpy as np
 
 from ._blas import single_threaded_blas
 from .audio import load_audio
-from .chunking import chunk
+from .chunking import chunk, unscored_tail_warning
 from .classifier import Checkpoint, load_checkpoint
 from .config import MAX_DURATION_S, FeatureConfig
 from .errors import CheckpointError, MelcnnError
@@ -185,11 +185,9 @@ class Detector:
 
         warnings = list(decoded.warnings) + list(metric_warnings)
         analyzed = float(chunks.ends_s[-1])
-        if decoded.duration_s - analyzed >= 0.5:
-            warnings.append(
-                f"the last {decoded.duration_s - analyzed:.1f} s are shorter than a whole "
-                f"{cfg.chunk_s:g} s chunk and were not scored"
-            )
+        tail = unscored_tail_warning(decoded.duration_s, analyzed, cfg.chunk_s)
+        if tail:
+            warnings.append(tail)
         properties = {
             "duration_seconds": round(decoded.duration_s, 3),
             "analyzed_seconds": round(analyzed, 3),

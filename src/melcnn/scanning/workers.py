@@ -74,7 +74,7 @@ def _worker_main(conn: Any, settings: dict[str, Any]) -> None:
 def _process_file(file_id: int, path: str, cfg: Any, settings: dict[str, Any], send: Callable, t0: float) -> tuple:
     """Decode ``path``, send its chunks' images (in parts), and return the "done" message."""
     from ..audio import load_audio
-    from ..chunking import chunk
+    from ..chunking import chunk, unscored_tail_warning
 
     decoded = load_audio(
         path, sample_rate=cfg.sample_rate, max_duration_s=settings["max_duration_s"], min_duration_s=cfg.chunk_s
@@ -91,11 +91,9 @@ def _process_file(file_id: int, path: str, cfg: Any, settings: dict[str, Any], s
         measurements, metric_warnings = audio_metrics(y, sample_rate=cfg.sample_rate)
     warnings = list(decoded.warnings) + list(metric_warnings)
     analyzed = float(chunks.ends_s[-1])
-    if decoded.duration_s - analyzed >= 0.5:
-        warnings.append(
-            f"the last {decoded.duration_s - analyzed:.1f} s are shorter than a whole "
-            f"{cfg.chunk_s:g} s chunk and were not scored"
-        )
+    tail = unscored_tail_warning(decoded.duration_s, analyzed, cfg.chunk_s)
+    if tail:
+        warnings.append(tail)
     meta = {
         "format": decoded.format,
         "duration_s": round(decoded.duration_s, 3),
