@@ -94,6 +94,13 @@ def export_src(rev: str, dest: Path) -> Path:
         subprocess.run(
             [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=dest, capture_output=True, check=True
         )
+        # setup.py builds nothing, quietly, where Cython is missing: then the base would time the NumPy
+        # fallback against this checkout's compiled kernels
+        if not any((dest / "src" / "melcnn").glob("_kernels*.[sp][oy]*")):
+            sys.exit(
+                f"ab_analyze: the compiled kernels of {rev} were not built (is Cython installed? "
+                "`pip install cython`); the comparison would time the base's NumPy fallback"
+            )
     return dest / "src"
 
 
