@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import FeatureConfig
 from .scattering import get_scattering
-from .spectrogram import db_to_image, mel_db
+from .spectrogram import chunk_images
 
 #: chunks per scattering batch: bounds memory for long files (an image is 256 KiB)
 BATCH_CHUNKS = 16
@@ -41,8 +41,7 @@ def chunk_features(
     scat = scattering_for(cfg, device=device)
     out = []
     for i in range(0, len(chunks), batch_chunks):
-        db = mel_db(np.asarray(chunks[i : i + batch_chunks]), cfg=cfg)
-        out.append(scat.pooled(db_to_image(db, size=cfg.image_size, top_db=cfg.top_db)))
+        out.append(scat.pooled(chunk_images(np.asarray(chunks[i : i + batch_chunks]), cfg=cfg)))
     if not out:
         return np.zeros((0, scat.n_channels, scat.out_spatial[0]), dtype=np.float32)
     return np.concatenate(out, axis=0)

@@ -21,13 +21,10 @@ class _Engine:
     """
 
     def __init__(self, detector: Any):
-        from ..scattering import get_scattering
+        from ..features import scattering_for
 
-        cfg = detector.config
         self.checkpoint = detector.checkpoint
-        self.scattering = get_scattering(
-            J=cfg.scattering_J, L=cfg.scattering_L, shape=(cfg.image_size, cfg.image_size), device=detector.device
-        )
+        self.scattering = scattering_for(detector.config, device=detector.device)
 
     @staticmethod
     def images(chunks: np.ndarray, cfg: Any) -> np.ndarray:
