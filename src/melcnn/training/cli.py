@@ -68,6 +68,27 @@ def add_commands(sub: Any) -> None:
         default=200,
         help="eval files re-encoded six ways for the invariance report (default 200; 0 skips it)",
     )
+    tr.add_argument(
+        "--consistency",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="W",
+        help="weight of the view-consistency penalty: variance of the scores of a clip and its augmented "
+        "views (default 0: off)",
+    )
+    tr.add_argument(
+        "--average-from",
+        type=int,
+        default=0,
+        metavar="E",
+        help="run every epoch and ship the average of the weights of epochs E..--epochs instead of "
+        "early stopping (default 0: early stopping on dev)",
+    )
+    tr.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="do not score the eval split after training (model selection looks at dev only)",
+    )
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's held-out split")
@@ -146,6 +167,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         freq_bands=args.bands,
         chunk_classifier=args.chunk_classifier,
         reencode_files=args.reencode_files,
+        consistency=args.consistency,
+        average_from=args.average_from,
+        evaluate=not args.no_eval,
         progress=_Progress(),
     )
     report = out / "eval" / "eval.json"

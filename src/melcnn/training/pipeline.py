@@ -57,6 +57,9 @@ def train_model(
     workers: int = 2,
     chunk_classifier: Path | None = None,
     reencode_files: int = 200,
+    consistency: float = 0.0,
+    average_from: int = 0,
+    evaluate: bool = True,
     progress: Progress | None = None,
 ) -> Path:
     """Train a checkpoint of ``variant`` (a key of :data:`melcnn.registry.MODELS`) on DATA_DIR's train split,
@@ -77,7 +80,7 @@ def train_model(
     clips = read_clips(data_dir)
     train_clips = [c for c in clips if c.split == "train"]
     dev_clips = [c for c in clips if c.split == "dev"]
-    tcfg = TrainConfig(epochs=epochs, seed=seed)
+    tcfg = TrainConfig(epochs=epochs, seed=seed, consistency=consistency, average_from=average_from)
     t0 = time.perf_counter()
     history: list[dict[str, float]]  # one row per epoch (empty for a head calibrated on a given classifier)
     if chunk_classifier is not None:
@@ -104,7 +107,15 @@ def train_model(
                 progress(f"train (dev EER {row['dev_file_eer']:.2%})", i, n)
 
         weights, calibration, history = fit_head(
-            tr.x, tr.y, dv.x, dv.y, dev_files=dv.clip_index, head=head, cfg=tcfg, progress=epoch_progress
+            tr.x,
+            tr.y,
+            dv.x,
+            dv.y,
+            dev_files=dv.clip_index,
+            train_groups=view_groups(tr),
+            head=head,
+            cfg=tcfg,
+            progress=epoch_progress,
         )
         if overlap != train_overlap_s:  # calibrate on the variant's own chunking
             ck = Checkpoint("tmp", variant, "0", cfg, head, weights)
@@ -148,7 +159,7 @@ def train_model(
         else:  # keep the trained head (in float32, too large to ship) rather than lose it
             log.warning("float16 storage would move dev chunk scores by %.2e (> 1e-3): stored as float32", diff)
     save_checkpoint(ckpt, out)
-    if any(c.split == "eval" for c in clips):
+    if evaluate and any(c.split == "eval" for c in clips):
         result = evaluate_model(
             data_dir, out, out_dir=Path(out) / "eval", workers=workers, reencode_files=reencode_files, progress=progress
         )
@@ -170,6 +181,13 @@ def train_model(
         }
         save_checkpoint(ckpt, out)
     return Path(out)
+
+
+def view_groups(fs: FeatureSet) -> np.ndarray:
+    """Per chunk of ``fs``: its clip and the index of its view group (a base clip and its augmented views)."""
+    base: dict[str, int] = {}
+    group_of_clip = np.array([base.setdefault(c.view_of or c.clip_id, len(base)) for c in fs.clips], dtype=np.int64)
+    return np.stack([fs.clip_index, group_of_clip[fs.clip_index]], axis=1)
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:

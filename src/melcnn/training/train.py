@@ -31,6 +31,12 @@ class TrainConfig:
     patience: int = 10  # epochs without dev-EER improvement before stopping
     seed: int = 0
     threads: int = 2
+    #: weight of the view-consistency penalty: the variance, across a clip and its channel-augmented views,
+    #: of their mean chunk probabilities (0: off; needs ``train_groups``)
+    consistency: float = 0.0
+    #: average the weights of epochs ``average_from``..``epochs`` (1-based) instead of early stopping,
+    #: then re-estimate BatchNorm statistics on train (0: off, early stopping on dev)
+    average_from: int = 0
 
 
 def file_scores(chunk_scores: np.ndarray, file_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +58,7 @@ def fit_head(
     y_dev: np.ndarray | None,
     *,
     dev_files: np.ndarray | None = None,
+    train_groups: np.ndarray | None = None,
     head: HeadConfig | None = None,
     cfg: TrainConfig | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
@@ -68,6 +75,10 @@ def fit_head(
         File id of each dev chunk; early stopping and calibration use file-level scores.
         With ``x_dev=None`` the head trains for ``cfg.epochs`` epochs, is not calibrated (scale 1, bias 0),
         and the last epoch is returned (the cross-validation's folds have no dev of their own).
+    train_groups : np.ndarray [shape=(n,), 2 columns], optional
+        Per train chunk: ``[:, 0]`` its clip, ``[:, 1]`` its view group (the base clip of a clip and its
+        channel-augmented views). With ``cfg.consistency > 0`` batches are made of whole groups and the
+        loss adds ``consistency`` times the within-group variance of the clips' mean chunk probabilities.
 
     Returns
     -------
@@ -102,23 +113,36 @@ def fit_head(
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
         xt_t, yt_t = torch.from_numpy(xt), torch.from_numpy(yt)
+        groups = None if train_groups is None or cfg.consistency <= 0 else np.asarray(train_groups)
         best: tuple[float, int, dict[str, Any]] | None = None
         history: list[dict[str, float]] = []
+        averaged: dict[str, Any] | None = None
+        n_averaged = 0
         for epoch in range(cfg.epochs):
             model.train()
-            order = rng.permutation(len(yt))
             total = 0.0
-            for i in range(0, len(order), cfg.batch_size):
-                idx = torch.from_numpy(order[i : i + cfg.batch_size])
-                if len(idx) < 2:  # BatchNorm needs two samples
+            for idx_np in _batches(len(yt), cfg.batch_size, rng, groups):
+                if len(idx_np) < 2:  # BatchNorm needs two samples
                     continue
+                idx = torch.from_numpy(idx_np)
                 opt.zero_grad()
-                loss = loss_fn(model(xt_t[idx]), yt_t[idx])
+                logits = model(xt_t[idx])
+                loss = loss_fn(logits, yt_t[idx])
+                if groups is not None:
+                    loss = loss + cfg.consistency * _view_variance(torch.sigmoid(logits), groups[idx_np])
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
             sched.step()
             model.eval()
+            if cfg.average_from and epoch + 1 >= cfg.average_from:
+                n_averaged += 1
+                state = model.state_dict()
+                if averaged is None:
+                    averaged = {k: v.detach().clone().double() for k, v in state.items() if v.is_floating_point()}
+                else:
+                    for k, v in averaged.items():
+                        v += (state[k].double() - v) / n_averaged
             if fixed_epochs:  # no model selection: the last epoch is the model
                 dev_eer = float("nan")
                 history.append({"epoch": epoch + 1, "train_loss": total / len(yt), "dev_file_eer": dev_eer})
@@ -134,12 +158,22 @@ def fit_head(
             history.append(row)
             if progress:
                 progress(epoch + 1, cfg.epochs, row)
-            if best is None or dev_eer < best[0] - 1e-9:
+            if cfg.average_from:  # no selection: every epoch runs, the average is the model
+                best = (dev_eer, epoch, {})
+            elif best is None or dev_eer < best[0] - 1e-9:
                 best = (dev_eer, epoch, {k: v.clone() for k, v in model.state_dict().items()})
             elif epoch - best[1] >= cfg.patience:
                 break
         assert best is not None
-        if best[2]:
+        if averaged is not None:
+            state = model.state_dict()
+            model.load_state_dict({k: averaged[k].to(v.dtype) if k in averaged else v for k, v in state.items()})
+            _refresh_batchnorm(model, xt_t, cfg.batch_size)
+            if not fixed_epochs:
+                with torch.no_grad():
+                    _, dev_mean = file_scores(model(xd).numpy(), dev_files)
+                best = (eer(dev_mean, dev_file_labels)[0], -1, {})
+        elif best[2]:
             model.load_state_dict(best[2])
         model.eval()
         if fixed_epochs:
@@ -149,9 +183,70 @@ def fit_head(
     finally:
         torch.set_num_threads(prev_threads)
     calibration = calibrate(dev_logits, np.asarray(y_dev), dev_files, head=head)
-    calibration["best_epoch"] = best[1] + 1
+    calibration["best_epoch"] = best[1] + 1 if best[1] >= 0 else f"average of epochs {cfg.average_from}-{cfg.epochs}"
     calibration["dev_file_eer_raw"] = best[0]
     return weights_from_torch(model), calibration, history
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator, groups: np.ndarray | None) -> list[np.ndarray]:
+    """Shuffled mini-batches of chunk indices; with ``groups``, whole view groups (about ``batch_size`` chunks)."""
+    if groups is None:
+        order = rng.permutation(n)
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    by_group = np.argsort(groups[:, 1], kind="stable")
+    bounds = np.flatnonzero(np.diff(groups[by_group, 1])) + 1
+    members = np.split(by_group, bounds)
+    out: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    size = 0
+    for g in rng.permutation(len(members)):
+        current.append(members[g])
+        size += len(members[g])
+        if size >= batch_size:
+            out.append(np.concatenate(current))
+            current, size = [], 0
+    if current:
+        out.append(np.concatenate(current))
+    return out
+
+
+def _view_variance(p, groups: np.ndarray):  # (torch.Tensor, (n, 2) array) -> torch scalar
+    """Mean over view groups of the variance of their clips' mean chunk probabilities."""
+    import torch
+
+    _, clip = np.unique(groups[:, 0], return_inverse=True)
+    n_clips = int(clip.max()) + 1
+    clip_t = torch.from_numpy(clip)
+    counts = torch.zeros(n_clips, dtype=p.dtype).index_add_(0, clip_t, torch.ones_like(p))
+    clip_mean = torch.zeros(n_clips, dtype=p.dtype).index_add_(0, clip_t, p) / counts
+    first = np.unique(clip, return_index=True)[1]
+    _, group = np.unique(groups[first, 1], return_inverse=True)
+    n_groups = int(group.max()) + 1
+    group_t = torch.from_numpy(group)
+    size = torch.zeros(n_groups, dtype=p.dtype).index_add_(0, group_t, torch.ones_like(clip_mean))
+    group_mean = torch.zeros(n_groups, dtype=p.dtype).index_add_(0, group_t, clip_mean) / size
+    sq = (clip_mean - group_mean[group_t]) ** 2
+    var = torch.zeros(n_groups, dtype=p.dtype).index_add_(0, group_t, sq) / size
+    multi = size > 1
+    return var[multi].mean() if bool(multi.any()) else p.sum() * 0.0
+
+
+def _refresh_batchnorm(model, x, batch_size: int) -> None:  # (torch module, tensor, int)
+    """Re-estimate BatchNorm running statistics with one pass over ``x`` (after weight averaging)."""
+    import torch
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size * 4):
+            if len(x[i : i + batch_size * 4]) > 1:
+                model(x[i : i + batch_size * 4])
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
 
 
 TARGET_FRR = 0.05  # bona fide false-reject rate at the shipped threshold 0.5, on dev (held-out sources)

@@ -1,0 +1,86 @@
+"""The head trainer's regularisers: view-group batches, the view-consistency penalty, weight averaging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from melcnn.classifier import Checkpoint, HeadConfig  # noqa: E402
+from melcnn.config import FeatureConfig  # noqa: E402
+from melcnn.training.train import TrainConfig, _batches, _view_variance, fit_head  # noqa: E402
+
+HEAD = HeadConfig(n_channels=4, n_rows=2, freq_bands=2, hidden=(32, 16, 8))
+
+
+def _groups(n_groups: int, views: int, chunks: int) -> np.ndarray:
+    """(clip, group) per chunk: ``n_groups`` base clips with ``views`` views each, ``chunks`` chunks per clip."""
+    clip = np.repeat(np.arange(n_groups * (views + 1)), chunks)
+    return np.stack([clip, clip // (views + 1)], axis=1)
+
+
+def test_group_batches_cover_every_chunk_once_and_keep_groups_whole() -> None:
+    groups = _groups(n_groups=37, views=2, chunks=3)
+    batches = _batches(len(groups), 20, np.random.default_rng(0), groups)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(len(groups)))
+    where = {int(i): b for b, idx in enumerate(batches) for i in idx}
+    for g in range(37):
+        assert len({where[int(i)] for i in np.flatnonzero(groups[:, 1] == g)}) == 1
+    assert all(len(b) >= 20 for b in batches[:-1])
+
+
+def test_view_variance_is_the_mean_within_group_variance_of_clip_means() -> None:
+    groups = np.array([[0, 0], [0, 0], [1, 0], [2, 1], [3, 1], [3, 1], [4, 2]])
+    p = np.array([0.2, 0.4, 0.9, 0.1, 0.5, 0.7, 0.8])
+    # group 0: clip means 0.3, 0.9 -> var 0.09; group 1: 0.1, 0.6 -> 0.0625; group 2 has one clip: left out
+    got = float(_view_variance(torch.tensor(p), groups))
+    assert got == pytest.approx((0.09 + 0.0625) / 2)
+
+
+def _nuisance_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features whose channel (input 1) gives the label away on base clips but not on their views."""
+    rng = np.random.default_rng(seed)
+    groups = _groups(n_groups=240, views=2, chunks=2)
+    label = (groups[:, 1] % 2).astype(np.int64)
+    is_view = groups[:, 0] % 3 != 0
+    evidence = np.where(label == 1, 1.0, -1.0) * 0.6 + rng.normal(0, 1.0, len(label))
+    channel = np.where(is_view, rng.choice([-3.0, 3.0], len(label)), np.where(label == 1, 3.0, -3.0))
+    x = np.exp(rng.normal(0, 0.3, (len(label), HEAD.n_channels, HEAD.n_rows))).astype(np.float32)
+    x[:, 0, 0] = np.exp(evidence)
+    x[:, 1, 0] = np.exp(channel + rng.normal(0, 0.1, len(label)))
+    return x, label, groups
+
+
+def _score_spread(weights: dict[str, np.ndarray], x: np.ndarray, groups: np.ndarray) -> float:
+    ck = Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights)
+    return float(_view_variance(torch.tensor(ck.fake_scores(x).astype(np.float64)), groups))
+
+
+def test_consistency_penalty_makes_scores_agree_across_views() -> None:
+    x, y, groups = _nuisance_data(0)
+    xd, yd, gd = _nuisance_data(1)
+    spreads = {}
+    for weight in (0.0, 20.0):
+        cfg = TrainConfig(epochs=15, batch_size=64, seed=0, consistency=weight, patience=100)
+        weights, _, history = fit_head(x, y, xd, yd, dev_files=gd[:, 0], train_groups=groups, head=HEAD, cfg=cfg)
+        assert len(history) == 15
+        spreads[weight] = _score_spread(weights, xd, gd)
+    assert spreads[20.0] < 0.5 * spreads[0.0]
+
+
+def test_weight_averaging_runs_every_epoch_and_averages() -> None:
+    x, y, groups = _nuisance_data(0)
+    xd, yd, gd = _nuisance_data(1)
+    cfg = TrainConfig(epochs=6, batch_size=64, seed=0, average_from=3, patience=1)
+    weights, calibration, history = fit_head(x, y, xd, yd, dev_files=gd[:, 0], head=HEAD, cfg=cfg)
+    assert len(history) == 6  # no early stopping
+    assert calibration["best_epoch"] == "average of epochs 3-6"
+    last, _, _ = fit_head(
+        x, y, xd, yd, dev_files=gd[:, 0], head=HEAD, cfg=TrainConfig(**{**cfg.__dict__, "average_from": 6})
+    )
+    assert not np.allclose(weights["net.1.weight"], last["net.1.weight"])
+    # BatchNorm statistics were re-estimated for the averaged weights, so its dev scores are finite and vary
+    scores = Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights, calibration=calibration).fake_scores(xd)
+    assert np.isfinite(scores).all() and scores.std() > 0.01
