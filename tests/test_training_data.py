@@ -556,6 +556,10 @@ def test_smoke_train_and_eval(tiny_dataset, tmp_path):
             str(ckpt),
             "--epochs",
             "4",
+            "--consistency",
+            "1",
+            "--average-from",
+            "3",
         ],
         capture_output=True,
         text=True,
@@ -569,6 +573,8 @@ def test_smoke_train_and_eval(tiny_dataset, tmp_path):
     assert {"scale", "bias", "dev_file_eer"} <= set(cfg["calibration"])
     assert {"eval_file_eer", "eval_min_dcf", "eval_bonafide_false_reject_at_threshold"} <= set(cfg["metrics"])
     assert set(cfg["training"]["data"]) == {"train", "dev", "eval"}
+    assert cfg["training"]["config"]["consistency"] == 1.0 and cfg["training"]["epochs_run"] == 4
+    assert cfg["calibration"]["best_epoch"] == "average of epochs 3-4"
     result = json.loads((ckpt / "eval" / "eval.json").read_text())
     assert result["seconds_per_file"] > 0
     assert set(HELD_OUT_GENERATORS) & set(result["per_generator"])

@@ -108,6 +108,20 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--epochs", type=int, default=12, help="epochs per fold with --cv (default 12)")
     ev.add_argument("--no-views", action="store_true", help="with --cv: train without the augmented views")
     ev.add_argument(
+        "--consistency",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="W",
+        help="with --cv: view-consistency penalty of the head's training (default 0: off)",
+    )
+    ev.add_argument(
+        "--average-from",
+        type=int,
+        default=0,
+        metavar="E",
+        help="with --cv: average the weights of epochs E..--epochs (default 0: the last epoch)",
+    )
+    ev.add_argument(
         "--reencode-files",
         type=int,
         default=200,
@@ -191,10 +205,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             freq_bands=args.bands,
             epochs=args.epochs,
             views=not args.no_views,
+            consistency=args.consistency,
+            average_from=args.average_from,
             workers=args.workers,
             progress=_Progress(),
         )
-        out = args.out or Path(args.data) / "cv" / f"{args.cv_head}-b{args.bands}-e{args.epochs}"
+        name = f"{args.cv_head}-b{args.bands}-e{args.epochs}"
+        name += f"-c{args.consistency:g}" if args.consistency else ""
+        name += f"-a{args.average_from}" if args.average_from else ""
+        out = args.out or Path(args.data) / "cv" / name
         crossval.write(cv, out)
         print(crossval.markdown(cv))
         print(f"report written to {out}/cv.json, cv.md")

@@ -22,7 +22,7 @@ from ..classifier import HeadConfig, head_inputs
 from ..config import FeatureConfig
 from . import evaluate as ev
 from . import protocol as P
-from .features import Clip, FeatureSet, cache_features, load_features, read_clips
+from .features import Clip, FeatureSet, cache_features, load_features, read_clips, view_groups
 from .train import TrainConfig, file_scores, fit_head
 
 Progress = Callable[[str, int, int], None]
@@ -55,7 +55,7 @@ def _fit_score(
     if model == "mlp":
         from ..classifier import Checkpoint
 
-        weights, cal, _ = fit_head(tr.x, tr.y, None, None, head=head, cfg=tcfg)
+        weights, cal, _ = fit_head(tr.x, tr.y, None, None, train_groups=view_groups(tr), head=head, cfg=tcfg)
         ck = Checkpoint("cv", "v2", "0", FeatureConfig(), head, weights, calibration=cal)
         return ck.logits(te.x)
     if model == "logreg":
@@ -77,21 +77,28 @@ def cross_validate(
     epochs: int = 12,
     seed: int = 0,
     views: bool = True,
+    consistency: float = 0.0,
+    average_from: int = 0,
     folds: list[int] | None = None,
     workers: int = 2,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level)."""
+    """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level).
+
+    ``consistency`` and ``average_from`` are :class:`~melcnn.training.train.TrainConfig`'s (the MLP head).
+    """
     clips = [c for c in read_clips(data_dir) if c.split in ("train", "dev") and (views or not c.is_view)]
     root = cache_features(data_dir, clips, cfg=FeatureConfig(), overlap_s=0.0, workers=workers, progress=progress)
     fs = load_features(root, clips)
     head = replace(HeadConfig(), freq_bands=freq_bands)
-    tcfg = TrainConfig(epochs=epochs, seed=seed, patience=epochs)
+    tcfg = TrainConfig(epochs=epochs, seed=seed, patience=epochs, consistency=consistency, average_from=average_from)
     out: dict[str, Any] = {
         "model": model,
         "freq_bands": freq_bands,
         "epochs": epochs,
         "views": views,
+        "consistency": consistency,
+        "average_from": average_from,
         "folds": [],
     }
     for k in folds if folds is not None else range(len(P.CV_FOLDS)):
@@ -141,7 +148,9 @@ def cross_validate(
 def markdown(cv: dict[str, Any]) -> str:
     lines = [
         f"Leave-source-out cross-validation: {cv['model']} head, {cv['freq_bands']} bands, {cv['epochs']} epochs, "
-        f"views {'on' if cv['views'] else 'off'}",
+        f"views {'on' if cv['views'] else 'off'}"
+        + (f", consistency {cv['consistency']:g}" if cv.get("consistency") else "")
+        + (f", weights averaged from epoch {cv['average_from']}" if cv.get("average_from") else ""),
         "",
         "| fold | held-out sources | held-out generators | bona fide / spoof files | EER | ROC AUC |",
         "|---|---|---|---|---|---|",

@@ -169,6 +169,13 @@ class FeatureSet:
     clips: list[Clip]
 
 
+def view_groups(fs: FeatureSet) -> np.ndarray:
+    """Per chunk of ``fs``: its clip and the index of its view group (a base clip and its augmented views)."""
+    base: dict[str, int] = {}
+    group_of_clip = np.array([base.setdefault(c.view_of or c.clip_id, len(base)) for c in fs.clips], dtype=np.int64)
+    return np.stack([fs.clip_index, group_of_clip[fs.clip_index]], axis=1)
+
+
 def load_features(root: Path, clips: Sequence[Clip]) -> FeatureSet:
     """Stack the cached features of ``clips`` (clips without features, e.g. too short, are left out)."""
     xs: list[np.ndarray] = []

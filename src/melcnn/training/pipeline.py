@@ -21,7 +21,7 @@ from ..classifier import Checkpoint, HeadConfig, load_checkpoint, save_checkpoin
 from ..config import FeatureConfig
 from ..registry import MODELS
 from . import evaluate as ev
-from .features import Clip, FeatureSet, cache_features, load_features, read_clips
+from .features import Clip, FeatureSet, cache_features, load_features, read_clips, view_groups
 from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_head
 
 log = logging.getLogger(__name__)
@@ -181,13 +181,6 @@ def train_model(
         }
         save_checkpoint(ckpt, out)
     return Path(out)
-
-
-def view_groups(fs: FeatureSet) -> np.ndarray:
-    """Per chunk of ``fs``: its clip and the index of its view group (a base clip and its augmented views)."""
-    base: dict[str, int] = {}
-    group_of_clip = np.array([base.setdefault(c.view_of or c.clip_id, len(base)) for c in fs.clips], dtype=np.int64)
-    return np.stack([fs.clip_index, group_of_clip[fs.clip_index]], axis=1)
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
