@@ -17,7 +17,7 @@ from ..errors import MelcnnError
 from .discovery import _Target, discover
 from .engine import BATCH_IMAGES, _Engine
 from .output import Output
-from .rows import _error_row, _finite, _measurement_columns, _row
+from .rows import _error_row, _scored_row
 from .stats import ScanStats
 from .workers import _WorkerPool, default_workers
 
@@ -140,29 +140,7 @@ class Scan:
                 return None
             del metas[fid]
             scores.pop(fid, None)
-            t = by_id.pop(fid)
-            fake = float(s.mean())
-            chunks = [
-                {"start_s": round(a, 3), "end_s": round(b, 3), "fake_score": round(float(p), 4)}
-                for a, b, p in zip(meta["starts"], meta["ends"], s, strict=True)
-            ]
-            return _row(
-                t.path,
-                t.size,
-                t.mtime,
-                self.model,
-                format=meta["format"],
-                duration_s=meta["duration_s"],
-                analyzed_s=meta["analyzed_s"],
-                prediction="FAKE" if fake >= threshold else "REAL",
-                fake_score=round(fake, 4),
-                threshold=threshold,
-                n_chunks=len(chunks),
-                chunks=chunks,
-                warnings=meta["warnings"],
-                processing_time_s=round(time.time() - t0, 3),
-                **{k: _finite(v) for k, v in _measurement_columns(meta["measurements"]).items()},
-            )
+            return _scored_row(by_id.pop(fid), self.model, meta, s, threshold, t0)
 
         def flush() -> Iterator[dict[str, Any]]:
             if not batch:
