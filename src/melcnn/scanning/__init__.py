@@ -9,13 +9,17 @@ Data flow::
       -> output (JSON Lines appended and fsync'd; Parquet/CSV: a JSON Lines journal beside, the
          table written at the end by an atomic rename)
 
+With ``engine="ray"`` (:mod:`.ray_engine`) the middle three steps run in Ray Data actors instead (each
+decodes, scores and builds the rows of its files with the same code); discovery and output stay here.
+
 One concept per module: :mod:`.discovery` (which files), :mod:`.rows` (the row schema and error
 codes), :mod:`.stats` (the counts), :mod:`.workers` (the decoding processes and their pool),
 :mod:`.engine` (the batched scattering and head: the one place that calls melcnn's internals),
 :mod:`.output` (the resumable output file), :mod:`.api` (:class:`Scan` and :func:`scan`),
-:mod:`.progress` (progress bar and summary), :mod:`.cli` (``melcnn scan``) and :mod:`.report` (the
-HTML report). The package is named ``scanning`` (not ``scan``) so that the package attribute
-``melcnn.scan`` stays the function; for the same reason no module in it is named ``scan``.
+:mod:`.progress` (progress bar and summary), :mod:`.cli` (``melcnn scan``), :mod:`.report` (the
+HTML report) and :mod:`.ray_engine` (``--engine ray``; not imported here: Ray is an optional extra).
+The package is named ``scanning`` (not ``scan``) so that the package attribute ``melcnn.scan`` stays
+the function; for the same reason no module in it is named ``scan``.
 """
 
 from __future__ import annotations

@@ -17,9 +17,12 @@ from ..errors import MelcnnError
 from .discovery import _Target, discover
 from .engine import BATCH_IMAGES, _Engine
 from .output import Output
-from .rows import _error_row, _finite, _measurement_columns, _row
+from .rows import _error_row, _scored_row
 from .stats import ScanStats
 from .workers import _WorkerPool, default_workers
+
+#: the scan engines: worker processes on this machine, or Ray Data (:mod:`.ray_engine`)
+ENGINES = ("local", "ray")
 
 
 class Scan:
@@ -38,9 +41,15 @@ class Scan:
         max_duration_s: float = MAX_DURATION_S,
         overlap_s: float | None = None,
         stdin: TextIO | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
     ):
         from ..detector import Detector, load_model
 
+        if engine not in ENGINES:
+            raise MelcnnError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if ray_address is not None and engine != "ray":
+            raise MelcnnError("ray_address (--ray-address) joins a Ray cluster: it needs engine='ray' (--engine ray)")
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
         self.paths = list(paths)
@@ -52,6 +61,9 @@ class Scan:
         )
         self.model = {"name": self.detector.name, "weights_sha256": self.detector.checkpoint.sha256 or ""}
         self.workers = max(1, workers if workers is not None else default_workers())
+        self.engine = engine
+        self.ray_address = ray_address
+        self.ray_workers = workers  # engine="ray": actors (None: one per CPU of the Ray cluster)
         self.include, self.exclude = list(include), list(exclude)
         self.measurements = measurements
         self.max_duration_s = max_duration_s
@@ -105,6 +117,11 @@ class Scan:
             self.on_progress(self, self.stats.scanned + self.stats.non_media)
 
     def _run(self) -> Iterator[dict[str, Any]]:
+        if self.engine == "ray":
+            from .ray_engine import run_on_ray
+
+            yield from run_on_ray(self)
+            return
         targets = self._targets()
         self.total = len(targets)
         self._progress()
@@ -140,29 +157,7 @@ class Scan:
                 return None
             del metas[fid]
             scores.pop(fid, None)
-            t = by_id.pop(fid)
-            fake = float(s.mean())
-            chunks = [
-                {"start_s": round(a, 3), "end_s": round(b, 3), "fake_score": round(float(p), 4)}
-                for a, b, p in zip(meta["starts"], meta["ends"], s, strict=True)
-            ]
-            return _row(
-                t.path,
-                t.size,
-                t.mtime,
-                self.model,
-                format=meta["format"],
-                duration_s=meta["duration_s"],
-                analyzed_s=meta["analyzed_s"],
-                prediction="FAKE" if fake >= threshold else "REAL",
-                fake_score=round(fake, 4),
-                threshold=threshold,
-                n_chunks=len(chunks),
-                chunks=chunks,
-                warnings=meta["warnings"],
-                processing_time_s=round(time.time() - t0, 3),
-                **{k: _finite(v) for k, v in _measurement_columns(meta["measurements"]).items()},
-            )
+            return _scored_row(by_id.pop(fid), self.model, meta, s, threshold, t0)
 
         def flush() -> Iterator[dict[str, Any]]:
             if not batch:
@@ -237,6 +232,8 @@ def scan(
     measurements: bool = True,
     max_duration_s: float = MAX_DURATION_S,
     overlap_s: float | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Scan:
     """Scan files, folders (recursively) and globs for media; iterate the result for one row per file.
 
@@ -257,6 +254,15 @@ def scan(
         Compute pitch, energy and spectral measurements (False: scores only, faster).
     max_duration_s : float
         Longer files get the error code ``too_long``.
+    engine : str
+        ``"local"`` (worker processes on this machine) or ``"ray"`` (Ray Data actors, each with the
+        detector loaded once; needs ``melcnn[ray]``; ``workers`` is then the number of actors, default
+        one per CPU of the Ray cluster). The rows are the same.
+    ray_address : str, optional
+        With ``engine="ray"``: the Ray cluster to join (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``);
+        None starts a local Ray for this scan and shuts it down at the end (a session this process
+        already opened with ``ray.init()`` is used instead, and left running). The files' paths must
+        be readable by every node (a shared filesystem mounted at the same place).
 
     Returns
     -------
@@ -274,4 +280,6 @@ def scan(
         measurements=measurements,
         max_duration_s=max_duration_s,
         overlap_s=overlap_s,
+        engine=engine,
+        ray_address=ray_address,
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..config import MAX_DURATION_S
 from ..errors import MelcnnError
-from .api import Scan
+from .api import ENGINES, Scan
 from .output import output_format
 from .progress import Progress, summary
 
@@ -34,6 +34,19 @@ def add_arguments(parser: Any, default_model: str) -> None:
     add("--max-duration", type=float, default=None, metavar="S", help="longest file in seconds (default 7200)")
     add("--overlap", type=float, default=None, metavar="S", help="chunk overlap in seconds (default: the model's)")
     add("--top", type=int, default=10, metavar="N", help="most suspicious files in the summary (default 10)")
+    add(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: worker processes here (default); ray: Ray Data actors, --workers of them (default: one per "
+        "CPU of the Ray cluster; pip install 'melcnn[ray]')",
+    )
+    add(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --engine ray: join this Ray cluster (auto, HOST:6379, ray://HOST:10001; default: a local Ray)",
+    )
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -51,6 +64,17 @@ def run_cli(args: Any) -> int:
     except MelcnnError as exc:
         _say(f"melcnn scan: {exc}", err=True)
         return 2
+    if args.ray_address is not None and args.engine != "ray":
+        _say("melcnn scan: --ray-address needs --engine ray", err=True)
+        return 2
+    if args.engine == "ray":
+        from .ray_engine import require_ray
+
+        try:
+            require_ray()
+        except MelcnnError as exc:
+            _say(f"melcnn scan: {exc}", err=True)
+            return 2
     try:
         detector = load_model(args.model)
     except MelcnnError as exc:
@@ -69,6 +93,8 @@ def run_cli(args: Any) -> int:
         measurements=not args.no_measurements,
         max_duration_s=MAX_DURATION_S if args.max_duration is None else args.max_duration,
         overlap_s=args.overlap,
+        engine=args.engine,
+        ray_address=args.ray_address,
     )
     s.on_progress = progress = Progress()
     t0 = time.monotonic()

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 
 @dataclass
@@ -79,6 +82,35 @@ def _row(path: str, size: int | None, mtime: float | None, model: dict[str, str]
 
 def _error_row(target: _Target, model: dict[str, str], code: str, message: str, **values: Any) -> dict[str, Any]:
     return _row(target.path, target.size, target.mtime, model, error_code=code, error_message=message, **values)
+
+
+def _scored_row(
+    target: _Target, model: dict[str, str], meta: dict[str, Any], scores: np.ndarray, threshold: float, t0: float
+) -> dict[str, Any]:
+    """The row of an analysed file: ``meta`` as the decoding worker reports it, ``scores`` its chunks' P(fake)
+    in order, ``t0`` the time its decoding started (both engines build their rows here)."""
+    fake = float(scores.mean())
+    chunks = [
+        {"start_s": round(a, 3), "end_s": round(b, 3), "fake_score": round(float(p), 4)}
+        for a, b, p in zip(meta["starts"], meta["ends"], scores, strict=True)
+    ]
+    return _row(
+        target.path,
+        target.size,
+        target.mtime,
+        model,
+        format=meta["format"],
+        duration_s=meta["duration_s"],
+        analyzed_s=meta["analyzed_s"],
+        prediction="FAKE" if fake >= threshold else "REAL",
+        fake_score=round(fake, 4),
+        threshold=threshold,
+        n_chunks=len(chunks),
+        chunks=chunks,
+        warnings=meta["warnings"],
+        processing_time_s=round(time.time() - t0, 3),
+        **{k: _finite(v) for k, v in _measurement_columns(meta["measurements"]).items()},
+    )
 
 
 def row_key(row: dict[str, Any]) -> tuple:
