@@ -15,11 +15,18 @@ import numpy as np
 from ..config import MAX_DURATION_S
 from ..errors import MelcnnError
 from .discovery import _Target, discover
-from .engine import BATCH_IMAGES, _Engine
+from .engine import _Engine
 from .output import Output
 from .rows import _error_row, _finite, _measurement_columns, _row
 from .stats import ScanStats
-from .workers import _WorkerPool, default_workers
+from .workers import WORKER_SEND_IMAGES, _WorkerPool, default_workers
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class Scan:
@@ -38,20 +45,27 @@ class Scan:
         max_duration_s: float = MAX_DURATION_S,
         overlap_s: float | None = None,
         stdin: TextIO | None = None,
+        device: str | None = None,
     ):
         from ..detector import Detector, load_model
 
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
         self.paths = list(paths)
-        self.detector = model if isinstance(model, Detector) else load_model(model)
-        if self.detector.device != "cpu":
-            raise MelcnnError("melcnn scan runs on the CPU engine only (a GPU engine is not available yet)")
+        if isinstance(model, Detector):
+            self.detector = model
+            if device is not None and device != model.device:
+                self.detector = Detector(model.checkpoint, device=device, entry=model.entry)
+        else:
+            self.detector = load_model(model, device=device or "cpu")
+        self.device = self.detector.device
         self.overlap_s = (
             self.detector.default_overlap_s if overlap_s is None else self.detector.spec.validate_overlap(overlap_s)
         )
         self.model = {"name": self.detector.name, "weights_sha256": self.detector.checkpoint.sha256 or ""}
-        self.workers = max(1, workers if workers is not None else default_workers())
+        if workers is None:  # with the scattering on a GPU, the cores are all for decoding
+            workers = _usable_cores() if self.device == "cuda" else default_workers()
+        self.workers = max(1, workers)
         self.include, self.exclude = list(include), list(exclude)
         self.measurements = measurements
         self.max_duration_s = max_duration_s
@@ -127,7 +141,9 @@ class Scan:
         }
         engine = _Engine(self.detector)
         threshold = float(self.detector.threshold)
-        self._pool = pool = _WorkerPool(min(self.workers, len(tasks)), settings, iter(tasks))
+        # room in the event queue for two engine batches of worker messages (the default 16 on the CPU)
+        events = max(16, 2 * engine.batch_images // WORKER_SEND_IMAGES)
+        self._pool = pool = _WorkerPool(min(self.workers, len(tasks)), settings, iter(tasks), queue_size=events)
         scores: dict[int, list[np.ndarray]] = {}  # file id -> chunk scores so far
         metas: dict[int, tuple[dict[str, Any], float]] = {}
         batch: list[tuple[int, np.ndarray]] = []  # images waiting for the engine: (file id, images)
@@ -198,7 +214,7 @@ class Scan:
             kind = ev[0]
             if kind == "images":
                 batch.append((ev[1], ev[2]))
-                if sum(len(b[1]) for b in batch) >= BATCH_IMAGES:
+                if sum(len(b[1]) for b in batch) >= engine.batch_images:
                     yield from flush()
             elif kind == "done":
                 metas[ev[1]] = (ev[2], ev[3])
@@ -237,6 +253,7 @@ def scan(
     measurements: bool = True,
     max_duration_s: float = MAX_DURATION_S,
     overlap_s: float | None = None,
+    device: str | None = None,
 ) -> Scan:
     """Scan files, folders (recursively) and globs for media; iterate the result for one row per file.
 
@@ -250,13 +267,18 @@ def scan(
         ``.parquet``, ``.jsonl`` or ``.csv``: rows are written there too, and files that already have
         a current row there (same path, size, mtime, model) are skipped (resume).
     workers : int, optional
-        Decoding processes (default: half the cores, 1 to 4; see :func:`default_workers`).
+        Decoding processes (default: half the cores, 1 to 4, see :func:`default_workers`; all cores
+        with ``device="cuda"``).
     include, exclude : glob patterns
         Matched against each found file's name and full path.
     measurements : bool
         Compute pitch, energy and spectral measurements (False: scores only, faster).
     max_duration_s : float
         Longer files get the error code ``too_long``.
+    device : {"cpu", "cuda", "cpu-torch"}, optional
+        Where the scattering runs (default: the model's device, "cpu" for a name): "cuda" batches
+        256 images per GPU call and decodes on all cores (``workers`` default); see
+        :func:`melcnn.load_model`.
 
     Returns
     -------
@@ -274,4 +296,5 @@ def scan(
         measurements=measurements,
         max_duration_s=max_duration_s,
         overlap_s=overlap_s,
+        device=device,
     )

@@ -34,6 +34,13 @@ def add_arguments(parser: Any, default_model: str) -> None:
     add("--max-duration", type=float, default=None, metavar="S", help="longest file in seconds (default 7200)")
     add("--overlap", type=float, default=None, metavar="S", help="chunk overlap in seconds (default: the model's)")
     add("--top", type=int, default=10, metavar="N", help="most suspicious files in the summary (default 10)")
+    add(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the scattering runs (default cpu; cuda needs melcnn[gpu] and a GPU, and decodes on all "
+        "cores unless --workers says otherwise)",
+    )
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -52,7 +59,7 @@ def run_cli(args: Any) -> int:
         _say(f"melcnn scan: {exc}", err=True)
         return 2
     try:
-        detector = load_model(args.model)
+        detector = load_model(args.model, device=args.device)
     except MelcnnError as exc:
         _say(f"melcnn scan: cannot load model {args.model!r}: {exc}", err=True)
         return 4
