@@ -241,3 +241,32 @@ def test_checkpoint_folder_without_weights_is_refused(tiny_checkpoints, tmp_path
         melcnn.load_model(ckpt)
     with pytest.raises(melcnn.CheckpointError):
         melcnn.load_model(tmp_path / "no-such-folder")
+
+
+def test_torch_engine_scores_equal_the_cpu_engines():
+    """The shipped V2 and V3 weights on the bundled speech: chunk scores with the GPU's torch engine (run on the CPU,
+    device="cpu-torch") equal the NumPy engine's within 1e-5, and so do the reports' scores."""
+    torch = pytest.importorskip("torch")
+    from pathlib import Path
+
+    from melcnn.audio import load_audio
+    from melcnn.chunking import chunk
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # OpenMP spin-waits crawl on a busy 2-core machine
+    try:
+        examples = Path(melcnn.__file__).parent / "examples"
+        for name in ("v2", "v3"):
+            cpu, torch_cpu = melcnn.load_model(name), melcnn.load_model(name, device="cpu-torch")
+            assert torch_cpu.device == "cpu-torch"
+            for clip in ("bonafide_en.flac", "spoof_en.flac"):
+                y = load_audio(examples / clip).samples
+                chunks = chunk(y, sr=SR, chunk_s=cpu.config.chunk_s, overlap_s=cpu.default_overlap_s).samples
+                want, got = cpu.score_chunks(chunks), torch_cpu.score_chunks(chunks)
+                assert len(want) >= 2 and np.abs(got - want).max() <= 1e-5, (name, clip, got, want)
+            report, want_report = torch_cpu.analyze(examples / "spoof_en.flac"), cpu.analyze(examples / "spoof_en.flac")
+            assert report["fake_score"] == pytest.approx(want_report["fake_score"], abs=1e-4)
+    finally:
+        torch.set_num_threads(threads)
+    with pytest.raises(MelcnnError, match="device must be"):
+        melcnn.load_model("v2", device="tpu")

@@ -96,6 +96,53 @@ def test_scan_api_mixed_formats_match_analyze(archive, detector):
     assert callable(melcnn.scan)  # the function, not the module, even after the module is imported
 
 
+def test_scan_on_the_torch_engine_matches_the_cpu_scan(tmp_path, detector):
+    """``device`` plumbing: ``scan(device="cpu-torch")`` scores with the GPU's batched torch engine (on the CPU
+    here, as CI has no GPU), batching as the scattering does, and its rows equal the CPU engine's."""
+    torch = pytest.importorskip("torch")
+    from melcnn.scanning import _Engine
+
+    make_media("wav_s16", tmp_path, seconds=7.0, seed=11, name="a.wav")
+    make_media("flac", tmp_path / "sub", seconds=10.0, seed=12, name="b.flac")
+    want = {Path(r["path"]).name: r for r in melcnn.scan(tmp_path, model=detector, workers=1)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # OpenMP spin-waits crawl on a busy 2-core machine
+    try:
+        s = melcnn.scan(tmp_path, model=detector, workers=1, device="cpu-torch")
+        assert s.detector.device == "cpu-torch" and s.detector.checkpoint is detector.checkpoint
+        got = {Path(r["path"]).name: r for r in s}
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(got) == sorted(want) == ["a.wav", "b.flac"]
+    for name, r in got.items():
+        assert r["error_code"] is None and r["n_chunks"] == want[name]["n_chunks"] >= 2
+        # rows hold scores rounded to 4 decimals: equal up to one rounding step
+        assert r["fake_score"] == pytest.approx(want[name]["fake_score"], abs=1e-4)
+        assert [c["fake_score"] for c in r["chunks"]] == pytest.approx(
+            [c["fake_score"] for c in want[name]["chunks"]], abs=1e-4
+        )
+    assert s.stats.engine_chunks == sum(r["n_chunks"] for r in got.values())
+    assert _Engine(detector).batch_images == 16 and _Engine(s.detector).batch_images == 16  # cpu-torch's batch
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.skipif(_cuda_available(), reason="a GPU is available here")
+def test_cli_device_cuda_without_a_gpu_says_so(tmp_path):
+    make_media("wav_s16", tmp_path, seconds=4.0, seed=13, name="a.wav")
+    proc = _cli(str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--device", "cuda")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 4, stderr
+    assert "CUDA is not available" in stderr or "needs PyTorch" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "r.jsonl").exists()
+
+
 def test_bad_inputs_each_become_one_row(tmp_path, detector, monkeypatch):
     good = make_media("wav_s16", tmp_path, seconds=4.0, seed=9, name="good.wav")
     victim = make_media("wav_s16", tmp_path, seconds=4.0, seed=10, name="vanishes.wav")

@@ -1,4 +1,4 @@
-"""melcnn.scattering: the NumPy scattering equals Kymatio 0.3.0's torch Scattering2D.
+"""melcnn.scattering: the NumPy scattering equals Kymatio 0.3.0's torch Scattering2D, and so does the torch engine.
 
 Kymatio builds its 256x256 filter bank in ~15 s, so the reference is built once per module and its
 filters seed the (temporary) cache of the object under test. Small configurations, whose filters
@@ -147,16 +147,100 @@ def test_numpy_matches_kymatio_256(reference_256, scattering_256):
     assert_matches(numpy_path.pooled(x), want.mean(axis=-1))
 
 
-def test_torch_engine_on_cpu_matches_numpy_engine_256(scattering_256, reference_256, monkeypatch):
-    """The engine of device="cuda" (Kymatio's torch code, device-agnostic) run on the CPU against the NumPy
-    engine: max abs difference <= 1e-5 of the largest coefficient, full and time-pooled."""
-    monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
-    torch_engine = sc.Scattering(J=4, L=8, shape=(256, 256), device="cpu-torch")
-    assert isinstance(torch_engine._engine, sc._TorchEngine) and torch_engine._engine.device.type == "cpu"
+@pytest.fixture(scope="module")
+def mel_images() -> np.ndarray:
+    """Model input images of real speech: the bundled example clips through melcnn's feature path."""
+    import melcnn
+    from melcnn.audio import load_audio
+    from melcnn.chunking import chunk
+    from melcnn.spectrogram import chunk_images
+
+    cfg = melcnn.load_model("v2").config
+    out = []
+    for name in ("bonafide_en.flac", "spoof_en.flac"):
+        y = load_audio(Path(melcnn.__file__).parent / "examples" / name, sample_rate=cfg.sample_rate).samples
+        out.append(chunk_images(chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=0.0).samples[:3], cfg=cfg))
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def torch_inputs(mel_images) -> np.ndarray:
+    """Six mel images of real speech, two smooth images and one of uniform noise."""
     rng = np.random.default_rng(2)
-    x = np.concatenate([smooth_images(2, (256, 256), rng), rng.random((1, 256, 256), dtype=np.float32)])
+    return np.concatenate([mel_images, smooth_images(2, (256, 256), rng), rng.random((1, 256, 256), dtype=np.float32)])
+
+
+@pytest.mark.parametrize("batch", [1, 4, 9])
+def test_torch_engine_on_cpu_matches_numpy_engine_256(scattering_256, reference_256, monkeypatch, torch_inputs, batch):
+    """The engine of device="cuda" (batched torch, device-agnostic) run on the CPU against the NumPy engine, one
+    image per call, several (with a remainder) and all nine at once: max abs difference <= 1e-5 of the largest
+    coefficient, full and time-pooled."""
+    monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
+    torch_engine = sc.Scattering(J=4, L=8, shape=(256, 256), device="cpu-torch", batch=batch)
+    assert isinstance(torch_engine._engine, sc._TorchEngine) and torch_engine._engine.device.type == "cpu"
+    assert torch_engine.batch == batch
+    x = torch_inputs
+    assert x.shape == (9, 256, 256) and x[:6].std() > 0.05  # the mel images are not blank
     assert_matches(torch_engine(x), scattering_256(x))
     assert_matches(torch_engine.pooled(x), scattering_256.pooled(x))
+    if batch == 9:  # and against Kymatio itself
+        assert_matches(torch_engine(x), kymatio(reference_256[0], x))
+
+
+@pytest.mark.parametrize(("J", "L", "shape"), [(2, 4, (32, 32)), (3, 5, (17, 40)), (4, 3, (16, 16)), (1, 2, (8, 6))])
+def test_torch_engine_small_and_odd_shapes_match_numpy_engine(J, L, shape):
+    """Other geometries: odd sizes, Kymatio's padding equal to the image size (16 x 16 with J=4), J=1."""
+    x = np.random.default_rng(J).random((3, *shape), dtype=np.float32)
+    want = sc.Scattering(J=J, L=L, shape=shape)
+    got = sc.Scattering(J=J, L=L, shape=shape, device="cpu-torch", batch=2)
+    assert got.n_channels == want.n_channels and got.out_spatial == want.out_spatial
+    assert_matches(got(x), want(x))
+    assert_matches(got.pooled(x), want.pooled(x))
+    assert got.pooled(np.zeros((0, *shape))).shape == (0, want.n_channels, want.out_spatial[0])
+
+
+def test_torch_engine_holds_full_float32_matmuls_and_restores_the_setting():
+    """TF32 (torch's "high"/"medium" float32 matmul precision) would leave errors of about 1e-3: the engine runs
+    at "highest" and gives the caller's setting back, also when calls overlap."""
+    from melcnn.scattering.engine_torch import _float32_matmul
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        with _float32_matmul(torch):
+            inside = [torch.get_float32_matmul_precision()]
+            with _float32_matmul(torch):  # a second call while the first runs
+                inside.append(torch.get_float32_matmul_precision())
+            inside.append(torch.get_float32_matmul_precision())
+        assert inside == ["highest"] * 3
+        assert torch.get_float32_matmul_precision() == "medium"
+        x = np.random.default_rng(0).random((2, 32, 32), dtype=np.float32)
+        got = sc.Scattering(J=2, L=4, shape=(32, 32), device="cpu-torch").pooled(x)
+        assert torch.get_float32_matmul_precision() == "medium"
+        assert_matches(got, sc.Scattering(J=2, L=4, shape=(32, 32)).pooled(x))
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+TORCH_WITHOUT_KYMATIO = r"""
+import json, sys
+sys.modules["kymatio"] = None  # any import of Kymatio now fails
+import numpy as np
+from melcnn.scattering import Scattering
+x = np.linspace(0, 1, 2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32)
+a = Scattering(J=2, L=4, shape=(32, 32), device="cpu-torch")(x)
+b = Scattering(J=2, L=4, shape=(32, 32))(x)
+print(json.dumps({"rel": float(np.abs(a - b).max() / np.abs(b).max())}))
+"""
+
+
+def test_torch_engine_needs_no_kymatio(tmp_path):
+    env = dict(os.environ, MELCNN_CACHE_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", TORCH_WITHOUT_KYMATIO], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["rel"] <= RTOL
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (the same engine runs on CPU above)")
@@ -164,6 +248,7 @@ def test_cuda_engine_matches_numpy_engine_256(scattering_256, reference_256, mon
     monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))
     cuda = sc.Scattering(J=4, L=8, shape=(256, 256), device="cuda")
     assert cuda._engine.device.type == "cuda"
+    assert cuda.batch == 256
     x = smooth_images(3, (256, 256), np.random.default_rng(4))
     assert_matches(cuda(x), scattering_256(x))
     assert_matches(cuda.pooled(x), scattering_256.pooled(x))
@@ -294,6 +379,8 @@ def test_bad_parameters_raise():
         sc.Scattering(J=4, shape=(8, 64))
     with pytest.raises(MelcnnError, match="device"):
         sc.Scattering(device="tpu")
+    with pytest.raises(MelcnnError, match="batch must be at least 1"):
+        sc.Scattering(J=2, L=4, shape=(32, 32), batch=0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

@@ -41,6 +41,11 @@ class _Picture(TypedDict):
     path: Path
 
 
+#: where the scattering runs: "cpu" (the NumPy engine), "cuda" (the batched torch engine on a GPU) or
+#: "cpu-torch" (that torch engine on the CPU: how the GPU path is checked on machines without one)
+DEVICES = ("cpu", "cuda", "cpu-torch")
+
+
 class Detector:
     """A loaded MEL-Spectrogram-CNN model (V2 or V3). Create with :func:`load_model`.
 
@@ -48,8 +53,8 @@ class Detector:
     """
 
     def __init__(self, checkpoint: Checkpoint, *, device: str = "cpu", entry: ModelSpec | None = None):
-        if device not in ("cpu", "cuda"):
-            raise MelcnnError(f"device must be 'cpu' or 'cuda', not {device!r}")
+        if device not in DEVICES:
+            raise MelcnnError(f"device must be 'cpu', 'cuda' or 'cpu-torch', not {device!r}")
         self.checkpoint = checkpoint
         self.device = device
         self.entry = entry  # the registry entry it was loaded by, None for a checkpoint directory
@@ -284,6 +289,10 @@ def _picture_path(folder: Path, stem: str) -> Path:
 
 def load_model(name: str | os.PathLike = "MEL-Spectrogram-CNN-V2", *, device: str = "cpu") -> Detector:
     """Load a detector by registry name (``MEL-Spectrogram-CNN-V2``/``-V3``, ``v2``/``v3``) or checkpoint dir.
+
+    ``device``: ``"cpu"`` (default), ``"cuda"`` (the scattering on a GPU: needs ``melcnn[gpu]``; a
+    :class:`MelcnnError` says so when CUDA is not available) or ``"cpu-torch"`` (the GPU's torch
+    engine on the CPU, to check it without a GPU; slower than ``"cpu"``).
 
     Raises
     ------

@@ -15,7 +15,8 @@ from .config import FeatureConfig
 from .scattering import get_scattering
 from .spectrogram import chunk_images
 
-#: chunks per scattering batch: bounds memory for long files (an image is 256 KiB)
+#: chunks per scattering batch on the CPU: bounds memory for long files (an image is 256 KiB); the
+#: torch engine takes its own batch (256 on a GPU)
 BATCH_CHUNKS = 16
 
 
@@ -25,7 +26,7 @@ def scattering_for(cfg: FeatureConfig, *, device: str = "cpu"):
 
 
 def chunk_features(
-    chunks: np.ndarray, *, cfg: FeatureConfig, device: str = "cpu", batch_chunks: int = BATCH_CHUNKS
+    chunks: np.ndarray, *, cfg: FeatureConfig, device: str = "cpu", batch_chunks: int | None = None
 ) -> np.ndarray:
     """Time-pooled scattering maps of audio chunks: the classifier's input.
 
@@ -39,6 +40,8 @@ def chunk_features(
     np.ndarray [shape=(n_chunks, n_channels, image_size / 2**J)], float32
     """
     scat = scattering_for(cfg, device=device)
+    if batch_chunks is None:
+        batch_chunks = BATCH_CHUNKS if device == "cpu" else scat.batch
     out = []
     for i in range(0, len(chunks), batch_chunks):
         out.append(scat.pooled(chunk_images(np.asarray(chunks[i : i + batch_chunks]), cfg=cfg)))

@@ -15,11 +15,19 @@ import numpy as np
 from ..config import MAX_DURATION_S
 from ..errors import MelcnnError
 from .discovery import _Target, discover
-from .engine import BATCH_IMAGES, _Engine
+from .engine import _Engine
 from .output import Output
 from .rows import _error_row, _scored_row
 from .stats import ScanStats
-from .workers import _WorkerPool, default_workers
+from .workers import WORKER_SEND_IMAGES, _WorkerPool, default_workers
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
 
 #: the scan engines: worker processes on this machine, or Ray Data (:mod:`.ray_engine`)
 ENGINES = ("local", "ray")
@@ -43,6 +51,7 @@ class Scan:
         stdin: TextIO | None = None,
         engine: str = "local",
         ray_address: str | None = None,
+        device: str | None = None,
     ):
         from ..detector import Detector, load_model
 
@@ -53,17 +62,23 @@ class Scan:
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
         self.paths = list(paths)
-        self.detector = model if isinstance(model, Detector) else load_model(model)
-        if self.detector.device != "cpu":
-            raise MelcnnError("melcnn scan runs on the CPU engine only (a GPU engine is not available yet)")
+        if isinstance(model, Detector):
+            self.detector = model
+            if device is not None and device != model.device:
+                self.detector = Detector(model.checkpoint, device=device, entry=model.entry)
+        else:
+            self.detector = load_model(model, device=device or "cpu")
+        self.device = self.detector.device
         self.overlap_s = (
             self.detector.default_overlap_s if overlap_s is None else self.detector.spec.validate_overlap(overlap_s)
         )
         self.model = {"name": self.detector.name, "weights_sha256": self.detector.checkpoint.sha256 or ""}
-        self.workers = max(1, workers if workers is not None else default_workers())
         self.engine = engine
         self.ray_address = ray_address
         self.ray_workers = workers  # engine="ray": actors (None: one per CPU of the Ray cluster)
+        if workers is None:  # with the scattering on a GPU, the cores are all for decoding
+            workers = _usable_cores() if self.device == "cuda" else default_workers()
+        self.workers = max(1, workers)
         self.include, self.exclude = list(include), list(exclude)
         self.measurements = measurements
         self.max_duration_s = max_duration_s
@@ -144,7 +159,9 @@ class Scan:
         }
         engine = _Engine(self.detector)
         threshold = float(self.detector.threshold)
-        self._pool = pool = _WorkerPool(min(self.workers, len(tasks)), settings, iter(tasks))
+        # room in the event queue for two engine batches of worker messages (the default 16 on the CPU)
+        events = max(16, 2 * engine.batch_images // WORKER_SEND_IMAGES)
+        self._pool = pool = _WorkerPool(min(self.workers, len(tasks)), settings, iter(tasks), queue_size=events)
         scores: dict[int, list[np.ndarray]] = {}  # file id -> chunk scores so far
         metas: dict[int, tuple[dict[str, Any], float]] = {}
         batch: list[tuple[int, np.ndarray]] = []  # images waiting for the engine: (file id, images)
@@ -193,7 +210,7 @@ class Scan:
             kind = ev[0]
             if kind == "images":
                 batch.append((ev[1], ev[2]))
-                if sum(len(b[1]) for b in batch) >= BATCH_IMAGES:
+                if sum(len(b[1]) for b in batch) >= engine.batch_images:
                     yield from flush()
             elif kind == "done":
                 metas[ev[1]] = (ev[2], ev[3])
@@ -234,6 +251,7 @@ def scan(
     overlap_s: float | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    device: str | None = None,
 ) -> Scan:
     """Scan files, folders (recursively) and globs for media; iterate the result for one row per file.
 
@@ -247,7 +265,8 @@ def scan(
         ``.parquet``, ``.jsonl`` or ``.csv``: rows are written there too, and files that already have
         a current row there (same path, size, mtime, model) are skipped (resume).
     workers : int, optional
-        Decoding processes (default: half the cores, 1 to 4; see :func:`default_workers`).
+        Decoding processes (default: half the cores, 1 to 4, see :func:`default_workers`; all cores
+        with ``device="cuda"``).
     include, exclude : glob patterns
         Matched against each found file's name and full path.
     measurements : bool
@@ -262,7 +281,12 @@ def scan(
         With ``engine="ray"``: the Ray cluster to join (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``);
         None starts a local Ray for this scan and shuts it down at the end (a session this process
         already opened with ``ray.init()`` is used instead, and left running). The files' paths must
-        be readable by every node (a shared filesystem mounted at the same place).
+        be readable by every node (a shared filesystem mounted at the same place). With
+        ``device="cuda"`` each actor takes one GPU of the cluster.
+    device : {"cpu", "cuda", "cpu-torch"}, optional
+        Where the scattering runs (default: the model's device, "cpu" for a name): "cuda" batches
+        256 images per GPU call and decodes on all cores (``workers`` default); see
+        :func:`melcnn.load_model`.
 
     Returns
     -------
@@ -282,4 +306,5 @@ def scan(
         overlap_s=overlap_s,
         engine=engine,
         ray_address=ray_address,
+        device=device,
     )

@@ -47,6 +47,13 @@ def add_arguments(parser: Any, default_model: str) -> None:
         metavar="ADDR",
         help="with --engine ray: join this Ray cluster (auto, HOST:6379, ray://HOST:10001; default: a local Ray)",
     )
+    add(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the scattering runs (default cpu; cuda needs melcnn[gpu] and a GPU, and decodes on all "
+        "cores unless --workers says otherwise)",
+    )
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -76,7 +83,7 @@ def run_cli(args: Any) -> int:
             _say(f"melcnn scan: {exc}", err=True)
             return 2
     try:
-        detector = load_model(args.model)
+        detector = load_model(args.model, device=args.device)
     except MelcnnError as exc:
         _say(f"melcnn scan: cannot load model {args.model!r}: {exc}", err=True)
         return 4

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-#: images per scattering call: the engine's batch
+#: images per scattering call on the CPU: the engine's batch (on the torch engine, a GPU: the
+#: scattering's own, 256 by default)
 BATCH_IMAGES = 16
 
 
@@ -25,6 +26,7 @@ class _Engine:
 
         self.checkpoint = detector.checkpoint
         self.scattering = scattering_for(detector.config, device=detector.device)
+        self.batch_images = BATCH_IMAGES if detector.device == "cpu" else self.scattering.batch
 
     @staticmethod
     def images(chunks: np.ndarray, cfg: Any) -> np.ndarray:

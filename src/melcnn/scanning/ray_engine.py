@@ -102,11 +102,11 @@ class _ScanActor:
     time and image count. Failures become error rows, never exceptions.
     """
 
-    def __init__(self, checkpoint: Any, settings: dict[str, Any], model: dict[str, str]):
+    def __init__(self, checkpoint: Any, settings: dict[str, Any], model: dict[str, str], device: str = "cpu"):
         from ..detector import Detector
         from .engine import _Engine
 
-        self.detector = Detector(checkpoint, device="cpu")
+        self.detector = Detector(checkpoint, device=device)
         self.engine = _Engine(self.detector)
         self.settings = settings
         self.model = model
@@ -219,11 +219,13 @@ def run_on_ray(scan: Scan) -> Iterator[dict[str, Any]]:
                         "checkpoint": scan.detector.checkpoint,  # through the object store, once
                         "settings": settings,
                         "model": scan.model,
+                        "device": scan.device,
                     },
                     compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
                     batch_size=1,
                     batch_format="numpy",
                     num_cpus=1,
+                    num_gpus=1 if scan.device == "cuda" else 0,  # --device cuda: one GPU per actor
                     max_task_retries=0,  # a file that kills its actor is not retried forever: worker_died
                 )
         finally:

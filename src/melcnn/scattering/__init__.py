@@ -39,8 +39,9 @@ where pyFFTW is not installed):
 The result equals Kymatio's to float32 rounding: the max abs difference is below 1e-6 of the max
 abs coefficient (the tests require 1e-5).
 
-``device="cuda"`` (and ``"cpu-torch"``, for tests) runs Kymatio's own ``ScatteringTorch2D`` with the
-cached filters, importing torch only then.
+``device="cuda"`` (and ``"cpu-torch"``, to test it without a GPU) runs the same mathematics in torch,
+batched over images, filters and orientations (:mod:`.engine_torch`), importing torch only then;
+it needs neither Kymatio nor anything else beyond torch.
 
 Coefficient layout (Kymatio's): channel 0 is the order-0 low-pass; channels ``1 + j*L + theta`` are
 order 1; then order 2 for every first-order path ``n1 = (j1, theta1)`` in that order and, inside it,
@@ -53,8 +54,8 @@ Layout (each step lives in one module; this package's namespace re-exports what 
 * :mod:`.fft`: FFT buffers and plans (pyFFTW, else :mod:`scipy.fft`) and FFTW's cached wisdom;
 * :mod:`.products`: the low-pass operators and periodised products, and the compiled kernels
   (:mod:`melcnn._kernels`) that run them;
-* :mod:`.engine_numpy`: the CPU engine (tasks, thread pool); :mod:`.engine_torch`: Kymatio's torch
-  implementation for ``device="cuda"``;
+* :mod:`.engine_numpy`: the CPU engine (tasks, thread pool); :mod:`.engine_torch`: the batched torch
+  engine for ``device="cuda"``;
 * :mod:`.frontend`: :class:`Scattering`, :func:`get_scattering`, :func:`is_prepared`.
 """
 

@@ -17,7 +17,8 @@ from .engine_torch import _TorchEngine
 from .fft import _wisdom_path
 from .filters import _cache_path, _check_params, load_filter_bank, padded_shape
 
-#: most images per engine call (bounds the memory of huge batches, e.g. on a GPU)
+#: most images per call of the CPU engine (bounds the memory of huge batches); the torch engine has
+#: its own (:data:`.engine_torch.CUDA_IMAGES_PER_CALL`, :data:`.engine_torch.CPU_IMAGES_PER_CALL`)
 _IMAGES_PER_CALL = 64
 
 
@@ -62,9 +63,10 @@ class Scattering:
         Input image size ``(H, W)`` in pixels (at least ``2**J``; multiples of ``2**J`` give an
         output of exactly ``(H / 2**J, W / 2**J)``).
     device : {"cpu", "cuda", "cpu-torch"}
-        ``"cpu"``: the NumPy/scipy.fft engine (never imports torch). ``"cuda"``: Kymatio's torch
-        implementation on the GPU (raises :class:`~melcnn.errors.MelcnnError` if CUDA is not
-        available). ``"cpu-torch"``: Kymatio's torch implementation on the CPU (reference, slow).
+        ``"cpu"``: the NumPy/FFTW engine (never imports torch). ``"cuda"``: the batched torch engine
+        (:mod:`.engine_torch`) on the GPU (raises :class:`~melcnn.errors.MelcnnError` if CUDA is not
+        available). ``"cpu-torch"``: the same torch engine on the CPU (how the tests check it
+        without a GPU; slower than ``"cpu"``).
     threads : int, optional
         Threads that share a transform on the CPU engine: the calling thread and ``threads - 1`` pool
         threads (default: available cores, at most 4).
@@ -75,6 +77,9 @@ class Scattering:
         Inner loops of the CPU engine: ``"compiled"`` (:mod:`melcnn._kernels`, built when melcnn
         is installed on a machine with a C compiler) or ``"numpy"``; ``"auto"`` takes the compiled
         ones when they are built. The results agree to float32 rounding.
+    batch : int, optional
+        Most images per engine call (larger batches are split): default 64 on the CPU engine, 256 on
+        ``"cuda"`` (about 30 MB of GPU memory per image), 16 on ``"cpu-torch"``.
 
     Attributes
     ----------
@@ -94,8 +99,11 @@ class Scattering:
         threads: int | None = None,
         fft: str = "auto",
         kernels: str = "auto",
+        batch: int | None = None,
     ):
         J, L, shape = _check_params(J, L, shape)
+        if batch is not None and batch < 1:
+            raise MelcnnError(f"scattering batch must be at least 1, got {batch}")
         if device not in _DEVICES:
             raise MelcnnError(f"unknown scattering device {device!r}; expected one of {', '.join(_DEVICES)}")
         self.J, self.L, self.shape, self.device = J, L, shape, device
@@ -109,8 +117,10 @@ class Scattering:
         self._engine: _NumpyEngine | _TorchEngine
         if device == "cpu":
             self._engine = _NumpyEngine(J, L, shape, filters, threads or _default_threads(), fft, kernels)
+            self.batch = batch or _IMAGES_PER_CALL
         else:
-            self._engine = _TorchEngine(J, L, shape, filters, "cuda" if device == "cuda" else "cpu")
+            self._engine = _TorchEngine(J, L, shape, filters, "cuda" if device == "cuda" else "cpu", batch)
+            self.batch = self._engine.images_per_call
 
     @staticmethod
     def _check_cuda() -> None:
@@ -146,8 +156,8 @@ class Scattering:
         n = x.shape[0]
         mo, no = self.out_spatial
         out = np.empty((n, self.n_channels, mo) if pooled else (n, self.n_channels, mo, no), np.float32)
-        for i in range(0, n, _IMAGES_PER_CALL):
-            out[i : i + _IMAGES_PER_CALL] = self._engine(x[i : i + _IMAGES_PER_CALL], pooled)
+        for i in range(0, n, self.batch):
+            out[i : i + self.batch] = self._engine(x[i : i + self.batch], pooled)
         return out
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
