@@ -200,6 +200,9 @@ class Scan:
                 batch.append((ev[1], ev[2]))
                 if sum(len(b[1]) for b in batch) >= BATCH_IMAGES:
                     yield from flush()
+            elif kind == "restart":  # the worker decodes the file again from the start
+                batch[:] = [b for b in batch if b[0] != ev[1]]
+                scores.pop(ev[1], None)
             elif kind == "done":
                 metas[ev[1]] = (ev[2], ev[3])
                 if not any(b[0] == ev[1] for b in batch):

@@ -1,5 +1,7 @@
 """The decoding worker processes of a scan: what a worker does with a file (decode, chunk, mel images,
-measurements), and the pool that feeds them, collects their messages and replaces a worker that dies.
+measurements, all while it decodes: :func:`melcnn.streaming.analyze_stream`, the path of
+``Detector.analyze``), and the pool that feeds them, collects their messages and replaces a worker that
+dies.
 """
 
 from __future__ import annotations
@@ -72,36 +74,34 @@ def _worker_main(conn: Any, settings: dict[str, Any]) -> None:
 
 
 def _process_file(file_id: int, path: str, cfg: Any, settings: dict[str, Any], send: Callable, t0: float) -> tuple:
-    """Decode ``path``, send its chunks' images (in parts), and return the "done" message."""
-    from ..audio import load_audio
-    from ..chunking import chunk, unscored_tail_warning
+    """Decode ``path`` and send its chunks' images as they come (in parts); return the "done" message.
 
-    decoded = load_audio(
-        path, sample_rate=cfg.sample_rate, max_duration_s=settings["max_duration_s"], min_duration_s=cfg.chunk_s
+    If the decoding starts over (libsndfile failed part-way, FFmpeg decodes the file again), a
+    ``("restart", id)`` message tells the main process to forget the images sent so far.
+    """
+    from ..streaming import analyze_stream
+
+    def images(chunks: Any) -> None:
+        send(("images", file_id, _Engine.images(chunks, cfg)))
+
+    stream = analyze_stream(
+        path,
+        cfg=cfg,
+        overlap_s=settings["overlap_s"],
+        max_duration_s=settings["max_duration_s"],
+        on_batch=images,
+        on_restart=lambda: send(("restart", file_id)),
+        measurements=settings["measurements"],
+        batch_chunks=WORKER_SEND_IMAGES,
     )
-    y = decoded.samples
-    chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=settings["overlap_s"])
-    for i in range(0, len(chunks), WORKER_SEND_IMAGES):
-        send(("images", file_id, _Engine.images(chunks.samples[i : i + WORKER_SEND_IMAGES], cfg)))
-    measurements: dict[str, Any] | None = None
-    metric_warnings: list[str] = []
-    if settings["measurements"]:
-        from ..metrics import audio_metrics
-
-        measurements, metric_warnings = audio_metrics(y, sample_rate=cfg.sample_rate)
-    warnings = list(decoded.warnings) + list(metric_warnings)
-    analyzed = float(chunks.ends_s[-1])
-    tail = unscored_tail_warning(decoded.duration_s, analyzed, cfg.chunk_s)
-    if tail:
-        warnings.append(tail)
     meta = {
-        "format": decoded.format,
-        "duration_s": round(decoded.duration_s, 3),
-        "analyzed_s": round(analyzed, 3),
-        "starts": chunks.starts_s.tolist(),
-        "ends": chunks.ends_s.tolist(),
-        "warnings": warnings,
-        "measurements": measurements,
+        "format": stream.audio.format,
+        "duration_s": round(stream.audio.duration_s, 3),
+        "analyzed_s": round(stream.analyzed_s, 3),
+        "starts": stream.starts_s.tolist(),
+        "ends": stream.ends_s.tolist(),
+        "warnings": stream.warnings,
+        "measurements": stream.measurements,
     }
     return ("done", file_id, meta, t0)
 
@@ -123,10 +123,11 @@ _WORKER_COMMAND = "import sys; from melcnn.scanning.workers import _worker_child
 class _WorkerPool:
     """Worker processes fed by a collector thread; their messages come out of :attr:`events`.
 
-    Events: ``("images", id, array)``, ``("done", id, meta, t0)``, ``("error", id, code, message, t0)``,
-    ``("skip", id, message, t0)``, and ``("end",)`` when every task is answered. A worker that dies
-    (killed, crashed) yields an ``error`` event with code ``worker_died`` for the file it was decoding,
-    and is replaced; files queued behind it go to other workers.
+    Events: ``("images", id, array)``, ``("restart", id)`` (forget the file's images so far),
+    ``("done", id, meta, t0)``, ``("error", id, code, message, t0)``, ``("skip", id, message, t0)``, and
+    ``("end",)`` when every task is answered. A worker that dies (killed, crashed) yields an ``error``
+    event with code ``worker_died`` for the file it was decoding, and is replaced; files queued behind
+    it go to other workers.
     """
 
     def __init__(self, n: int, settings: dict[str, Any], tasks: Iterator[tuple[int, str]], queue_size: int = 16):
@@ -207,7 +208,7 @@ class _WorkerPool:
             w["ready"] = True
             self._failed_starts = 0
             return True
-        if msg[0] != "images" and w["assigned"] and w["assigned"][0][0] == msg[1]:
+        if msg[0] in ("done", "error", "skip") and w["assigned"] and w["assigned"][0][0] == msg[1]:
             w["assigned"].pop(0)
         self._put(msg)
         return True
