@@ -19,7 +19,7 @@ from .engine import BATCH_IMAGES, _Engine
 from .output import Output
 from .rows import _error_row, _finite, _measurement_columns, _row
 from .stats import ScanStats
-from .workers import _WorkerPool, default_workers
+from .workers import FILE_TIMEOUT_S, _WorkerPool, default_workers
 
 
 class Scan:
@@ -38,6 +38,7 @@ class Scan:
         max_duration_s: float = MAX_DURATION_S,
         overlap_s: float | None = None,
         stdin: TextIO | None = None,
+        file_timeout_s: float | None = FILE_TIMEOUT_S,
     ):
         from ..detector import Detector, load_model
 
@@ -55,6 +56,9 @@ class Scan:
         self.include, self.exclude = list(include), list(exclude)
         self.measurements = measurements
         self.max_duration_s = max_duration_s
+        if file_timeout_s is not None and not file_timeout_s > 0:
+            raise MelcnnError(f"file_timeout_s must be a positive number of seconds (or None), not {file_timeout_s}")
+        self.file_timeout_s = file_timeout_s
         self.stdin = stdin
         self.stats = ScanStats()
         self.output = Output(out) if out is not None else None
@@ -127,7 +131,9 @@ class Scan:
         }
         engine = _Engine(self.detector)
         threshold = float(self.detector.threshold)
-        self._pool = pool = _WorkerPool(min(self.workers, len(tasks)), settings, iter(tasks))
+        self._pool = pool = _WorkerPool(
+            min(self.workers, len(tasks)), settings, iter(tasks), file_timeout_s=self.file_timeout_s
+        )
         scores: dict[int, list[np.ndarray]] = {}  # file id -> chunk scores so far
         metas: dict[int, tuple[dict[str, Any], float]] = {}
         batch: list[tuple[int, np.ndarray]] = []  # images waiting for the engine: (file id, images)
@@ -240,6 +246,7 @@ def scan(
     measurements: bool = True,
     max_duration_s: float = MAX_DURATION_S,
     overlap_s: float | None = None,
+    file_timeout_s: float | None = FILE_TIMEOUT_S,
 ) -> Scan:
     """Scan files, folders (recursively) and globs for media; iterate the result for one row per file.
 
@@ -260,6 +267,13 @@ def scan(
         Compute pitch, energy and spectral measurements (False: scores only, faster).
     max_duration_s : float
         Longer files get the error code ``too_long``.
+    overlap_s : float, optional
+        Chunk overlap in seconds (default: the model's).
+    file_timeout_s : float or None
+        A worker that sends nothing on its file for this many seconds, or takes this much longer than
+        the audio it decoded (slower than real time), is stopped and replaced, and the file gets the
+        error code ``timeout`` (default :data:`~melcnn.scanning.workers.FILE_TIMEOUT_S`, 120 s; the
+        time workers wait for the scattering engine does not count). None: no limit.
 
     Returns
     -------
@@ -277,4 +291,5 @@ def scan(
         measurements=measurements,
         max_duration_s=max_duration_s,
         overlap_s=overlap_s,
+        file_timeout_s=file_timeout_s,
     )
