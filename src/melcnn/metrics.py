@@ -72,7 +72,9 @@ few 5 ms blocks of the signal (temporaries: blocks of at most 2**20 samples / 10
 threshold and the contrast's clipping are relative to the whole file's maximum, which is known only
 at the end, and the stability score is a median): the mean square of each 10 ms energy frame, the
 level, centroid and band peaks and valleys of each STFT frame, and the voiced F0 values, 8 bytes
-each: about 20 MB per hour of audio, against 230 MB for the signal itself.
+each: about 20 MB per hour of audio, against 230 MB for the signal itself. The final means go over
+those values a block at a time (the whole-file maxima first, then the sums), so they need no
+temporaries the size of the file.
 
 This module imports only numpy at import time; scipy.fft and parselmouth are imported on first
 use. It must not import librosa, scipy.signal or matplotlib (start-up time of the CLI).
@@ -352,11 +354,25 @@ class PitchMeasurer:
 # --- energy ------------------------------------------------------------------------------------------
 
 
+def _level_db(mean_square: np.ndarray) -> np.ndarray:
+    """Frame levels in dB re full scale from their mean squares."""
+    return 10.0 * np.log10(np.maximum(mean_square, 1e-20))
+
+
+def _silence_threshold_db(loudest_db: float) -> float:
+    """Level under which a frame is silent, given the loudest frame's level (dB)."""
+    return max(loudest_db - SILENCE_REL_DB, SILENCE_ABS_DBFS)
+
+
 def _silent(mean_square: np.ndarray) -> np.ndarray:
     """Boolean mask of silent frames given their mean-square levels (full scale = 1.0)."""
-    level_db = 10.0 * np.log10(np.maximum(mean_square, 1e-20))
-    threshold_db = max(float(level_db.max()) - SILENCE_REL_DB, SILENCE_ABS_DBFS)
-    return level_db < threshold_db
+    level_db = _level_db(mean_square)
+    return level_db < _silence_threshold_db(float(level_db.max()))
+
+
+def _loudest_db(blocks: list[np.ndarray]) -> float:
+    """The loudest level (dB) of frames whose mean squares come in ``blocks``, one block at a time."""
+    return max(float(_level_db(b).max()) for b in blocks if b.size)
 
 
 class _Energy:
@@ -403,12 +419,15 @@ class _Energy:
         if not math.isfinite(total):
             raise ValueError("samples contain NaN or infinity")
         if self.n_blocks < ENERGY_FRAME_BLOCKS:  # shorter than one frame: the whole signal is one frame
-            frame_ms = np.array([total / self.n])
+            frames = [np.array([total / self.n])]
         else:
-            frame_ms = np.concatenate(self._frames)
+            frames = self._frames
+        # _silent over all frames, a block at a time (no temporaries the size of the whole file)
+        threshold_db = _silence_threshold_db(_loudest_db(frames))
+        silent = sum(int(np.count_nonzero(_level_db(b) < threshold_db)) for b in frames)
         return {
             "rms_energy": math.sqrt(total / self.n),
-            "silence_ratio": float(np.mean(_silent(frame_ms))),
+            "silence_ratio": silent / sum(b.size for b in frames),
         }
 
 
@@ -512,6 +531,11 @@ def _peak_valley(magnitude_fb: np.ndarray, bands: list[tuple[slice, int]]) -> tu
     return peak, valley
 
 
+def _db(s: np.ndarray) -> np.ndarray:
+    """``10 log10(max(1e-10, s))``: :func:`_power_to_db` before its clipping."""
+    return 10.0 * np.log10(np.maximum(_dsp.AMIN, s))
+
+
 def _power_to_db(s: np.ndarray) -> np.ndarray:
     """``librosa.power_to_db(s)`` with its defaults (ref 1, amin 1e-10, top_db 80) [dB]."""
     return _dsp.power_to_db(s, top_db=_TOP_DB)
@@ -591,16 +615,26 @@ class _Spectral:
         self.levels.append(frame_ms)
 
     def result(self) -> dict[str, Any]:
+        """The means over the non-silent frames (all frames if every one is silent), computed a block
+        of frames at a time: the whole-file maxima first, then the sums."""
         self._frames(final=True)
-        centroid = np.concatenate(self.centroids)
+        loudest = _loudest_db(self.levels)
+        threshold_db = _silence_threshold_db(loudest)
+        keep_all = not loudest >= threshold_db  # every frame silent: the means are over all frames
         # power_to_db's 80 dB clipping is relative to the maximum over the whole file, as in librosa
-        contrast = _power_to_db(np.concatenate(self.peaks, axis=1)) - _power_to_db(np.concatenate(self.valleys, axis=1))
-        keep = ~_silent(np.concatenate(self.levels))
-        if not keep.any():
-            keep[:] = True
+        floor_peak = max(float(_db(p).max()) for p in self.peaks) - _TOP_DB
+        floor_valley = max(float(_db(v).max()) for v in self.valleys) - _TOP_DB
+        centroid_sum = contrast_sum = 0.0
+        kept = 0
+        for centroid, peak, valley, level in zip(self.centroids, self.peaks, self.valleys, self.levels, strict=True):
+            keep = slice(None) if keep_all else _level_db(level) >= threshold_db
+            contrast = np.maximum(_db(peak[:, keep]), floor_peak) - np.maximum(_db(valley[:, keep]), floor_valley)
+            centroid_sum += float(centroid[keep].sum())
+            contrast_sum += float(contrast.sum())
+            kept += contrast.shape[1]
         return {
-            "spectral_centroid": float(np.mean(centroid[keep])),
-            "spectral_contrast": float(np.mean(contrast[:, keep])),
+            "spectral_centroid": centroid_sum / kept,
+            "spectral_contrast": contrast_sum / (kept * len(self.bands)),
         }
 
 
