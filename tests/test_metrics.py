@@ -238,6 +238,51 @@ def test_long_input_in_blocks_matches_whole(speech, monkeypatch):
     assert parts["spectral"] == pytest.approx(whole["spectral"], rel=1e-9)
 
 
+def _random_blocks(x: np.ndarray, rng: np.random.Generator, largest: int) -> list[np.ndarray]:
+    """``x`` cut at random places into blocks of 0 to ``largest`` samples (empty and tiny ones too)."""
+    cuts = np.cumsum(rng.integers(0, largest + 1, size=2 * len(x) // largest + 2))
+    return np.split(x, cuts[cuts < len(x)])
+
+
+@pytest.mark.parametrize("segment_s", [60.0, 3.0], ids=["one-pitch-segment", "five-pitch-segments"])
+def test_measurers_fed_in_blocks_equal_one_push(speech, rng, monkeypatch, segment_s):
+    """How the signal arrives (the decoder's blocks) does not change the measurements."""
+    monkeypatch.setattr(metrics, "PITCH_SEGMENT_S", segment_s)
+    x, sr = speech
+    whole, whole_warnings = audio_metrics(x, sample_rate=sr)
+    signal, pitch = metrics.SignalMeasurer(sr), metrics.PitchMeasurer(sr)
+    for block in _random_blocks(x, rng, 40_000):
+        signal.push(block)
+        pitch.push(block)
+    pitch_section, warnings = pitch.result()
+    assert pitch_section == whole["pitch"] and warnings == whole_warnings
+    parts = signal.result()
+    assert parts["energy"] == pytest.approx(whole["energy"], rel=1e-12)
+    assert parts["spectral"] == pytest.approx(whole["spectral"], rel=1e-12)
+
+
+def test_pitch_segments_are_tracked_relative_to_the_peak_so_far(speech):
+    """One segment: exactly one Praat call. Later segments: the silence threshold is relative to the
+    peak of everything up to their end (a quieter second minute is judged against the first one)."""
+    x, sr = speech
+    np.testing.assert_array_equal(metrics.pitch_track(x, sample_rate=sr), metrics._praat_f0(x, sr, 0.03))
+    seg = int(metrics.PITCH_SEGMENT_S * sr)
+    loud = np.resize(x, seg)
+    quiet = 0.25 * x
+    track = metrics.pitch_track(np.concatenate([loud, quiet]), sample_rate=sr)
+    expected = np.concatenate([metrics._praat_f0(loud, sr, 0.03), metrics._praat_f0(quiet, sr, 0.03 / 0.25)])
+    np.testing.assert_array_equal(track, expected)
+
+
+def test_measurers_without_samples_raise():
+    with pytest.raises(ValueError):
+        metrics.SignalMeasurer(SR).result()
+    with pytest.raises(ValueError):
+        metrics.PitchMeasurer(SR).result()
+    with pytest.raises(ValueError):
+        metrics.SignalMeasurer(0)
+
+
 def test_energy_frames_are_25ms_every_10ms():
     x = np.zeros(SR, np.float32)  # 1 s: 98 frames of 400 samples every 160
     x[: SR // 2] = 0.5

@@ -244,6 +244,71 @@ def test_killed_worker_is_replaced_and_its_file_recorded(tmp_path, detector):
     assert len(read_rows(out)) == 5 and saved["f2.flac"]["error_code"] is None
 
 
+def _two_hour_mp3(path: Path) -> Path:
+    """A 2-hour MP3 made in about a second: 10 s of 16 kHz mono speech at 24 kbit/s, its frames repeated
+    720 times (MP3 frames concatenate; 21 MB)."""
+    from media_factory import _write_av, speech_like
+
+    ten = path.with_name("ten_seconds.mp3")
+    _write_av(ten, "mp3", [("libmp3lame", speech_like(10.0, 16000, seed=70)[:, None], 16000, {"bit_rate": 24000})])
+    path.write_bytes(ten.read_bytes() * 720)
+    ten.unlink()
+    return path
+
+
+def test_two_hour_file_is_one_row(tmp_path, detector):
+    """A 2-hour file decodes in bounded memory (benchmarks/bench_memory.py scans one to the end: a row
+    with a result); here the duration policy stops it after a minute: one row with a clear code."""
+    long = _two_hour_mp3(tmp_path / "two_hours.mp3")
+    make_media("wav_s16", tmp_path, seconds=4.0, seed=71, name="short_talk.wav")
+    s = melcnn.scan(tmp_path, model=detector, workers=1, measurements=False, max_duration_s=60.0)
+    rows = {Path(r["path"]).name: r for r in s}
+    assert sorted(rows) == ["short_talk.wav", "two_hours.mp3"]
+    assert rows["two_hours.mp3"]["error_code"] == "too_long"
+    assert "limit of 60.0 s" in rows["two_hours.mp3"]["error_message"]
+    assert rows["two_hours.mp3"]["size"] == long.stat().st_size
+    assert rows["short_talk.wav"]["error_code"] is None and s.stats.workers_replaced == 0
+
+
+def _hanging_mp3(path: Path) -> Path:
+    """An MP3 whose decoding takes hours: two seconds of audio, then 256 GiB of zero bytes (a sparse
+    file: no disk space) through which FFmpeg's MP3 demuxer searches for the next frame, in C."""
+    make_media("mp3", path.parent, seconds=2.0, seed=72, name=path.name)
+    try:
+        os.truncate(path, 256 * 2**30)
+    except OSError as exc:  # a file system without sparse files this large
+        pytest.skip(f"cannot make a 256 GiB sparse file here: {exc}")
+    return path
+
+
+def test_hanging_file_is_stopped_and_recorded(tmp_path, detector):
+    hang = _hanging_mp3(tmp_path / "a_hangs.mp3")
+    make_media("wav_s16", tmp_path, seconds=4.0, seed=73, name="b_fine.wav")
+    out = tmp_path / "out" / "rows.jsonl"
+    s = melcnn.scan(tmp_path, model=detector, workers=1, measurements=False, out=out, file_timeout_s=10.0)
+    rows = {Path(r["path"]).name: r for r in s}
+    assert sorted(rows) == ["a_hangs.mp3", "b_fine.wav"]
+    assert rows["a_hangs.mp3"]["error_code"] == "timeout", rows["a_hangs.mp3"]
+    assert "no progress" in rows["a_hangs.mp3"]["error_message"]
+    assert "--file-timeout 10 s" in rows["a_hangs.mp3"]["error_message"]
+    assert rows["b_fine.wav"]["error_code"] is None  # queued behind it, decoded by the replacement worker
+    assert s.stats.workers_replaced == 1 and s.stats.errors == {"timeout": 1}
+    # the file's own fault: a rerun does not try it again
+    again = melcnn.scan(tmp_path, model=detector, workers=1, measurements=False, out=out, file_timeout_s=10.0)
+    assert list(again) == [] and again.stats.already_done == 2 and hang.exists()
+
+
+def test_cli_file_timeout_option(tmp_path):
+    proc = _cli(str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--file-timeout", "-1")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "--file-timeout" in stderr
+    from melcnn.cli import build_parser
+
+    args = build_parser().parse_args(["scan", "x", "--file-timeout", "0"])
+    assert args.file_timeout == 0  # no limit
+    assert build_parser().parse_args(["scan", "x"]).file_timeout == melcnn.scanning.FILE_TIMEOUT_S == 120
+
+
 def test_discovery_globs_include_exclude_and_special_files(tmp_path):
     for rel in ("a/x.wav", "a/y.flac", "b/z.wav", "b/skip_me.wav"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,23 @@ def test_overview_equals_full_mel_when_short_and_is_bounded_when_long(rng):
     overview, column_s = S.overview_mel_db(y, cfg=CFG)
     np.testing.assert_allclose(overview, full, atol=1e-4)
     assert column_s == pytest.approx(512 / 16000)
+    # 626 frames in at most 100 columns: 79 columns of 8 frames (the last one of 2), mean power
     small, column_s = S.overview_mel_db(y, cfg=CFG, max_frames=100, block_frames=7)
-    assert small.shape[0] == 128 and small.shape[1] <= 100
-    assert column_s == pytest.approx(7 * 512 / 16000)
+    assert small.shape == (128, 79)
+    assert column_s == pytest.approx(8 * 512 / 16000)
+    power = S.mel_power(S.preemphasis(y), cfg=CFG).astype(np.float64)
+    pooled = np.concatenate([power[:, :624].reshape(128, 78, 8).mean(axis=2), power[:, 624:].mean(axis=1)[:, None]], 1)
+    np.testing.assert_allclose(small, S.power_to_db(pooled), atol=1e-3)
+
+
+def test_overview_of_a_signal_in_blocks_equals_the_whole_and_stays_bounded(rng):
+    y = rng.standard_normal(16000 * 20).astype(np.float32)
+    whole = S.overview_mel_db(y, cfg=CFG, max_frames=50)
+    overview = S.OverviewMel(cfg=CFG, max_frames=50, block_frames=5)
+    cuts = np.cumsum(rng.integers(0, 9000, size=100))
+    for block in np.split(y, cuts[cuts < len(y)]):
+        overview.push(block)
+        assert overview._n_cols <= 50 and len(overview._buf) <= 5 * 512 + 2048 + 9000
+    parts = overview.result()
+    assert parts[1] == whole[1] == 16 * 512 / 16000
+    np.testing.assert_allclose(parts[0], whole[0], atol=1e-4)

@@ -9,8 +9,9 @@ cut; whatever libsndfile refuses or fails on part-way is decoded again by FFmpeg
 goes to is decided by :func:`melcnn._audio_sniff.sniff`.
 
 Both are used incrementally: blocks of samples go to a :class:`melcnn._audio_sink.MonoSink` as
-they are decoded. A file that ends before its header says (or whose later part is damaged) is
-decoded as far as it goes, with a notice.
+they are decoded, and :func:`decode` yields the sink's mono blocks as soon as they are resampled, so
+nothing here holds more than a few blocks of a file. A file that ends before its header says (or
+whose later part is damaged) is decoded as far as it goes, with a notice.
 
 FFmpeg always reads through a Python file object (never a path or URL, so no protocol or playlist
 tricks). FFmpeg's log output stays off (PyAV's default), and libsndfile's read errors are caught,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -43,27 +45,44 @@ _LOSSLESS_CODECS = frozenset({"flac", "alac", "wavpack", "tta", "ape", "mlp", "t
 
 
 # ------------------------------------------------------------------------------ choice of decoder
-def decode(fh: IO[bytes], label: str, sample_rate: int, max_duration_s: float) -> _Result:
-    """Decode the audio of ``fh`` with the decoder its content calls for; the sink is not yet finished."""
+class Restart:
+    """Yielded by :func:`decode` when it starts over with the other decoder: forget the blocks so far."""
+
+
+RESTART = Restart()
+
+#: what :func:`decode` yields: mono float32 blocks at the asked rate, or :data:`RESTART`
+Blocks = Generator["np.ndarray | Restart", None, "_Result"]
+
+
+def decode(fh: IO[bytes], label: str, sample_rate: int, max_duration_s: float) -> Blocks:
+    """Decode the audio of ``fh`` with the decoder its content calls for.
+
+    A generator: it yields the mono signal at ``sample_rate`` block by block (float32 arrays) as it is
+    decoded, and returns the :class:`_Result` (format, rates, warnings). When libsndfile fails part-way
+    and FFmpeg decodes the file again from the start, it yields :data:`RESTART` first.
+    """
     probe = sniff(fh)
     if probe.decoder == "text":
         raise NotAudioError(f"{label} is a text file, not audio; an audio or video file is required")
     if probe.decoder == "sf":
         try:
-            return _decode_soundfile(fh, probe, MonoSink(sample_rate, max_duration_s), label)
+            return (yield from _decode_soundfile(fh, probe, MonoSink(sample_rate, max_duration_s), label))
         except (_SoundfileOpenError, _SoundfileReadError) as exc:
             # libsndfile does not know this codec inside the container (e.g. MP3-in-WAV), or failed
             # at a damaged spot: FFmpeg decodes the container again from the start
             logger.debug("libsndfile failed on %s (%s); trying FFmpeg", label, exc)
+            if isinstance(exc, _SoundfileReadError) and exc.seconds_decoded > 0:
+                yield RESTART
             try:
-                result = _decode_pyav(fh, probe, MonoSink(sample_rate, max_duration_s), label)
+                result = yield from _decode_pyav(fh, probe, MonoSink(sample_rate, max_duration_s), label)
             except (UndecodableMediaError, NotAudioError) as exc2:
                 raise UndecodableMediaError(
                     f"{label} looks like {probe.container.upper()} but cannot be decoded ({exc}); "
                     "the file is probably damaged or uses an unsupported codec"
                 ) from exc2
             return result
-    return _decode_pyav(fh, probe, MonoSink(sample_rate, max_duration_s), label)
+    return (yield from _decode_pyav(fh, probe, MonoSink(sample_rate, max_duration_s), label))
 
 
 # ------------------------------------------------------------------------------- header shortfall
@@ -110,14 +129,13 @@ _SF_CODECS = {
 
 @dataclass
 class _Result:
-    sink: MonoSink
     original_rate: int
     channels: int
     format: str
     warnings: list[str]
 
 
-def _decode_soundfile(fh: IO[bytes], probe: Probe, sink: MonoSink, label: str) -> _Result:
+def _decode_soundfile(fh: IO[bytes], probe: Probe, sink: MonoSink, label: str) -> Blocks:
     import soundfile as sf
 
     # read our own view of the header first: libsndfile must own the file position once open
@@ -162,13 +180,16 @@ def _decode_soundfile(fh: IO[bytes], probe: Probe, sink: MonoSink, label: str) -
             if block.shape[0] == 0:
                 break
             sink.push(list(block.T))
+            yield from sink.take()
     if announced is not None:
         w = _shortfall_warning(sink.seconds_in, announced / rate, lossless=_is_lossless(codec))
         if w:
             warnings.append(w)
     if guarded.error is not None:
         raise guarded.error
-    return _Result(sink, rate, channels, fmt, warnings)
+    sink.close()
+    yield from sink.take()
+    return _Result(rate, channels, fmt, warnings)
 
 
 class _GuardedReader:
@@ -250,7 +271,7 @@ def _frame_channels(frame: Any) -> list[np.ndarray]:
     return out
 
 
-def _decode_pyav(fh: IO[bytes], probe: Probe, sink: MonoSink, label: str) -> _Result:
+def _decode_pyav(fh: IO[bytes], probe: Probe, sink: MonoSink, label: str) -> Blocks:
     import av
 
     if av.logging.get_level() is None:
@@ -334,9 +355,11 @@ def _decode_pyav(fh: IO[bytes], probe: Probe, sink: MonoSink, label: str) -> _Re
                         fifo.write(frame)
                     if fifo.samples >= RESAMPLE_BLOCK:
                         drain()
+                    yield from sink.take()
         except av.FFmpegError as exc:
             stop_reason = _av_reason(exc)
         drain()
+        yield from sink.take()
         if sink.seconds_in == 0:
             why = stop_reason or (f"{skipped} damaged packets" if skipped else "no audio data found")
             raise UndecodableMediaError(
@@ -360,7 +383,9 @@ def _decode_pyav(fh: IO[bytes], probe: Probe, sink: MonoSink, label: str) -> _Re
                 warnings.append(f"{damaged} damaged audio packet{'s were' if damaged > 1 else ' was'} skipped")
             if shortfall:
                 warnings.append(shortfall)
-    return _Result(sink, original_rate or sink.in_rate, channels or 1, fmt, warnings)
+        sink.close()
+        yield from sink.take()
+    return _Result(original_rate or sink.in_rate, channels or 1, fmt, warnings)
 
 
 def _av_reason(exc: BaseException) -> str:

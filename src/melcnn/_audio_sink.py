@@ -1,9 +1,10 @@
 """The mono sink of :mod:`melcnn.audio`'s decoders: decoded blocks are averaged to mono, checked,
 counted against ``max_duration_s`` and resampled with :mod:`soxr` as they arrive.
 
-Both decoders feed their blocks here incrementally, so memory grows with the audio actually
-decoded, never with what a header claims, and ``max_duration_s`` is enforced while decoding.
-soxr is imported on first use.
+Both decoders feed their blocks here incrementally and hand on what comes out (:meth:`MonoSink.take`)
+at once, so the sink holds at most about ``RESAMPLE_BLOCK`` frames whatever the length of the file or
+what its header claims, and ``max_duration_s`` is enforced while decoding. soxr is imported on first
+use.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class MonoSink:
     Blocks arrive channel-first, as a list of 1-D float32 arrays (one per channel, all the same
     length; views are fine as long as the caller does not reuse their memory). They are gathered
     until about ``RESAMPLE_BLOCK`` frames are pending, so the per-block numpy and soxr overhead is
-    paid once per batch, not once per codec frame.
+    paid once per batch, not once per codec frame. The resampled mono blocks wait in the sink until
+    :meth:`take` hands them on; :meth:`close` flushes the resampler at the end.
     """
 
     def __init__(self, out_rate: int, max_duration_s: float) -> None:
@@ -109,13 +111,15 @@ class MonoSink:
         if out.size:
             self._out.append(out)
 
-    def finish(self) -> np.ndarray:
-        """Flush the resampler and return the whole mono signal at ``out_rate``."""
+    def take(self) -> list[np.ndarray]:
+        """The mono float32 blocks at ``out_rate`` resampled since the last call (each is handed out once)."""
+        out, self._out = self._out, []
+        return out
+
+    def close(self) -> None:
+        """End of the input: flush the resampler, so that :meth:`take` returns the rest of the signal."""
         if self.in_rate:
             self._flush(last=True)
-        if not self._out:
-            return np.zeros(0, np.float32)
-        return self._out[0] if len(self._out) == 1 else np.concatenate(self._out)
 
 
 def _mean_of(channels: list[np.ndarray]) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""The public audio API: :func:`load_audio` decodes any common audio or video file to mono float32 at
-the pipeline's sample rate, :class:`DecodedAudio` holds the result, and :func:`validate_audio` checks
-that it can be judged.
+"""The public audio API: :func:`stream_audio` decodes any common audio or video file to mono float32 at
+the pipeline's sample rate and hands it on block by block (bounded memory whatever the length: what the
+analysis uses), :func:`load_audio` returns the whole signal in a :class:`DecodedAudio`, and
+:func:`validate_audio` checks that a signal can be judged.
 
 This module opens the source (a path, bytes or a binary file object), has it decoded and checks the
 result; the decoding itself lives in three private modules:
@@ -10,8 +11,12 @@ result; the decoding itself lives in three private modules:
 * :mod:`melcnn._audio_decoders` holds the two decoders, libsndfile (:mod:`soundfile`) and FFmpeg as
   bundled in PyAV (:mod:`av`), and the choice between them (with the fallback to FFmpeg);
 * :mod:`melcnn._audio_sink` averages the decoded blocks to mono, checks them, and feeds them to a
-  streaming :mod:`soxr` resampler, so memory grows with the audio actually decoded, never with what
-  a header claims, and ``max_duration_s`` is enforced while decoding.
+  streaming :mod:`soxr` resampler, so nothing is ever sized from what a header claims, and
+  ``max_duration_s`` is enforced while decoding.
+
+:func:`stream_audio` holds a few blocks of the file at a time (about 65536 decoded frames each);
+the checks of :func:`validate_audio` run on running counts (length, peak, invalid samples), so they
+need no whole signal either.
 
 Silence rule: the decoded, resampled mono signal is *digitally silent* when its peak absolute
 amplitude is below :data:`SILENCE_PEAK` (1e-7, about -140 dBFS: below one step of 24-bit audio, so
@@ -30,11 +35,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 import numpy as np
 
-from ._audio_decoders import decode
+from ._audio_decoders import Restart, decode
 from ._audio_sink import RESAMPLE_QUALITY
 from .config import MAX_DURATION_S, SAMPLE_RATE
 from .errors import (
@@ -49,10 +54,57 @@ from .errors import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RESAMPLE_QUALITY", "SILENCE_PEAK", "DecodedAudio", "load_audio", "validate_audio"]
+__all__ = [
+    "RESAMPLE_QUALITY",
+    "SILENCE_PEAK",
+    "AudioInfo",
+    "BlockConsumer",
+    "DecodedAudio",
+    "load_audio",
+    "stream_audio",
+    "validate_audio",
+]
 
 #: Peak absolute amplitude below which decoded audio counts as digital silence (see module doc).
 SILENCE_PEAK = 1e-7
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What :func:`stream_audio` found out about a file (:class:`DecodedAudio` without the samples).
+
+    Attributes
+    ----------
+    sample_rate : int
+        Hz, the rate asked for.
+    original_sample_rate : int
+        Hz, the rate of the source stream.
+    channels : int
+        Channel count of the source stream (before the mono mix).
+    format : str
+        Detected container and codec, as :attr:`DecodedAudio.format`.
+    duration_s : float
+        Duration of the decoded mono signal in seconds.
+    warnings : tuple of str
+        Plain-language notices, e.g. that the file ends earlier than its header says.
+    """
+
+    sample_rate: int
+    original_sample_rate: int
+    channels: int
+    format: str
+    duration_s: float
+    warnings: tuple[str, ...] = ()
+
+
+class BlockConsumer(Protocol):
+    """Where :func:`stream_audio` delivers the signal."""
+
+    def push(self, block: np.ndarray) -> None:
+        """The next samples: a 1-D float32 array at the asked rate (the consumer may keep it)."""
+
+    def restart(self) -> None:
+        """The decoding starts over from the beginning of the file: forget every block pushed so far."""
 
 
 @dataclass(frozen=True)
@@ -111,32 +163,59 @@ def validate_audio(samples: np.ndarray, *, sample_rate: int, min_duration_s: flo
     SilentAudioError
         If the peak absolute amplitude is below :data:`SILENCE_PEAK`.
     """
-    samples = np.asarray(samples)
-    finite = np.isfinite(samples)
-    if not finite.all():
-        bad = int(samples.size - np.count_nonzero(finite))
-        first = int(np.argmin(finite.ravel())) / sample_rate
-        raise NonFiniteAudioError(
-            f"the audio contains {bad} invalid samples (NaN or infinity), the first at {first:.2f} s; "
-            "every sample must be a finite number. The file is probably corrupt: re-export it."
-        )
-    duration_s = samples.size / sample_rate
-    if samples.size == 0:
-        raise TooShortError(
-            f"the file contains no audio samples; at least {max(min_duration_s, 0.0):.2f} s of audio is required",
-            duration_s=0.0,
-            minimum_s=min_duration_s,
-        )
-    if duration_s < min_duration_s:
-        raise TooShortError(
-            f"the audio lasts {duration_s:.2f} s; at least {min_duration_s:.2f} s is required",
-            duration_s=duration_s,
-            minimum_s=min_duration_s,
-        )
-    peak = float(np.max(np.abs(samples)))
-    if peak < SILENCE_PEAK:
-        what = "all samples are exactly zero" if peak == 0.0 else f"the peak amplitude is {peak:.1e}"
-        raise SilentAudioError(f"the audio is digitally silent ({what}, {duration_s:.2f} s): there is nothing to judge")
+    check = _SignalCheck()
+    check.update(np.asarray(samples).ravel())
+    check.raise_if_invalid(sample_rate=sample_rate, min_duration_s=min_duration_s)
+
+
+class _SignalCheck:
+    """The running counts :func:`validate_audio` judges by: length, peak, invalid samples."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.peak = 0.0
+        self.bad = 0  # NaN or infinite samples
+        self.first_bad = -1  # index of the first
+
+    def update(self, block: np.ndarray) -> bool:
+        """Count ``block``; True while every sample so far is finite."""
+        if block.size:
+            finite = np.isfinite(block)
+            if not finite.all():
+                if self.first_bad < 0:
+                    self.first_bad = self.n + int(np.argmin(finite))
+                self.bad += int(block.size - np.count_nonzero(finite))
+            elif not self.bad:  # (the peak of an invalid signal is never asked for)
+                self.peak = max(self.peak, float(block.max()), -float(block.min()))  # no |x| temporary
+            self.n += block.size
+        return not self.bad
+
+    def raise_if_invalid(self, *, sample_rate: int, min_duration_s: float) -> None:
+        if self.bad:
+            raise NonFiniteAudioError(
+                f"the audio contains {self.bad} invalid samples (NaN or infinity), the first at "
+                f"{self.first_bad / sample_rate:.2f} s; every sample must be a finite number. "
+                "The file is probably corrupt: re-export it."
+            )
+        duration_s = self.n / sample_rate
+        if self.n == 0:
+            raise TooShortError(
+                f"the file contains no audio samples; at least {max(min_duration_s, 0.0):.2f} s of audio is required",
+                duration_s=0.0,
+                minimum_s=min_duration_s,
+            )
+        if duration_s < min_duration_s:
+            raise TooShortError(
+                f"the audio lasts {duration_s:.2f} s; at least {min_duration_s:.2f} s is required",
+                duration_s=duration_s,
+                minimum_s=min_duration_s,
+            )
+        if self.peak < SILENCE_PEAK:
+            peak = self.peak
+            what = "all samples are exactly zero" if peak == 0.0 else f"the peak amplitude is {peak:.1e}"
+            raise SilentAudioError(
+                f"the audio is digitally silent ({what}, {duration_s:.2f} s): there is nothing to judge"
+            )
 
 
 # ----------------------------------------------------------------------------------------- sources
@@ -191,24 +270,33 @@ def _open_source(source: str | os.PathLike | bytes | BinaryIO) -> Iterator[tuple
 
 
 # ----------------------------------------------------------------------------------------- public
-def load_audio(
+def stream_audio(
     source: str | os.PathLike | bytes | BinaryIO,
+    consumer: BlockConsumer,
     *,
     sample_rate: int = SAMPLE_RATE,
     max_duration_s: float = MAX_DURATION_S,
     min_duration_s: float = 0.0,
-) -> DecodedAudio:
-    """Decode an audio or video file to mono float32 at ``sample_rate``.
+) -> AudioInfo:
+    """Decode an audio or video file to mono float32 at ``sample_rate``, handing it to ``consumer`` as it goes.
 
     The format is identified from the content, not the file name. Channels are averaged, the
     signal is resampled with soxr (quality "HQ") while decoding, and decoding stops as soon as more
     than ``max_duration_s`` of audio has come out. A file that ends before its header says (or
     whose later part is damaged) is decoded as far as it goes, with a notice in ``warnings``.
+    The signal goes to ``consumer.push`` in blocks (each resampled from about 65536 decoded frames),
+    in order; no more than a few blocks are held here. If libsndfile fails part-way through a file and FFmpeg
+    decodes it again from the start, ``consumer.restart()`` is called first. Once a sample is
+    invalid (NaN or infinite) nothing more is pushed (the call ends in :class:`NonFiniteAudioError`).
+    The checks of :func:`validate_audio` are made at the end, on the whole signal; an exception
+    raised by the consumer ends the decoding and propagates unchanged.
 
     Parameters
     ----------
     source : str, os.PathLike, bytes or binary file object
         A path, the file's bytes, or an open binary file (read from its start; it is not closed).
+    consumer : BlockConsumer
+        Receives the blocks (``push``) and restarts (``restart``).
     sample_rate : int
         Output sample rate in Hz.
     max_duration_s : float
@@ -218,7 +306,7 @@ def load_audio(
 
     Returns
     -------
-    DecodedAudio
+    AudioInfo
 
     Raises
     ------
@@ -239,46 +327,123 @@ def load_audio(
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if not max_duration_s > 0:
         raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
+    check = _SignalCheck()
     with _open_source(source) as (fh, label):
+        blocks = decode(fh, label, sample_rate, max_duration_s)
         try:
-            result = decode(fh, label, sample_rate, max_duration_s)
-            samples = result.sink.finish()
-        except MediaProcessingError:
-            raise
-        except OSError as exc:
-            raise UndecodableMediaError(f"reading {label} failed: {exc}") from exc
-        except MemoryError as exc:
-            raise UndecodableMediaError(f"{label} could not be decoded: out of memory") from exc
-        except Exception as exc:  # a library failed in a way we did not foresee: still a media error
-            logger.debug("unexpected decoder failure", exc_info=True)
-            raise UndecodableMediaError(
-                f"{label} could not be decoded ({type(exc).__name__}: {exc}); the file is probably damaged"
-            ) from exc
+            while True:
+                try:
+                    block = next(blocks)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                except MediaProcessingError:
+                    raise
+                except OSError as exc:
+                    raise UndecodableMediaError(f"reading {label} failed: {exc}") from exc
+                except MemoryError as exc:
+                    raise UndecodableMediaError(f"{label} could not be decoded: out of memory") from exc
+                except Exception as exc:  # a library failed in a way we did not foresee: still a media error
+                    logger.debug("unexpected decoder failure", exc_info=True)
+                    raise UndecodableMediaError(
+                        f"{label} could not be decoded ({type(exc).__name__}: {exc}); the file is probably damaged"
+                    ) from exc
+                # the consumer runs outside the decoder's error handling: its exceptions are its own
+                if isinstance(block, Restart):
+                    check = _SignalCheck()
+                    consumer.restart()
+                elif check.update(block):
+                    consumer.push(block)
+        finally:
+            blocks.close()
     warnings = tuple(result.warnings)
     for w in warnings:
         logger.info("%s: %s", label, w)
     try:
-        validate_audio(samples, sample_rate=sample_rate, min_duration_s=min_duration_s)
+        check.raise_if_invalid(sample_rate=sample_rate, min_duration_s=min_duration_s)
     except TooShortError as exc:
         if warnings:
             exc.args = (f"{exc.args[0]} ({'; '.join(warnings)})",)
         raise
-    audio = DecodedAudio(
-        samples=samples,
+    info = AudioInfo(
         sample_rate=sample_rate,
         original_sample_rate=int(result.original_rate),
         channels=int(result.channels),
         format=result.format,
-        duration_s=samples.size / sample_rate,
+        duration_s=check.n / sample_rate,
         warnings=warnings,
     )
     logger.debug(
         "decoded %s: %s, %d Hz x %d ch -> %.2f s at %d Hz",
         label,
-        audio.format,
-        audio.original_sample_rate,
-        audio.channels,
-        audio.duration_s,
+        info.format,
+        info.original_sample_rate,
+        info.channels,
+        info.duration_s,
         sample_rate,
     )
-    return audio
+    return info
+
+
+class _Collector:
+    """A :class:`BlockConsumer` that keeps every block (for :func:`load_audio`)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[np.ndarray] = []
+
+    def push(self, block: np.ndarray) -> None:
+        self.blocks.append(block)
+
+    def restart(self) -> None:
+        self.blocks.clear()
+
+
+def load_audio(
+    source: str | os.PathLike | bytes | BinaryIO,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    max_duration_s: float = MAX_DURATION_S,
+    min_duration_s: float = 0.0,
+) -> DecodedAudio:
+    """Decode an audio or video file to mono float32 at ``sample_rate``: the whole signal at once.
+
+    :func:`stream_audio` with every block kept: the same decoding, checks and errors (see there).
+    The analysis itself streams; this is for callers that want the signal as one array (memory:
+    4 bytes per sample, 230 MB per hour at 16 kHz).
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes or binary file object
+        A path, the file's bytes, or an open binary file (read from its start; it is not closed).
+    sample_rate : int
+        Output sample rate in Hz.
+    max_duration_s : float
+        Longest audio accepted, in seconds.
+    min_duration_s : float
+        Shortest audio accepted, in seconds.
+
+    Returns
+    -------
+    DecodedAudio
+
+    Raises
+    ------
+    MediaProcessingError
+        As :func:`stream_audio`.
+    """
+    collector = _Collector()
+    info = stream_audio(
+        source, collector, sample_rate=sample_rate, max_duration_s=max_duration_s, min_duration_s=min_duration_s
+    )
+    blocks = collector.blocks
+    samples = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    collector.blocks = []
+    return DecodedAudio(
+        samples=samples,
+        sample_rate=info.sample_rate,
+        original_sample_rate=info.original_sample_rate,
+        channels=info.channels,
+        format=info.format,
+        duration_s=info.duration_s,
+        warnings=info.warnings,
+    )

@@ -3,8 +3,9 @@
 Data flows one way: :mod:`audio` (decode, mono, resample) -> :mod:`chunking` -> :mod:`features`
 (mel dB image per chunk, Kymatio Scattering2D, time-pooled; shared with training) ->
 :mod:`classifier` (MLP head, calibrated P(fake) per chunk) -> mean -> threshold -> :mod:`report`,
-with :mod:`metrics` and (only when asked) :mod:`plots` alongside. The CLI and the HTTP service are
-thin shells over :class:`Detector`.
+with :mod:`metrics` and (only when asked) :mod:`plots` alongside. The stages run while the file
+decodes, a batch of chunks at a time (:func:`melcnn.streaming.analyze_stream`), so memory does not
+grow with the recording's length. The CLI and the HTTP service are thin shells over :class:`Detector`.
 """
 
 from __future__ import annotations
@@ -14,22 +15,20 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import wait
 from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
 
 from ._blas import single_threaded_blas
-from .audio import load_audio
-from .chunking import chunk, unscored_tail_warning
 from .classifier import Checkpoint, load_checkpoint
 from .config import MAX_DURATION_S, FeatureConfig
 from .errors import CheckpointError, MelcnnError
-from .features import chunk_features, scattering_for
+from .features import BATCH_CHUNKS, chunk_features, scattering_for
 from .registry import ModelSpec, recorded_sha256, resolve
 from .report import build_report
-from .spectrogram import mel_db, overview_mel_db
+from .spectrogram import mel_db
+from .streaming import StreamResult, analyze_stream
 
 
 class _Picture(TypedDict):
@@ -143,59 +142,47 @@ class Detector:
         t_start = time.perf_counter()
         cfg = self.config
         overlap = self.default_overlap_s if overlap_s is None else self.spec.validate_overlap(overlap_s)
-        timings: dict[str, float] = {}
-        with single_threaded_blas():
+        timings = dict.fromkeys(("decode", "features", "classifier", "measurements", "visualization"), 0.0)
+        scores: list[np.ndarray] = []
+
+        def score(chunks: np.ndarray) -> None:  # a batch of chunks, as soon as the decoding has them
             t = time.perf_counter()
-            decoded = load_audio(
-                media_path,
-                sample_rate=cfg.sample_rate,
-                max_duration_s=max_duration_s,
-                min_duration_s=cfg.chunk_s,
-            )
-            y = decoded.samples  # load_audio has validated it (finite, at least a chunk, not silent)
-            timings["decode"] = time.perf_counter() - t
+            feats = chunk_features(chunks, cfg=cfg, device=self.device)
+            t1 = time.perf_counter()
+            scores.append(self.checkpoint.fake_scores(feats))
+            timings["features"] += t1 - t
+            timings["classifier"] += time.perf_counter() - t1
 
+        with single_threaded_blas():
             # The energy and spectral measurements (NumPy, which releases the GIL) run on the
-            # scattering's worker thread while this one computes the mel images; the scattering
-            # then shares both cores between its tasks.
-            from .metrics import pitch_metrics, signal_metrics
-
-            scat = scattering_for(cfg, device=self.device)
-            signal_future = scat.submit(signal_metrics, y, sample_rate=cfg.sample_rate)
-            try:
-                t = time.perf_counter()
-                chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap)
-                feats = chunk_features(chunks.samples, cfg=cfg, device=self.device)
-                timings["features"] = time.perf_counter() - t
-
-                t = time.perf_counter()
-                scores = self.checkpoint.fake_scores(feats)
-                timings["classifier"] = time.perf_counter() - t
-
-                # Praat's pitch tracker holds the GIL throughout (no other thread could make progress),
-                # so it runs alone, after the parallel work. "measurements" times this thread only.
-                t = time.perf_counter()
-                pitch, metric_warnings = pitch_metrics(y, sample_rate=cfg.sample_rate)
-                measurements = {"pitch": pitch, **signal_future.result()}
-                timings["measurements"] = time.perf_counter() - t
-            finally:
-                signal_future.cancel()
-                wait([signal_future])  # never leave it running past an error
-
+            # scattering's worker thread beside the decoding and the mel images; the scattering
+            # shares both cores between its tasks. Praat's pitch tracker holds the GIL throughout.
+            stream = analyze_stream(
+                media_path,
+                cfg=cfg,
+                overlap_s=overlap,
+                max_duration_s=max_duration_s,
+                on_batch=score,
+                on_restart=scores.clear,
+                measurements=True,
+                overview=plot_dir is not None,
+                keep_last_chunk=not self.spec.timeline,
+                submit=scattering_for(cfg, device=self.device).submit,
+                batch_chunks=BATCH_CHUNKS,
+            )
+            timings["decode"] = stream.timings_s["decode"]
+            timings["measurements"] = stream.timings_s["measurements"]
+            chunk_scores = np.concatenate(scores)
             t = time.perf_counter()
             if name is None:
                 name = Path(os.fsdecode(media_path)).name if isinstance(media_path, str | os.PathLike) else "audio"
-            visualization = self._visualization(y, chunks, scores, plot_dir, name)
-            timings["visualization"] = time.perf_counter() - t
+            visualization = self._visualization(stream, chunk_scores, plot_dir, name)
+            timings["visualization"] = time.perf_counter() - t + stream.timings_s["overview"]
 
-        warnings = list(decoded.warnings) + list(metric_warnings)
-        analyzed = float(chunks.ends_s[-1])
-        tail = unscored_tail_warning(decoded.duration_s, analyzed, cfg.chunk_s)
-        if tail:
-            warnings.append(tail)
+        decoded = stream.audio
         properties = {
             "duration_seconds": round(decoded.duration_s, 3),
-            "analyzed_seconds": round(analyzed, 3),
+            "analyzed_seconds": round(stream.analyzed_s, 3),
             "sample_rate": cfg.sample_rate,
             "channels": 1,
             "original_sample_rate": int(decoded.original_sample_rate),
@@ -208,34 +195,37 @@ class Detector:
             "version": self.checkpoint.version,
             "weights_sha256": self.checkpoint.sha256 or "",
         }
+        assert stream.measurements is not None  # asked for
         return build_report(
             spec=self.spec,
-            chunk_scores=scores,
-            chunk_starts_s=chunks.starts_s,
-            chunk_ends_s=chunks.ends_s,
+            chunk_scores=chunk_scores,
+            chunk_starts_s=stream.starts_s,
+            chunk_ends_s=stream.ends_s,
             chunk_s=cfg.chunk_s,
             overlap_s=overlap,
             threshold=self.threshold,
             properties=properties,
-            measurements=measurements,
+            measurements=stream.measurements,
             model=model,
             visualization=visualization,
-            warnings=warnings,
+            warnings=stream.warnings,
             processing_time_s=time.perf_counter() - t_start,
             timings_s=timings,
         )
 
-    def _visualization(self, y: np.ndarray, chunks, scores: np.ndarray, plot_dir, name: str) -> dict[str, Any]:
+    def _visualization(self, stream: StreamResult, scores: np.ndarray, plot_dir, name: str) -> dict[str, Any]:
         cfg, spec = self.config, self.spec
         if spec.timeline:
             data: list = [round(float(s), 4) for s in scores]
         else:  # the specification's V2 shows the last chunk's mel spectrogram
-            data = np.round(mel_db(np.asarray(chunks.samples[-1]), cfg=cfg), 1).tolist()
+            assert stream.last_chunk is not None  # kept for V2
+            data = np.round(mel_db(stream.last_chunk, cfg=cfg), 1).tolist()
         url = None
         if plot_dir is not None:
             from . import plots
 
-            overview, column_s = overview_mel_db(y, cfg=cfg)
+            assert stream.overview is not None  # computed when plot_dir is given
+            overview, column_s = stream.overview
             picture: _Picture = {
                 "sample_rate": cfg.sample_rate,
                 "hop_length": int(round(column_s * cfg.sample_rate)),  # samples per picture column
@@ -246,8 +236,8 @@ class Detector:
                 path = plots.plot_timeline(
                     overview,
                     **picture,
-                    chunk_starts_s=chunks.starts_s,
-                    chunk_ends_s=chunks.ends_s,
+                    chunk_starts_s=stream.starts_s,
+                    chunk_ends_s=stream.ends_s,
                     chunk_scores=scores,
                     threshold=self.threshold,
                     title=f"{name}: {self.name} chunk fake scores",

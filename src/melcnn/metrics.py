@@ -1,21 +1,25 @@
 """Descriptive audio metrics of the report: the ``pitch``, ``energy`` and ``spectral`` sections.
 
-These numbers describe the recording; they do not enter the classifier. All of them are computed by
-:func:`audio_metrics` from the decoded mono samples (full scale = 1.0) and returned as plain Python
-floats (or ``None`` where a value does not exist, e.g. the pitch of unvoiced audio).
+These numbers describe the recording; they do not enter the classifier. All of them are computed
+from the decoded mono samples (full scale = 1.0) as they arrive, block by block
+(:class:`SignalMeasurer` for energy and spectral, :class:`PitchMeasurer` for pitch; the analysis
+feeds them while it decodes), or from a whole signal at once by :func:`audio_metrics` (the same
+classes, one block), and returned as plain Python floats (or ``None`` where a value does not exist,
+e.g. the pitch of unvoiced audio). How the signal is cut into blocks does not change the results.
 
 Definitions (units in brackets)
 -------------------------------
-Pitch, from Praat's autocorrelation pitch tracker (``Sound.to_pitch_ac`` through parselmouth,
-floor ``PITCH_FLOOR_HZ`` = 75 Hz, ceiling ``PITCH_CEILING_HZ`` = 600 Hz, one frame every
-``PITCH_TIME_STEP_S`` = 15 ms, Praat's default voicing decision and Viterbi path; files longer than
-60 s are tracked in segments, see :func:`pitch_track`). The 15 ms step (Praat's default would be
-10 ms) costs a third less; on the example clip the three values below move by < 0.5 %. Audio is
-resampled (soxr) to ``PITCH_ANALYSIS_RATE`` = 4 kHz first, which holds every F0 up to the ceiling
-and its first harmonics: Praat then takes about 13 ms per 15 s file instead of 18 ms at 8 kHz and
-27 ms at 16 kHz. On 50 random bona fide training clips (seed 0) the median deviation of the mean F0
-from pyin's is 3.7 % at 4 kHz, 3.7 % at 8 kHz and 3.8 % at 16 kHz (31, 32 and 32 clips within
-5 %); harmonic test tones of 90-580 Hz give the same mean F0 at all three rates.
+Pitch, from Praat's autocorrelation pitch tracker (``Sound.to_pitch_ac`` through parselmouth, floor
+``PITCH_FLOOR_HZ`` = 75 Hz, ceiling ``PITCH_CEILING_HZ`` = 600 Hz, one frame every
+``PITCH_TIME_STEP_S`` = 15 ms, Praat's default voicing decision and Viterbi path; the signal is
+tracked in consecutive segments of ``PITCH_SEGMENT_S`` = 60 s, see :func:`pitch_track`). The 15 ms
+step (Praat's default would be 10 ms) costs a third less; on the example clip the three values below
+move by < 0.5 %. Audio is resampled (soxr) to ``PITCH_ANALYSIS_RATE`` = 4 kHz first, which holds
+every F0 up to the ceiling and its first harmonics: Praat then takes about 13 ms per 15 s file
+instead of 18 ms at 8 kHz and 27 ms at 16 kHz. On 50 random bona fide training clips (seed 0) the
+median deviation of the mean F0 from pyin's is 3.7 % at 4 kHz, 3.7 % at 8 kHz and 3.8 % at 16 kHz
+(31, 32 and 32 clips within 5 %); harmonic test tones of 90-580 Hz give the same mean F0 at all
+three rates.
 
 - ``mean_pitch_hz`` [Hz]: arithmetic mean of F0 over the voiced frames.
 - ``pitch_stability_score`` [0..1, higher = more stable]: ``1 / (1 + sigma / 12)`` where ``sigma`` is
@@ -62,10 +66,18 @@ librosa.pyin: ~3 s), see ``benchmarks/bench_metrics.py``. :func:`audio_metrics` 
 on a worker thread beside other NumPy work) plus :func:`pitch_metrics` (parselmouth holds the GIL for
 the whole tracking while Praat uses the cores itself: any other Python thread stalls meanwhile, so
 run it alone).
-Memory is bounded whatever the length (blocks of at most 2**20 samples / 1024 STFT frames / 60 s of
-pitch tracking; ~60 MB of temporaries). This module imports only numpy at import time; scipy.fft
-and parselmouth are imported on first use. It must not import librosa, scipy.signal or matplotlib
-(start-up time of the CLI).
+Memory: the measurers hold at most one 60 s pitch segment, 1024 STFT frames' worth of samples and a
+few 5 ms blocks of the signal (temporaries: blocks of at most 2**20 samples / 1024 STFT frames;
+~60 MB), plus the per-frame values the whole-file definitions above need at the end (the silence
+threshold and the contrast's clipping are relative to the whole file's maximum, which is known only
+at the end, and the stability score is a median): the mean square of each 10 ms energy frame, the
+level, centroid and band peaks and valleys of each STFT frame, and the voiced F0 values, 8 bytes
+each: about 20 MB per hour of audio, against 230 MB for the signal itself. The final means go over
+those values a block at a time (the whole-file maxima first, then the sums), so they need no
+temporaries the size of the file.
+
+This module imports only numpy at import time; scipy.fft and parselmouth are imported on first
+use. It must not import librosa, scipy.signal or matplotlib (start-up time of the CLI).
 """
 
 from __future__ import annotations
@@ -166,8 +178,9 @@ def signal_metrics(samples: np.ndarray, *, sample_rate: int) -> dict[str, dict[s
         As :func:`audio_metrics`.
     """
     x = _checked(samples, sample_rate)
-    energy = _energy_section(x, sample_rate)  # also checks finiteness (NaN/inf propagate to the sum)
-    return {"energy": energy, "spectral": _spectral_section(x, sample_rate)}
+    measurer = SignalMeasurer(sample_rate)
+    measurer.push(x)
+    return measurer.result()
 
 
 def pitch_metrics(samples: np.ndarray, *, sample_rate: int) -> tuple[dict[str, Any], list[str]]:
@@ -186,20 +199,23 @@ def pitch_metrics(samples: np.ndarray, *, sample_rate: int) -> tuple[dict[str, A
         checked by :func:`signal_metrics`).
     """
     x = _checked(samples, sample_rate)
-    warnings: list[str] = []
-    return _pitch_section(x, sample_rate, warnings), warnings
+    measurer = PitchMeasurer(sample_rate)
+    measurer.push(x)
+    return measurer.result()
 
 
 # --- pitch -------------------------------------------------------------------------------------------
 
 
 def pitch_track(samples: np.ndarray, *, sample_rate: int) -> np.ndarray:
-    """F0 per frame from Praat's autocorrelation tracker.
+    """F0 per frame from Praat's autocorrelation tracker (what :class:`PitchMeasurer` tracks).
 
-    Files longer than ``PITCH_SEGMENT_S`` are cut into equal segments of at most that length, each
-    tracked separately (bounded memory); Praat's silence threshold is rescaled per segment so that it
-    stays relative to the whole file's peak, as for one call. A few frames at each segment boundary
-    (one 40 ms window) are not analysed.
+    The signal is cut into consecutive segments of ``PITCH_SEGMENT_S`` (the last one shorter), each
+    tracked separately as soon as it is complete (bounded memory); Praat's silence threshold,
+    ``PITCH_SILENCE_THRESHOLD`` of the peak amplitude, is rescaled per segment so that it is relative
+    to the peak of the signal up to the segment's end (the whole file's peak is not known yet): a
+    signal no longer than one segment is tracked exactly as by one call. A few frames at each segment
+    boundary (one 40 ms window) are not analysed.
 
     Parameters
     ----------
@@ -214,19 +230,10 @@ def pitch_track(samples: np.ndarray, *, sample_rate: int) -> np.ndarray:
         float64, shape ``(n_frames,)``: F0 in Hz of each ``PITCH_TIME_STEP_S`` frame, 0.0 where
         unvoiced. Empty when the audio is shorter than one analysis window (40 ms).
     """
-    x = np.asarray(samples)
-    seg_len = int(PITCH_SEGMENT_S * sample_rate)
-    if len(x) <= seg_len:
-        return _praat_f0(x, sample_rate, PITCH_SILENCE_THRESHOLD)
-    peak = max(float(x.max()), -float(x.min()))  # no |x| temporary
-    edges = np.linspace(0, len(x), -(-len(x) // seg_len) + 1).astype(np.int64)
-    parts = []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
-        piece = x[a:b]
-        piece_peak = max(float(piece.max()), -float(piece.min()))
-        rel = PITCH_SILENCE_THRESHOLD * peak / piece_peak if piece_peak > 0 else 1.0
-        parts.append(_praat_f0(piece, sample_rate, min(rel, 1.0)))
-    return np.concatenate(parts)
+    tracker = PitchMeasurer(sample_rate, keep_track=True)
+    tracker.push(np.asarray(samples))
+    tracker.close()
+    return np.concatenate(tracker.track) if tracker.track else np.zeros(0)
 
 
 def _praat_f0(x: np.ndarray, sample_rate: int, silence_threshold: float) -> np.ndarray:
@@ -272,78 +279,178 @@ def pitch_stability(f0_voiced_hz: np.ndarray) -> float:
     return 1.0 / (1.0 + sigma / STABILITY_SCALE_ST)
 
 
-def _pitch_section(x: np.ndarray, sample_rate: int, warnings: list[str]) -> dict[str, Any]:
-    f0 = pitch_track(x, sample_rate=sample_rate)
-    voiced = f0[f0 > 0.0]
-    voiced_ratio = float(len(voiced) / len(f0)) if len(f0) else 0.0
-    if len(voiced) * PITCH_TIME_STEP_S < MIN_VOICED_S - 1e-9:
-        warnings.append(NO_VOICE_WARNING)
-        return {"mean_pitch_hz": None, "pitch_stability_score": None, "voiced_ratio": voiced_ratio}
-    return {
-        "mean_pitch_hz": float(np.mean(voiced)),
-        "pitch_stability_score": float(pitch_stability(voiced)),
-        "voiced_ratio": voiced_ratio,
-    }
+class PitchMeasurer:
+    """The ``pitch`` section of a signal that arrives block by block: :meth:`push` the samples in
+    order, then :meth:`result`.
+
+    Holds one ``PITCH_SEGMENT_S`` segment of samples (3.8 MB at 16 kHz) and the voiced F0 values;
+    each segment is tracked (Praat, which holds the GIL throughout) inside the :meth:`push` that
+    completes it, see :func:`pitch_track`.
+    """
+
+    def __init__(self, sample_rate: int, *, keep_track: bool = False):
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        self.sample_rate = sample_rate
+        self._segment = np.empty(int(PITCH_SEGMENT_S * sample_rate), np.float32)
+        self._fill = 0
+        self._peak = 0.0  # peak amplitude of the signal so far
+        self.n_samples = 0
+        self.n_frames = 0  # pitch frames tracked
+        self.voiced: list[np.ndarray] = []  # F0 of the voiced frames, per segment
+        self.track: list[np.ndarray] | None = [] if keep_track else None  # every frame's F0, if asked
+
+    def push(self, block: np.ndarray) -> None:
+        """Add the next samples (1-D, full scale = 1.0)."""
+        block = np.asarray(block).reshape(-1)
+        self.n_samples += block.size
+        while block.size:
+            n = min(block.size, self._segment.size - self._fill)
+            self._segment[self._fill : self._fill + n] = block[:n]
+            self._fill += n
+            block = block[n:]
+            if self._fill == self._segment.size:
+                self._track_segment()
+
+    def close(self) -> None:
+        """Track the last, incomplete segment (called by :meth:`result`)."""
+        if self._fill:
+            self._track_segment()
+
+    def _track_segment(self) -> None:
+        piece = self._segment[: self._fill]
+        self._fill = 0
+        piece_peak = max(float(piece.max()), -float(piece.min())) if piece.size else 0.0  # no |x| temporary
+        self._peak = max(self._peak, piece_peak)
+        # relative to the peak so far, as one call on the signal so far would be
+        if piece_peak >= self._peak:  # (also the first segment: exactly one call's threshold)
+            rel = PITCH_SILENCE_THRESHOLD
+        else:
+            rel = min(PITCH_SILENCE_THRESHOLD * self._peak / piece_peak, 1.0) if piece_peak > 0 else 1.0
+        f0 = _praat_f0(piece, self.sample_rate, rel)
+        self.n_frames += len(f0)
+        self.voiced.append(f0[f0 > 0.0])
+        if self.track is not None:
+            self.track.append(f0)
+
+    def result(self) -> tuple[dict[str, Any], list[str]]:
+        """``(pitch section, warnings)`` as :func:`pitch_metrics`; ValueError if no sample came."""
+        if not self.n_samples:
+            raise ValueError("samples must be a non-empty 1-D array, got no samples")
+        self.close()
+        voiced = np.concatenate(self.voiced) if self.voiced else np.zeros(0)
+        voiced_ratio = float(len(voiced) / self.n_frames) if self.n_frames else 0.0
+        if len(voiced) * PITCH_TIME_STEP_S < MIN_VOICED_S - 1e-9:
+            pitch = {"mean_pitch_hz": None, "pitch_stability_score": None, "voiced_ratio": voiced_ratio}
+            return pitch, [NO_VOICE_WARNING]
+        pitch = {
+            "mean_pitch_hz": float(np.mean(voiced)),
+            "pitch_stability_score": float(pitch_stability(voiced)),
+            "voiced_ratio": voiced_ratio,
+        }
+        return pitch, []
 
 
 # --- energy ------------------------------------------------------------------------------------------
 
 
+def _level_db(mean_square: np.ndarray) -> np.ndarray:
+    """Frame levels in dB re full scale from their mean squares."""
+    return 10.0 * np.log10(np.maximum(mean_square, 1e-20))
+
+
+def _silence_threshold_db(loudest_db: float) -> float:
+    """Level under which a frame is silent, given the loudest frame's level (dB)."""
+    return max(loudest_db - SILENCE_REL_DB, SILENCE_ABS_DBFS)
+
+
 def _silent(mean_square: np.ndarray) -> np.ndarray:
     """Boolean mask of silent frames given their mean-square levels (full scale = 1.0)."""
-    level_db = 10.0 * np.log10(np.maximum(mean_square, 1e-20))
-    threshold_db = max(float(level_db.max()) - SILENCE_REL_DB, SILENCE_ABS_DBFS)
-    return level_db < threshold_db
+    level_db = _level_db(mean_square)
+    return level_db < _silence_threshold_db(float(level_db.max()))
 
 
-def _block_sums_of_squares(x: np.ndarray, block: int) -> tuple[np.ndarray, float]:
-    """Sum of squares (float64) of each whole ``block``-sample block, and of the leftover tail."""
-    n_blocks = len(x) // block
-    sums = np.empty(n_blocks)
-    step = max(1, _BLOCK_SAMPLES // block) * block
-    for start in range(0, n_blocks * block, step):
-        piece = np.asarray(x[start : min(start + step, n_blocks * block)], dtype=np.float64)
-        b = piece.reshape(-1, block)
-        sums[start // block : start // block + len(b)] = np.einsum("ij,ij->i", b, b)
-    tail = np.asarray(x[n_blocks * block :], dtype=np.float64)
-    return sums, float(np.dot(tail, tail))
+def _loudest_db(blocks: list[np.ndarray]) -> float:
+    """The loudest level (dB) of frames whose mean squares come in ``blocks``, one block at a time."""
+    return max(float(_level_db(b).max()) for b in blocks if b.size)
 
 
-def _energy_section(x: np.ndarray, sample_rate: int) -> dict[str, Any]:
-    block = max(1, round(ENERGY_BLOCK_S * sample_rate))
-    sums, tail = _block_sums_of_squares(x, block)
-    total = float(sums.sum()) + tail
-    if not math.isfinite(total):
-        raise ValueError("samples contain NaN or infinity")
-    n_blocks = len(sums)
-    if n_blocks < ENERGY_FRAME_BLOCKS:  # shorter than one frame: the whole signal is one frame
-        frame_ms = np.array([total / len(x)])
-    else:
-        n_frames = (n_blocks - ENERGY_FRAME_BLOCKS) // ENERGY_HOP_BLOCKS + 1
-        span = ENERGY_HOP_BLOCKS * (n_frames - 1) + 1
-        # an array: ENERGY_FRAME_BLOCKS >= 1 terms, never the empty sum's 0 that sum()'s stub allows for
-        frame_sums = cast(np.ndarray, sum(sums[j : j + span : ENERGY_HOP_BLOCKS] for j in range(ENERGY_FRAME_BLOCKS)))
-        frame_ms = frame_sums / (ENERGY_FRAME_BLOCKS * block)
-    return {
-        "rms_energy": math.sqrt(total / len(x)),
-        "silence_ratio": float(np.mean(_silent(frame_ms))),
-    }
+class _Energy:
+    """The ``energy`` section of a signal arriving in blocks: sums of squares of 5 ms blocks, 25 ms frames."""
+
+    def __init__(self, sample_rate: int):
+        self.block = max(1, round(ENERGY_BLOCK_S * sample_rate))
+        self.n = 0
+        self.n_blocks = 0
+        self.total = 0.0  # sum of squares of the whole blocks
+        self._carry = np.zeros(0, np.float32)  # samples not yet in a whole block
+        self._sums = np.zeros(0)  # block sums from the next frame's first block on
+        self._frames: list[np.ndarray] = []  # mean square of each frame
+
+    def push(self, x: np.ndarray) -> None:
+        self.n += x.size
+        block = self.block
+        if self._carry.size:
+            x = np.concatenate([self._carry, x])
+        n_whole = (x.size // block) * block
+        step = max(1, _BLOCK_SAMPLES // block) * block
+        for start in range(0, n_whole, step):
+            piece = np.asarray(x[start : min(start + step, n_whole)], dtype=np.float64)
+            b = piece.reshape(-1, block)
+            self._add_sums(np.einsum("ij,ij->i", b, b))
+        self._carry = np.array(x[n_whole:], dtype=np.float32)
+
+    def _add_sums(self, sums: np.ndarray) -> None:
+        self.total += float(sums.sum())
+        self.n_blocks += len(sums)
+        s = np.concatenate([self._sums, sums])
+        if len(s) >= ENERGY_FRAME_BLOCKS:
+            n_frames = (len(s) - ENERGY_FRAME_BLOCKS) // ENERGY_HOP_BLOCKS + 1
+            span = ENERGY_HOP_BLOCKS * (n_frames - 1) + 1
+            # an array: ENERGY_FRAME_BLOCKS >= 1 terms, never the empty sum's 0 that sum()'s stub allows for
+            frame_sums = cast(np.ndarray, sum(s[j : j + span : ENERGY_HOP_BLOCKS] for j in range(ENERGY_FRAME_BLOCKS)))
+            self._frames.append(frame_sums / (ENERGY_FRAME_BLOCKS * self.block))
+            s = s[n_frames * ENERGY_HOP_BLOCKS :]
+        self._sums = s
+
+    def result(self) -> dict[str, Any]:
+        tail = np.asarray(self._carry, dtype=np.float64)
+        total = self.total + float(np.dot(tail, tail))
+        if not math.isfinite(total):
+            raise ValueError("samples contain NaN or infinity")
+        if self.n_blocks < ENERGY_FRAME_BLOCKS:  # shorter than one frame: the whole signal is one frame
+            frames = [np.array([total / self.n])]
+        else:
+            frames = self._frames
+        # _silent over all frames, a block at a time (no temporaries the size of the whole file)
+        threshold_db = _silence_threshold_db(_loudest_db(frames))
+        silent = sum(int(np.count_nonzero(_level_db(b) < threshold_db)) for b in frames)
+        return {
+            "rms_energy": math.sqrt(total / self.n),
+            "silence_ratio": silent / sum(b.size for b in frames),
+        }
 
 
 # --- spectral ----------------------------------------------------------------------------------------
 
 
-def _stft_blocks(x: np.ndarray, n_fft: int, hop_length: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(magnitude, frame_mean_square)`` for consecutive blocks of STFT frames.
+def _stft_frames(padded: np.ndarray, n_fft: int, hop_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(magnitude, frame_mean_square)`` of the frames of ``padded`` (float32; frame ``k`` starts at
+    sample ``k * hop_length``); ``magnitude`` is laid out ``(frames, bins)`` (C order: sorting along bins
+    is contiguous), the transpose of :func:`stft_magnitude`'s."""
+    window = _dsp.hann(n_fft)
+    window_ms = float(np.dot(window.astype(np.float64), window))
+    windowed = _dsp.frames(padded, n_fft, hop_length) * window
+    level = np.einsum("ij,ij->i", windowed, windowed, dtype=np.float64) / window_ms
+    magnitude = np.abs(_dsp.rfft(windowed, overwrite_x=True))
+    return magnitude, level
 
-    ``magnitude`` is laid out ``(frames, bins)`` (C order: sorting along bins is contiguous), the
-    transpose of :func:`stft_magnitude`'s.
-    """
+
+def _stft_blocks(x: np.ndarray, n_fft: int, hop_length: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield :func:`_stft_frames` for consecutive blocks of the centred STFT frames of a whole signal."""
     n = len(x)
     half = n_fft // 2
     n_frames = 1 + n // hop_length
-    window = _dsp.hann(n_fft)
-    window_ms = float(np.dot(window.astype(np.float64), window))
     for f0 in range(0, n_frames, _STFT_BLOCK_FRAMES):
         f1 = min(n_frames, f0 + _STFT_BLOCK_FRAMES)
         a = f0 * hop_length - half  # first sample of frame f0 in unpadded coordinates
@@ -351,10 +458,7 @@ def _stft_blocks(x: np.ndarray, n_fft: int, hop_length: int) -> Iterator[tuple[n
         seg = np.asarray(x[max(a, 0) : min(b, n)], dtype=np.float32)  # float32, as librosa
         if a < 0 or b > n:  # zero padding, as librosa's default pad_mode="constant"
             seg = np.pad(seg, (max(0, -a), max(0, b - n)))
-        windowed = _dsp.frames(seg, n_fft, hop_length) * window
-        level = np.einsum("ij,ij->i", windowed, windowed, dtype=np.float64) / window_ms
-        magnitude = np.abs(_dsp.rfft(windowed, overwrite_x=True))
-        yield magnitude, level
+        yield _stft_frames(seg, n_fft, hop_length)
 
 
 def stft_magnitude(
@@ -427,6 +531,11 @@ def _peak_valley(magnitude_fb: np.ndarray, bands: list[tuple[slice, int]]) -> tu
     return peak, valley
 
 
+def _db(s: np.ndarray) -> np.ndarray:
+    """``10 log10(max(1e-10, s))``: :func:`_power_to_db` before its clipping."""
+    return 10.0 * np.log10(np.maximum(_dsp.AMIN, s))
+
+
 def _power_to_db(s: np.ndarray) -> np.ndarray:
     """``librosa.power_to_db(s)`` with its defaults (ref 1, amin 1e-10, top_db 80) [dB]."""
     return _dsp.power_to_db(s, top_db=_TOP_DB)
@@ -455,25 +564,109 @@ def spectral_contrast_db(magnitude: np.ndarray, *, sample_rate: int, n_fft: int 
     return _power_to_db(peak) - _power_to_db(valley)
 
 
-def _spectral_section(x: np.ndarray, sample_rate: int) -> dict[str, Any]:
-    freq = np.fft.rfftfreq(STFT_N_FFT, d=1.0 / sample_rate)
-    bands = _contrast_bands(sample_rate, STFT_N_FFT)
-    centroids, peaks, valleys, levels = [], [], [], []
-    for magnitude, frame_ms in _stft_blocks(x, STFT_N_FFT, STFT_HOP):
+class _Spectral:
+    """The ``spectral`` section of a signal arriving in blocks: the centred STFT frames as their samples
+    arrive (blocks of ``_STFT_BLOCK_FRAMES``), each frame's centroid, level and band peaks and valleys kept."""
+
+    def __init__(self, sample_rate: int):
+        self.freq = np.fft.rfftfreq(STFT_N_FFT, d=1.0 / sample_rate)
+        self.bands = _contrast_bands(sample_rate, STFT_N_FFT)
+        # the signal padded with n_fft // 2 zeros in front (librosa's centred frames), from frame
+        # _next's first sample on
+        self._buf = np.zeros(STFT_N_FFT // 2, np.float32)
+        self._next = 0  # next frame to compute
+        self.n = 0
+        self.centroids: list[np.ndarray] = []
+        self.peaks: list[np.ndarray] = []
+        self.valleys: list[np.ndarray] = []
+        self.levels: list[np.ndarray] = []
+
+    def push(self, x: np.ndarray) -> None:
+        self.n += x.size
+        self._buf = np.concatenate([self._buf, np.asarray(x, dtype=np.float32)])
+        self._frames(final=False)
+
+    def _frames(self, final: bool) -> None:
+        """Compute the frames whose samples have all arrived, ``_STFT_BLOCK_FRAMES`` at a time (at the
+        end: every remaining frame, the last ones padded with zeros)."""
+        if final:
+            total = 1 + self.n // STFT_HOP  # frames of the whole signal
+            self._buf = np.concatenate([self._buf, np.zeros(STFT_N_FFT // 2, np.float32)])
+        while True:
+            ready = 1 + (len(self._buf) - STFT_N_FFT) // STFT_HOP if len(self._buf) >= STFT_N_FFT else 0
+            if final:
+                ready = min(ready, total - self._next)
+            elif ready < _STFT_BLOCK_FRAMES:
+                return
+            k = min(ready, _STFT_BLOCK_FRAMES)
+            if k <= 0:
+                return
+            self._add(*_stft_frames(self._buf[: (k - 1) * STFT_HOP + STFT_N_FFT], STFT_N_FFT, STFT_HOP))
+            self._buf = self._buf[k * STFT_HOP :]
+            self._next += k
+
+    def _add(self, magnitude: np.ndarray, frame_ms: np.ndarray) -> None:
         total = magnitude.sum(axis=1, dtype=np.float64)
-        weighted = np.einsum("fb,b->f", magnitude, freq)  # not `@`: BLAS is ~20x slower on this matvec
-        centroids.append(np.divide(weighted, total, out=np.zeros_like(total), where=total > 0))
-        peak, valley = _peak_valley(magnitude, bands)
-        peaks.append(peak)
-        valleys.append(valley)
-        levels.append(frame_ms)
-    centroid = np.concatenate(centroids)
-    # power_to_db's 80 dB clipping is relative to the maximum over the whole file, as in librosa
-    contrast = _power_to_db(np.concatenate(peaks, axis=1)) - _power_to_db(np.concatenate(valleys, axis=1))
-    keep = ~_silent(np.concatenate(levels))
-    if not keep.any():
-        keep[:] = True
-    return {
-        "spectral_centroid": float(np.mean(centroid[keep])),
-        "spectral_contrast": float(np.mean(contrast[:, keep])),
-    }
+        weighted = np.einsum("fb,b->f", magnitude, self.freq)  # not `@`: BLAS is ~20x slower on this matvec
+        self.centroids.append(np.divide(weighted, total, out=np.zeros_like(total), where=total > 0))
+        peak, valley = _peak_valley(magnitude, self.bands)
+        self.peaks.append(peak)
+        self.valleys.append(valley)
+        self.levels.append(frame_ms)
+
+    def result(self) -> dict[str, Any]:
+        """The means over the non-silent frames (all frames if every one is silent), computed a block
+        of frames at a time: the whole-file maxima first, then the sums."""
+        self._frames(final=True)
+        loudest = _loudest_db(self.levels)
+        threshold_db = _silence_threshold_db(loudest)
+        keep_all = not loudest >= threshold_db  # every frame silent: the means are over all frames
+        # power_to_db's 80 dB clipping is relative to the maximum over the whole file, as in librosa
+        floor_peak = max(float(_db(p).max()) for p in self.peaks) - _TOP_DB
+        floor_valley = max(float(_db(v).max()) for v in self.valleys) - _TOP_DB
+        centroid_sum = contrast_sum = 0.0
+        kept = 0
+        for centroid, peak, valley, level in zip(self.centroids, self.peaks, self.valleys, self.levels, strict=True):
+            keep = slice(None) if keep_all else _level_db(level) >= threshold_db
+            contrast = np.maximum(_db(peak[:, keep]), floor_peak) - np.maximum(_db(valley[:, keep]), floor_valley)
+            centroid_sum += float(centroid[keep].sum())
+            contrast_sum += float(contrast.sum())
+            kept += contrast.shape[1]
+        return {
+            "spectral_centroid": centroid_sum / kept,
+            "spectral_contrast": contrast_sum / (kept * len(self.bands)),
+        }
+
+
+class SignalMeasurer:
+    """The ``energy`` and ``spectral`` sections of a signal that arrives block by block: :meth:`push`
+    the samples in order, then :meth:`result` (once). NumPy and scipy.fft only, which release the GIL.
+    """
+
+    def __init__(self, sample_rate: int):
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        self.sample_rate = sample_rate
+        self._energy = _Energy(sample_rate)
+        self._spectral = _Spectral(sample_rate)
+
+    def push(self, block: np.ndarray) -> None:
+        """Add the next samples (1-D, full scale = 1.0)."""
+        block = np.asarray(block).reshape(-1)
+        for start in range(0, block.size, _BLOCK_SAMPLES):  # bounded temporaries for huge blocks
+            piece = block[start : start + _BLOCK_SAMPLES]
+            self._energy.push(piece)
+            self._spectral.push(piece)
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        """``{"energy": {...}, "spectral": {...}}`` as :func:`signal_metrics`.
+
+        Raises
+        ------
+        ValueError
+            If no sample came, or some sample is NaN or infinite.
+        """
+        if not self._energy.n:
+            raise ValueError("samples must be a non-empty 1-D array, got no samples")
+        energy = self._energy.result()  # also checks finiteness (NaN/inf propagate to the sum)
+        return {"energy": energy, "spectral": self._spectral.result()}

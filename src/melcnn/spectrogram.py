@@ -195,14 +195,128 @@ def chunk_images(chunks: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
     return db_to_image(mel_db(chunks, cfg=cfg), size=cfg.image_size, top_db=cfg.top_db)
 
 
-def overview_mel_db(
-    y: np.ndarray, *, cfg: FeatureConfig, max_frames: int = 2000, block_frames: int = 4096
-) -> tuple[np.ndarray, float]:
-    """Mel spectrogram (dB re the file's maximum) of a whole file, for pictures.
+class OverviewMel:
+    """The pictures' whole-file mel spectrogram (dB re the file's maximum) of a signal that arrives block
+    by block: :meth:`push` the samples in order, then :meth:`result`.
 
-    Computed block by block so memory stays bounded for long files; when the file has more than
-    ``max_frames`` frames, consecutive frames are averaged (in power) so that at most ``max_frames``
-    columns remain.
+    Frames are computed ``block_frames`` at a time as their samples arrive and averaged (in power) into
+    columns of ``group`` consecutive frames; whenever there would be more than ``max_frames`` columns,
+    neighbouring columns are merged and ``group`` doubles. So at most ``max_frames`` columns of
+    ``group`` frames remain (``group`` is 1, equal to :func:`mel_db` of the whole signal, up to
+    ``max_frames`` frames; else the smallest power of two that fits), and memory stays bounded whatever
+    the length: ``max_frames`` columns, ``block_frames`` frames' worth of samples and temporaries.
+    """
+
+    def __init__(self, *, cfg: FeatureConfig, max_frames: int = 2000, block_frames: int = 256):
+        if max_frames < 1 or block_frames < 1:
+            raise ValueError(f"max_frames and block_frames must be positive, got {max_frames}, {block_frames}")
+        self.cfg = cfg
+        self.max_frames = max_frames
+        self.block_frames = block_frames
+        self.group = 1  # frames per column
+        self.n = 0  # samples pushed
+        self._first = np.zeros(0, np.float32)  # the first sample, until the second one arrives
+        self._last = np.float32(0.0)  # the last sample pushed (for the pre-emphasis)
+        # the pre-emphasised signal padded with n_fft // 2 zeros in front, from the next frame's start on
+        self._buf = np.zeros(cfg.n_fft // 2, np.float32)
+        self._frames_done = 0
+        self._cols: list[np.ndarray] = []  # (n_mels, k) mean power of ``group`` frames each, float64
+        self._n_cols = 0
+        self._part_sum = np.zeros(cfg.n_mels)  # power summed over the frames of the incomplete column
+        self._part_n = 0
+
+    def push(self, block: np.ndarray) -> None:
+        """Add the next samples."""
+        y = np.asarray(block, dtype=np.float32).reshape(-1)
+        if not y.size:
+            return
+        coef = np.float32(self.cfg.preemphasis)
+        if self.n < 2:  # :func:`preemphasis` starts from the first two samples
+            self.n += y.size
+            head = np.concatenate([self._first, y])
+            if head.size < 2:
+                self._first = head
+                return
+            self._first = np.zeros(0, np.float32)
+            emphasized = preemphasis(head, coef=self.cfg.preemphasis)
+        else:
+            self.n += y.size
+            emphasized = np.empty_like(y)
+            emphasized[0] = y[0] - coef * self._last
+            emphasized[1:] = y[1:] - coef * y[:-1]
+        self._last = y[-1]
+        self._buf = np.concatenate([self._buf, emphasized])
+        self._frames(final=False)
+
+    def _frames(self, final: bool) -> None:
+        n_fft, hop = self.cfg.n_fft, self.cfg.hop_length
+        if final:
+            total = 1 + self.n // hop
+            self._buf = np.concatenate([self._buf, np.zeros(n_fft // 2, np.float32)])
+        while True:
+            ready = 1 + (len(self._buf) - n_fft) // hop if len(self._buf) >= n_fft else 0
+            if final:
+                ready = min(ready, total - self._frames_done)
+            elif ready < self.block_frames:
+                return
+            k = min(ready, self.block_frames)
+            if k <= 0:
+                return
+            self._add(_frames_power(self._buf[: (k - 1) * hop + n_fft], cfg=self.cfg))
+            self._buf = self._buf[k * hop :]
+            self._frames_done += k
+
+    def _add(self, power: np.ndarray) -> None:
+        """Average the frames ``power`` (n_mels, k) into columns of ``group`` frames, then merge columns
+        while there are more than ``max_frames``."""
+        k, i, g = power.shape[1], 0, self.group
+        if self._part_n:
+            i = min(g - self._part_n, k)
+            self._part_sum += power[:, :i].sum(axis=1, dtype=np.float64)
+            self._part_n += i
+            if self._part_n == g:
+                self._cols.append(self._part_sum[:, None] / g)
+                self._part_sum, self._part_n = np.zeros(self.cfg.n_mels), 0
+        full = (k - i) // g
+        if full:
+            whole = power[:, i : i + full * g]
+            if g > 1:
+                whole = whole.reshape(whole.shape[0], full, g).mean(axis=2, dtype=np.float64)
+            self._cols.append(whole.astype(np.float64))
+            i += full * g
+        if i < k:
+            self._part_sum = self._part_sum + power[:, i:].sum(axis=1, dtype=np.float64)
+            self._part_n += k - i
+        self._n_cols = sum(c.shape[1] for c in self._cols)
+        while self._n_cols > self.max_frames:  # merge neighbours: columns of twice as many frames
+            c = np.concatenate(self._cols, axis=1)
+            if c.shape[1] % 2:  # the odd one out goes back to the incomplete column (whose frames follow it)
+                self._part_sum = self._part_sum + c[:, -1] * self.group
+                self._part_n += self.group
+                c = c[:, :-1]
+            c = c.reshape(c.shape[0], -1, 2).mean(axis=2)
+            self.group *= 2
+            self._cols, self._n_cols = [c], c.shape[1]
+
+    def result(self) -> tuple[np.ndarray, float]:
+        """``(mel_db, column_s)``: the spectrogram, float32 ``(n_mels, n_columns)``, in dB re its maximum
+        (``top_db`` below it at most), and the seconds per column."""
+        if 0 < self.n < 2:  # a one-sample signal: pre-emphasised as y[0] * 3
+            self._buf = np.concatenate([self._buf, 3 * self._first])
+            self._first = np.zeros(0, np.float32)
+        self._frames(final=True)
+        cols = list(self._cols)
+        if self._part_n:
+            cols.append(self._part_sum[:, None] / self._part_n)
+        power = np.concatenate(cols, axis=1) if cols else np.zeros((self.cfg.n_mels, 1))
+        column_s = self.group * self.cfg.hop_length / self.cfg.sample_rate
+        return power_to_db(power, top_db=self.cfg.top_db), column_s
+
+
+def overview_mel_db(
+    y: np.ndarray, *, cfg: FeatureConfig, max_frames: int = 2000, block_frames: int = 256
+) -> tuple[np.ndarray, float]:
+    """Mel spectrogram (dB re the file's maximum) of a whole signal, for pictures: :class:`OverviewMel`.
 
     Returns
     -------
@@ -210,29 +324,9 @@ def overview_mel_db(
     column_s : float
         Seconds per column.
     """
-    hop = cfg.hop_length
-    n_frames = 1 + len(y) // hop
-    group = max(1, int(np.ceil(n_frames / max_frames)))
-    step = block_frames * group  # frames per block, a multiple of the group size
-    emphasized = preemphasis(y, coef=cfg.preemphasis)
-    pad = cfg.n_fft // 2
-    padded = np.pad(emphasized, (pad, pad))
-    cols = []
-    for f0 in range(0, n_frames, step):
-        f1 = min(n_frames, f0 + step)
-        seg = padded[f0 * hop : (f1 - 1) * hop + cfg.n_fft]
-        # mel_power pads by n_fft // 2 itself: undo by slicing its centred frames back out
-        power = _frames_power(seg, cfg=cfg)
-        n = power.shape[-1]
-        usable = n - n % group if f1 < n_frames else n
-        if usable:
-            full = power[:, : usable - usable % group].reshape(power.shape[0], -1, group).mean(axis=-1)
-            cols.append(full)
-            rest = usable % group
-            if rest:
-                cols.append(power[:, usable - rest : usable].mean(axis=-1, keepdims=True))
-    power_all = np.concatenate(cols, axis=1)
-    return power_to_db(power_all, top_db=cfg.top_db), group * hop / cfg.sample_rate
+    overview = OverviewMel(cfg=cfg, max_frames=max_frames, block_frames=block_frames)
+    overview.push(y)
+    return overview.result()
 
 
 def _frames_power(seg: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:

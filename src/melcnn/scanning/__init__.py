@@ -36,6 +36,7 @@ from .rows import (
     NOT_FOUND,
     RETRIED_CODES,
     ROW_SCHEMA_VERSION,
+    TIMEOUT,
     WORKER_DIED,
     _error_row,
     _row,
@@ -43,12 +44,20 @@ from .rows import (
     row_key,
 )
 from .stats import ScanStats
-from .workers import WORKER_PREFETCH, WORKER_SEND_IMAGES, _worker_child, _WorkerPool, default_workers
+from .workers import (
+    FILE_TIMEOUT_S,
+    WORKER_PREFETCH,
+    WORKER_SEND_IMAGES,
+    _worker_child,
+    _WorkerPool,
+    default_workers,
+)
 
 __all__ = [
     "BATCH_IMAGES",
     "COLUMNS",
     "COLUMN_NAMES",
+    "FILE_TIMEOUT_S",
     "FORMATS",
     "INTERNAL_ERROR",
     "NOT_FOUND",
@@ -58,6 +67,7 @@ __all__ = [
     "ROW_SCHEMA_VERSION",
     "Scan",
     "ScanStats",
+    "TIMEOUT",
     "WORKER_DIED",
     "WORKER_PREFETCH",
     "WORKER_SEND_IMAGES",

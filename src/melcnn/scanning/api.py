@@ -19,7 +19,7 @@ from .engine import _Engine
 from .output import Output
 from .rows import _error_row, _scored_row
 from .stats import ScanStats
-from .workers import WORKER_SEND_IMAGES, _WorkerPool, default_workers
+from .workers import FILE_TIMEOUT_S, WORKER_SEND_IMAGES, _WorkerPool, default_workers
 
 
 def _usable_cores() -> int:
@@ -52,6 +52,7 @@ class Scan:
         engine: str = "local",
         ray_address: str | None = None,
         device: str | None = None,
+        file_timeout_s: float | None = FILE_TIMEOUT_S,
     ):
         from ..detector import Detector, load_model
 
@@ -82,6 +83,9 @@ class Scan:
         self.include, self.exclude = list(include), list(exclude)
         self.measurements = measurements
         self.max_duration_s = max_duration_s
+        if file_timeout_s is not None and not file_timeout_s > 0:
+            raise MelcnnError(f"file_timeout_s must be a positive number of seconds (or None), not {file_timeout_s}")
+        self.file_timeout_s = file_timeout_s
         self.stdin = stdin
         self.stats = ScanStats()
         self.output = Output(out) if out is not None else None
@@ -161,7 +165,9 @@ class Scan:
         threshold = float(self.detector.threshold)
         # room in the event queue for two engine batches of worker messages (the default 16 on the CPU)
         events = max(16, 2 * engine.batch_images // WORKER_SEND_IMAGES)
-        self._pool = pool = _WorkerPool(min(self.workers, len(tasks)), settings, iter(tasks), queue_size=events)
+        self._pool = pool = _WorkerPool(
+            min(self.workers, len(tasks)), settings, iter(tasks), queue_size=events, file_timeout_s=self.file_timeout_s
+        )
         scores: dict[int, list[np.ndarray]] = {}  # file id -> chunk scores so far
         metas: dict[int, tuple[dict[str, Any], float]] = {}
         batch: list[tuple[int, np.ndarray]] = []  # images waiting for the engine: (file id, images)
@@ -212,6 +218,9 @@ class Scan:
                 batch.append((ev[1], ev[2]))
                 if sum(len(b[1]) for b in batch) >= engine.batch_images:
                     yield from flush()
+            elif kind == "restart":  # the worker decodes the file again from the start
+                batch[:] = [b for b in batch if b[0] != ev[1]]
+                scores.pop(ev[1], None)
             elif kind == "done":
                 metas[ev[1]] = (ev[2], ev[3])
                 if not any(b[0] == ev[1] for b in batch):
@@ -252,6 +261,7 @@ def scan(
     engine: str = "local",
     ray_address: str | None = None,
     device: str | None = None,
+    file_timeout_s: float | None = FILE_TIMEOUT_S,
 ) -> Scan:
     """Scan files, folders (recursively) and globs for media; iterate the result for one row per file.
 
@@ -287,6 +297,13 @@ def scan(
         Where the scattering runs (default: the model's device, "cpu" for a name): "cuda" batches
         256 images per GPU call and decodes on all cores (``workers`` default); see
         :func:`melcnn.load_model`.
+    overlap_s : float, optional
+        Chunk overlap in seconds (default: the model's).
+    file_timeout_s : float or None
+        A worker that sends nothing on its file for this many seconds, or takes this much longer than
+        the audio it decoded (slower than real time), is stopped and replaced, and the file gets the
+        error code ``timeout`` (default :data:`~melcnn.scanning.workers.FILE_TIMEOUT_S`, 120 s; the
+        time workers wait for the scattering engine does not count). None: no limit.
 
     Returns
     -------
@@ -307,4 +324,5 @@ def scan(
         engine=engine,
         ray_address=ray_address,
         device=device,
+        file_timeout_s=file_timeout_s,
     )

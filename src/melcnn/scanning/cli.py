@@ -13,6 +13,7 @@ from ..errors import MelcnnError
 from .api import ENGINES, Scan
 from .output import output_format
 from .progress import Progress, summary
+from .workers import FILE_TIMEOUT_S
 
 
 def add_arguments(parser: Any, default_model: str) -> None:
@@ -33,6 +34,14 @@ def add_arguments(parser: Any, default_model: str) -> None:
     add("--report", default=None, metavar="HTML", help="also write a self-contained HTML report (default: none)")
     add("--max-duration", type=float, default=None, metavar="S", help="longest file in seconds (default 7200)")
     add("--overlap", type=float, default=None, metavar="S", help="chunk overlap in seconds (default: the model's)")
+    add(
+        "--file-timeout",
+        type=float,
+        default=FILE_TIMEOUT_S,
+        metavar="S",
+        help=f"stop a worker that makes no progress on a file for S seconds, or decodes it slower than real "
+        f"time by S seconds; the file gets error code timeout (default {FILE_TIMEOUT_S:g}; 0: no limit)",
+    )
     add("--top", type=int, default=10, metavar="N", help="most suspicious files in the summary (default 10)")
     add(
         "--engine",
@@ -90,6 +99,9 @@ def run_cli(args: Any) -> int:
     if args.workers is not None and args.workers < 1:
         _say("melcnn scan: --workers must be at least 1", err=True)
         return 2
+    if not args.file_timeout >= 0:  # (also NaN)
+        _say("melcnn scan: --file-timeout must be a number of seconds, 0 for no limit", err=True)
+        return 2
     s = Scan(
         args.paths,
         model=detector,
@@ -102,6 +114,7 @@ def run_cli(args: Any) -> int:
         overlap_s=args.overlap,
         engine=args.engine,
         ray_address=args.ray_address,
+        file_timeout_s=args.file_timeout or None,
     )
     s.on_progress = progress = Progress()
     t0 = time.monotonic()

@@ -141,6 +141,9 @@ class _ScanActor:
 
         def send(message: tuple) -> None:  # the worker's ("images", id, array) parts, scored as they come
             nonlocal engine_s
+            if message[0] == "restart":  # the decoding starts over: forget the scores so far
+                scores.clear()
+                return
             t = time.perf_counter()
             scores.append(self.engine.scores(message[2]))
             engine_s += time.perf_counter() - t

@@ -62,6 +62,9 @@ COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 WORKER_DIED = "worker_died"
 INTERNAL_ERROR = "internal_error"
 NOT_FOUND = "not_found"
+#: the file's worker was stopped: it made no progress, or was slower than real time, for --file-timeout
+#: seconds (a hanging decoder); not retried on resume, since the same file would hang again
+TIMEOUT = "timeout"
 #: rows with these codes are not current: a rerun scans their files again (the fault was not the file's)
 RETRIED_CODES = frozenset({WORKER_DIED, INTERNAL_ERROR})
 

@@ -1,5 +1,7 @@
 """The decoding worker processes of a scan: what a worker does with a file (decode, chunk, mel images,
-measurements), and the pool that feeds them, collects their messages and replaces a worker that dies.
+measurements, all while it decodes: :func:`melcnn.streaming.analyze_stream`, the path of
+``Detector.analyze``), and the pool that feeds them, collects their messages, replaces a worker that
+dies and stops one that hangs on a file (``file_timeout_s``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ from typing import Any
 from ..errors import MelcnnError
 from .discovery import looks_like_media
 from .engine import _Engine
-from .rows import INTERNAL_ERROR, WORKER_DIED
+from .rows import INTERNAL_ERROR, TIMEOUT, WORKER_DIED
 
 #: images a worker sends per message (bounds the memory of a long file in flight)
 WORKER_SEND_IMAGES = 16
+#: default of ``file_timeout_s`` (``--file-timeout``): a worker that sends nothing on its file for this
+#: many seconds, or whose file takes this much longer than the audio decoded from it, is stopped. A
+#: healthy worker sends a batch of images every few seconds on a loaded machine and decodes many
+#: times faster than real time; time spent waiting for the engine (the main process) is not counted.
+FILE_TIMEOUT_S = 120.0
 #: files queued at each worker beyond the one it decodes (keeps it busy while the main thread works)
 WORKER_PREFETCH = 1
 
@@ -72,36 +79,34 @@ def _worker_main(conn: Any, settings: dict[str, Any]) -> None:
 
 
 def _process_file(file_id: int, path: str, cfg: Any, settings: dict[str, Any], send: Callable, t0: float) -> tuple:
-    """Decode ``path``, send its chunks' images (in parts), and return the "done" message."""
-    from ..audio import load_audio
-    from ..chunking import chunk, unscored_tail_warning
+    """Decode ``path`` and send its chunks' images as they come (in parts); return the "done" message.
 
-    decoded = load_audio(
-        path, sample_rate=cfg.sample_rate, max_duration_s=settings["max_duration_s"], min_duration_s=cfg.chunk_s
+    If the decoding starts over (libsndfile failed part-way, FFmpeg decodes the file again), a
+    ``("restart", id)`` message tells the main process to forget the images sent so far.
+    """
+    from ..streaming import analyze_stream
+
+    def images(chunks: Any) -> None:
+        send(("images", file_id, _Engine.images(chunks, cfg)))
+
+    stream = analyze_stream(
+        path,
+        cfg=cfg,
+        overlap_s=settings["overlap_s"],
+        max_duration_s=settings["max_duration_s"],
+        on_batch=images,
+        on_restart=lambda: send(("restart", file_id)),
+        measurements=settings["measurements"],
+        batch_chunks=WORKER_SEND_IMAGES,
     )
-    y = decoded.samples
-    chunks = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=settings["overlap_s"])
-    for i in range(0, len(chunks), WORKER_SEND_IMAGES):
-        send(("images", file_id, _Engine.images(chunks.samples[i : i + WORKER_SEND_IMAGES], cfg)))
-    measurements: dict[str, Any] | None = None
-    metric_warnings: list[str] = []
-    if settings["measurements"]:
-        from ..metrics import audio_metrics
-
-        measurements, metric_warnings = audio_metrics(y, sample_rate=cfg.sample_rate)
-    warnings = list(decoded.warnings) + list(metric_warnings)
-    analyzed = float(chunks.ends_s[-1])
-    tail = unscored_tail_warning(decoded.duration_s, analyzed, cfg.chunk_s)
-    if tail:
-        warnings.append(tail)
     meta = {
-        "format": decoded.format,
-        "duration_s": round(decoded.duration_s, 3),
-        "analyzed_s": round(analyzed, 3),
-        "starts": chunks.starts_s.tolist(),
-        "ends": chunks.ends_s.tolist(),
-        "warnings": warnings,
-        "measurements": measurements,
+        "format": stream.audio.format,
+        "duration_s": round(stream.audio.duration_s, 3),
+        "analyzed_s": round(stream.analyzed_s, 3),
+        "starts": stream.starts_s.tolist(),
+        "ends": stream.ends_s.tolist(),
+        "warnings": stream.warnings,
+        "measurements": stream.measurements,
     }
     return ("done", file_id, meta, t0)
 
@@ -123,18 +128,37 @@ _WORKER_COMMAND = "import sys; from melcnn.scanning.workers import _worker_child
 class _WorkerPool:
     """Worker processes fed by a collector thread; their messages come out of :attr:`events`.
 
-    Events: ``("images", id, array)``, ``("done", id, meta, t0)``, ``("error", id, code, message, t0)``,
-    ``("skip", id, message, t0)``, and ``("end",)`` when every task is answered. A worker that dies
-    (killed, crashed) yields an ``error`` event with code ``worker_died`` for the file it was decoding,
-    and is replaced; files queued behind it go to other workers.
+    Events: ``("images", id, array)``, ``("restart", id)`` (forget the file's images so far),
+    ``("done", id, meta, t0)``, ``("error", id, code, message, t0)``, ``("skip", id, message, t0)``, and
+    ``("end",)`` when every task is answered. A worker that dies (killed, crashed) yields an ``error``
+    event with code ``worker_died`` for the file it was decoding, and is replaced; files queued behind
+    it go to other workers. A worker that hangs on a file is killed and replaced, and the file gets
+    ``timeout``: when it sent nothing on that file for ``file_timeout_s`` seconds, or its time on the
+    file exceeds ``file_timeout_s`` plus the duration of the audio it sent (slower than real time).
+    The time the collector waits for room in :attr:`events` (the main process is the bottleneck, so
+    the workers wait for it) is not counted. ``file_timeout_s=None`` turns this off.
     """
 
-    def __init__(self, n: int, settings: dict[str, Any], tasks: Iterator[tuple[int, str]], queue_size: int = 16):
+    def __init__(
+        self,
+        n: int,
+        settings: dict[str, Any],
+        tasks: Iterator[tuple[int, str]],
+        queue_size: int = 16,
+        file_timeout_s: float | None = FILE_TIMEOUT_S,
+    ):
         self.settings = settings
         self.tasks = tasks
+        self.file_timeout_s = file_timeout_s
+        features = settings["features"]
+        sr = features["sample_rate"]
+        step = int(features["chunk_s"] * sr) - int(settings["overlap_s"] * sr)
+        self._step_s = step / sr  # audio seconds one more chunk stands for
         self.events: queue.Queue = queue.Queue(maxsize=queue_size)
         self.workers: list[dict[str, Any]] = []
         self.replaced = 0
+        self.timed_out = 0
+        self._waited_s = 0.0  # time the collector spent waiting for room in events
         self._stop = threading.Event()
         self._requeue: list[tuple[int, str]] = []
         self._tasks_done = False
@@ -159,7 +183,9 @@ class _WorkerPool:
         theirs.close()
         conn = Connection(ours.detach())
         conn.send(self.settings)
-        return {"proc": proc, "conn": conn, "assigned": [], "ready": False}
+        # "clock": (file id, started, last progress, waited_s at start, at last progress, audio seconds
+        # sent) of the file the worker is on, once it is ready; "timed_out": (file id, message)
+        return {"proc": proc, "conn": conn, "assigned": [], "ready": False, "clock": None, "timed_out": None}
 
     def pids(self) -> list[int]:
         return [w["proc"].pid for w in self.workers]
@@ -187,15 +213,26 @@ class _WorkerPool:
                     self._requeue.append(task)
                     return
                 w["assigned"].append(task)
+                self._start_clock(w)
 
     def _put(self, event: tuple) -> bool:
-        while not self._stop.is_set():
-            try:
-                self.events.put(event, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        t = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.events.put(event, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        finally:
+            self._waited_s += time.monotonic() - t
+
+    def _start_clock(self, w: dict[str, Any]) -> None:
+        """Start timing the file at the head of ``w``'s queue, if not yet (and ``w`` is ready)."""
+        if w["ready"] and w["assigned"] and (w["clock"] is None or w["clock"][0] != w["assigned"][0][0]):
+            now = time.monotonic()
+            w["clock"] = [w["assigned"][0][0], now, now, self._waited_s, self._waited_s, 0.0]
 
     def _receive(self, w: dict[str, Any]) -> bool:
         """Read one message of ``w``; False if the pipe is closed."""
@@ -206,11 +243,45 @@ class _WorkerPool:
         if msg[0] == "ready":
             w["ready"] = True
             self._failed_starts = 0
+            self._start_clock(w)
             return True
-        if msg[0] != "images" and w["assigned"] and w["assigned"][0][0] == msg[1]:
+        clock = w["clock"]
+        if clock is not None and clock[0] == msg[1]:  # progress on the file being timed
+            clock[2], clock[4] = time.monotonic(), self._waited_s
+            if msg[0] == "images":
+                clock[5] += len(msg[2]) * self._step_s
+            elif msg[0] == "restart":
+                clock[5] = 0.0
+        if msg[0] in ("done", "error", "skip") and w["assigned"] and w["assigned"][0][0] == msg[1]:
             w["assigned"].pop(0)
+            w["clock"] = None
+            self._start_clock(w)
         self._put(msg)
         return True
+
+    def _check_timeouts(self) -> None:
+        """Kill the workers that hang on a file (see the class docstring); :meth:`_replace` reports it."""
+        limit = self.file_timeout_s
+        if limit is None:
+            return
+        now = time.monotonic()
+        for w in self.workers:
+            clock = w["clock"]
+            if clock is None or w["timed_out"] is not None:
+                continue
+            file_id, started, progress, waited_at_start, waited_at_progress, audio_s = clock
+            silent_s = now - progress - (self._waited_s - waited_at_progress)
+            spent_s = now - started - (self._waited_s - waited_at_start)
+            if silent_s > limit:
+                why = f"it made no progress for {silent_s:.0f} s"
+            elif spent_s > limit + audio_s:
+                why = f"it took {spent_s:.0f} s for {audio_s:.0f} s of audio (slower than real time)"
+            else:
+                continue
+            message = f"decoding this file was stopped: {why}; the limit is --file-timeout {limit:g} s"
+            w["timed_out"] = (file_id, message)
+            with contextlib.suppress(OSError):
+                w["proc"].kill()  # its pipe ends: _run replaces it
 
     def _replace(self, w: dict[str, Any]) -> None:
         try:
@@ -226,8 +297,12 @@ class _WorkerPool:
                 raise MelcnnError(f"scan worker processes exit while starting (exit status {code}); see stderr")
         if w["assigned"]:
             file_id, _ = w["assigned"].pop(0)
-            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-            self._put(("error", file_id, WORKER_DIED, f"the worker process decoding this file died ({how})", None))
+            if w["timed_out"] is not None and w["timed_out"][0] == file_id:
+                self.timed_out += 1
+                self._put(("error", file_id, TIMEOUT, w["timed_out"][1], None))
+            else:
+                how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+                self._put(("error", file_id, WORKER_DIED, f"the worker process decoding this file died ({how})", None))
             self._requeue.extend(w["assigned"])
         w["conn"].close()
         self.workers.remove(w)
@@ -247,6 +322,7 @@ class _WorkerPool:
                     w = by_conn[r]
                     if not self._receive(w):  # end of file: the worker died
                         self._replace(w)
+                self._check_timeouts()
         except BaseException as exc:  # never die silently: the main thread would wait forever
             self._put(("fatal", f"{type(exc).__name__}: {exc}"))
 
