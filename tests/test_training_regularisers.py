@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from melcnn.classifier import Checkpoint, HeadConfig  # noqa: E402
 from melcnn.config import FeatureConfig  # noqa: E402
-from melcnn.training.train import TrainConfig, _batches, _view_variance, fit_head  # noqa: E402
+from melcnn.training.train import TrainConfig, _batches, _view_group_members, _view_variance, fit_head  # noqa: E402
 
 HEAD = HeadConfig(n_channels=4, n_rows=2, freq_bands=2, hidden=(32, 16, 8))
 
@@ -22,7 +22,7 @@ def _groups(n_groups: int, views: int, chunks: int) -> np.ndarray:
 
 def test_group_batches_cover_every_chunk_once_and_keep_groups_whole() -> None:
     groups = _groups(n_groups=37, views=2, chunks=3)
-    batches = _batches(len(groups), 20, np.random.default_rng(0), groups)
+    batches = _batches(len(groups), 20, np.random.default_rng(0), _view_group_members(groups))
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(len(groups)))
     where = {int(i): b for b, idx in enumerate(batches) for i in idx}

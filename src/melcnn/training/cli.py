@@ -68,20 +68,11 @@ def add_commands(sub: Any) -> None:
         default=200,
         help="eval files re-encoded six ways for the invariance report (default 200; 0 skips it)",
     )
-    tr.add_argument(
-        "--consistency",
-        type=_non_negative_float,
-        default=0.0,
-        metavar="W",
-        help="weight of the view-consistency penalty: variance of the scores of a clip and its augmented "
-        "views (default 0: off)",
-    )
-    tr.add_argument(
-        "--average-from",
-        type=int,
-        default=0,
-        metavar="E",
-        help="run every epoch and ship the average of the weights of epochs E..--epochs instead of "
+    _add_regulariser_options(
+        tr,
+        consistency_help="weight of the view-consistency penalty: variance of the scores of a clip and its "
+        "augmented views (default 0: off)",
+        average_help="run every epoch and ship the average of the weights of epochs E..--epochs instead of "
         "early stopping (default 0: early stopping on dev)",
     )
     tr.add_argument(
@@ -107,19 +98,10 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--bands", type=int, default=2, help="frequency bands of the head input with --cv (default 2)")
     ev.add_argument("--epochs", type=int, default=12, help="epochs per fold with --cv (default 12)")
     ev.add_argument("--no-views", action="store_true", help="with --cv: train without the augmented views")
-    ev.add_argument(
-        "--consistency",
-        type=_non_negative_float,
-        default=0.0,
-        metavar="W",
-        help="with --cv: view-consistency penalty of the head's training (default 0: off)",
-    )
-    ev.add_argument(
-        "--average-from",
-        type=int,
-        default=0,
-        metavar="E",
-        help="with --cv: average the weights of epochs E..--epochs (default 0: the last epoch)",
+    _add_regulariser_options(
+        ev,
+        consistency_help="with --cv: view-consistency penalty of the head's training (default 0: off)",
+        average_help="with --cv: average the weights of epochs E..--epochs (default 0: the last epoch)",
     )
     ev.add_argument(
         "--reencode-files",
@@ -131,6 +113,12 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--out", type=Path, default=None, metavar="DIR", help="report directory (default CKPT/eval)")
     ev.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
     ev.set_defaults(func=_cmd_eval)
+
+
+def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_help: str, average_help: str) -> None:
+    """``--consistency W`` and ``--average-from E`` (:class:`~melcnn.training.train.TrainConfig`'s)."""
+    parser.add_argument("--consistency", type=_non_negative_float, default=0.0, metavar="W", help=consistency_help)
+    parser.add_argument("--average-from", type=int, default=0, metavar="E", help=average_help)
 
 
 class _Progress:

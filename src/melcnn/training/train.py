@@ -114,6 +114,7 @@ def fit_head(
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
         xt_t, yt_t = torch.from_numpy(xt), torch.from_numpy(yt)
         groups = None if train_groups is None or cfg.consistency <= 0 else np.asarray(train_groups)
+        members = None if groups is None else _view_group_members(groups)
         best: tuple[float, int, dict[str, Any]] | None = None
         history: list[dict[str, float]] = []
         averaged: dict[str, Any] | None = None
@@ -121,7 +122,7 @@ def fit_head(
         for epoch in range(cfg.epochs):
             model.train()
             total = 0.0
-            for idx_np in _batches(len(yt), cfg.batch_size, rng, groups):
+            for idx_np in _batches(len(yt), cfg.batch_size, rng, members):
                 if len(idx_np) < 2:  # BatchNorm needs two samples
                     continue
                 idx = torch.from_numpy(idx_np)
@@ -188,14 +189,18 @@ def fit_head(
     return weights_from_torch(model), calibration, history
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator, groups: np.ndarray | None) -> list[np.ndarray]:
-    """Shuffled mini-batches of chunk indices; with ``groups``, whole view groups (about ``batch_size`` chunks)."""
-    if groups is None:
+def _view_group_members(groups: np.ndarray) -> list[np.ndarray]:
+    """Chunk indices of each view group (``groups[:, 1]``), in group order."""
+    by_group = np.argsort(groups[:, 1], kind="stable")
+    return np.split(by_group, np.flatnonzero(np.diff(groups[by_group, 1])) + 1)
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator, members: list[np.ndarray] | None) -> list[np.ndarray]:
+    """Shuffled mini-batches of chunk indices; with ``members`` (:func:`_view_group_members`), whole view
+    groups of about ``batch_size`` chunks."""
+    if members is None:
         order = rng.permutation(n)
         return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    by_group = np.argsort(groups[:, 1], kind="stable")
-    bounds = np.flatnonzero(np.diff(groups[by_group, 1])) + 1
-    members = np.split(by_group, bounds)
     out: list[np.ndarray] = []
     current: list[np.ndarray] = []
     size = 0
