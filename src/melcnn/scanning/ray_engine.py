@@ -6,7 +6,7 @@ turns into rows, written by the driver as they arrive::
 
     ray.data.from_items(files) -> map_batches(_ScanActor, actor pool) -> iter_rows (driver) -> Output
 
-An actor decodes a file with the local engine's worker code (:func:`.workers._process_file`), scores
+An actor decodes a file with the local engine's worker code (:func:`.workers._file_outcome`), scores
 its chunks with the same batched path (:class:`.engine._Engine`) and builds the row with
 :func:`.rows._scored_row`, so both engines give the same rows. The actors open the files by path: on a
 multi-node cluster the paths must name the same files on every node (a shared filesystem mounted at
@@ -16,7 +16,6 @@ version) and ``melcnn[ray]`` installed, nothing else. Ray is imported only here.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -28,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import MelcnnError
-from .discovery import looks_like_media
-from .rows import INTERNAL_ERROR, WORKER_DIED, _error_row, _scored_row, _Target
-from .workers import _HEAD_BYTES, _PACKAGE_ROOT, _process_file
+from .rows import WORKER_DIED, _error_row, _scored_row, _Target
+from .workers import _PACKAGE_ROOT, _file_outcome
 
 if TYPE_CHECKING:
     from .api import Scan
@@ -133,7 +131,6 @@ class _ScanActor:
     def _scan(self, target: _Target) -> tuple[str, dict[str, Any] | None, tuple[float, int, int]]:
         """One file, as a local worker and the main process do it: decode, images, scores, row."""
         from .._blas import single_threaded_blas
-        from ..errors import MediaProcessingError, NotAudioError
 
         t0 = time.time()
         scores: list[np.ndarray] = []
@@ -151,22 +148,14 @@ class _ScanActor:
         def engine() -> tuple[float, int, int]:  # engine seconds, images, calls
             return engine_s, sum(len(s) for s in scores), len(scores)
 
-        try:
-            with single_threaded_blas():
-                _, _, meta, _ = _process_file(0, target.path, self.detector.config, self.settings, send, t0)
-        except MediaProcessingError as exc:
-            head = b""
-            with contextlib.suppress(OSError), open(target.path, "rb") as fh:
-                head = fh.read(_HEAD_BYTES)
-            if isinstance(exc, NotAudioError) and not looks_like_media(head):
-                return "skip", None, engine()
-            return "row", self._error(target, exc.code, str(exc), t0), engine()
-        except MemoryError:
-            return "row", self._error(target, INTERNAL_ERROR, "out of memory", t0), engine()
-        except Exception as exc:  # a bug or a library failure: a row, not a dead scan
-            return "row", self._error(target, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", t0), engine()
+        with single_threaded_blas():
+            outcome = _file_outcome(0, target.path, self.detector.config, self.settings, send, t0)
+        if outcome[0] == "skip":
+            return "skip", None, engine()
+        if outcome[0] == "error":
+            return "row", self._error(target, outcome[2], outcome[3], t0), engine()
         s = np.concatenate(scores) if scores else np.zeros(0)
-        return "row", _scored_row(target, self.model, meta, s, self.threshold, t0), engine()
+        return "row", _scored_row(target, self.model, outcome[2], s, self.threshold, t0), engine()
 
     def _error(self, target: _Target, code: str, message: str, t0: float) -> dict[str, Any]:
         return _error_row(target, self.model, code, message, processing_time_s=round(time.time() - t0, 3))

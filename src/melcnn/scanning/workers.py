@@ -44,7 +44,6 @@ def _worker_main(conn: Any, settings: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     from .._blas import single_threaded_blas
     from ..config import FeatureConfig
-    from ..errors import MediaProcessingError, NotAudioError
 
     cfg = FeatureConfig(**settings["features"])
     conn.send(("ready",))
@@ -57,25 +56,31 @@ def _worker_main(conn: Any, settings: dict[str, Any]) -> None:
             if task is None:
                 return
             file_id, path = task
-            t0 = time.time()
-            try:
-                result = _process_file(file_id, path, cfg, settings, conn.send, t0)
-            except MediaProcessingError as exc:
-                head = b""
-                with contextlib.suppress(OSError), open(path, "rb") as fh:
-                    head = fh.read(_HEAD_BYTES)
-                if isinstance(exc, NotAudioError) and not looks_like_media(head):
-                    result = ("skip", file_id, str(exc), t0)
-                else:
-                    result = ("error", file_id, exc.code, str(exc), t0)
-            except MemoryError:
-                result = ("error", file_id, INTERNAL_ERROR, "out of memory", t0)
-            except Exception as exc:  # a bug or a library failure: a row, not a dead scan
-                result = ("error", file_id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", t0)
+            result = _file_outcome(file_id, path, cfg, settings, conn.send, time.time())
             try:
                 conn.send(result)
             except (EOFError, OSError):  # the main process is gone
                 return
+
+
+def _file_outcome(file_id: int, path: str, cfg: Any, settings: dict[str, Any], send: Callable, t0: float) -> tuple:
+    """:func:`_process_file`'s ``("done", ...)`` message, or what a failure becomes: ``("skip", id, message,
+    t0)`` for a file that is not media by content, else ``("error", id, code, message, t0)``."""
+    from ..errors import MediaProcessingError, NotAudioError
+
+    try:
+        return _process_file(file_id, path, cfg, settings, send, t0)
+    except MediaProcessingError as exc:
+        head = b""
+        with contextlib.suppress(OSError), open(path, "rb") as fh:
+            head = fh.read(_HEAD_BYTES)
+        if isinstance(exc, NotAudioError) and not looks_like_media(head):
+            return ("skip", file_id, str(exc), t0)
+        return ("error", file_id, exc.code, str(exc), t0)
+    except MemoryError:
+        return ("error", file_id, INTERNAL_ERROR, "out of memory", t0)
+    except Exception as exc:  # a bug or a library failure: a row, not a dead scan
+        return ("error", file_id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", t0)
 
 
 def _process_file(file_id: int, path: str, cfg: Any, settings: dict[str, Any], send: Callable, t0: float) -> tuple:
