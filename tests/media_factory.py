@@ -491,3 +491,19 @@ def make_media(
         raise AssertionError(f"no writer for {kind!r}")
     logger.debug("wrote %s (%d bytes)", path, path.stat().st_size)
     return path
+
+
+def hanging_mp3(path: Path, seed: int = 72) -> Path:
+    """An MP3 whose decoding takes hours: two seconds of audio, then 256 GiB of zero bytes (a sparse
+    file: no disk space) through which FFmpeg's MP3 demuxer searches for the next frame, in C. Skips the
+    calling test where the file system cannot hold such a file."""
+    import os
+
+    import pytest
+
+    make_media("mp3", path.parent, seconds=2.0, seed=seed, name=path.name)
+    try:
+        os.truncate(path, 256 * 2**30)
+    except OSError as exc:  # a file system without sparse files this large
+        pytest.skip(f"cannot make a 256 GiB sparse file here: {exc}")
+    return path

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from media_factory import make_media
+from media_factory import hanging_mp3, make_media
 from server import conftest as server_conftest
 
 import melcnn
@@ -270,19 +270,8 @@ def test_two_hour_file_is_one_row(tmp_path, detector):
     assert rows["short_talk.wav"]["error_code"] is None and s.stats.workers_replaced == 0
 
 
-def _hanging_mp3(path: Path) -> Path:
-    """An MP3 whose decoding takes hours: two seconds of audio, then 256 GiB of zero bytes (a sparse
-    file: no disk space) through which FFmpeg's MP3 demuxer searches for the next frame, in C."""
-    make_media("mp3", path.parent, seconds=2.0, seed=72, name=path.name)
-    try:
-        os.truncate(path, 256 * 2**30)
-    except OSError as exc:  # a file system without sparse files this large
-        pytest.skip(f"cannot make a 256 GiB sparse file here: {exc}")
-    return path
-
-
 def test_hanging_file_is_stopped_and_recorded(tmp_path, detector):
-    hang = _hanging_mp3(tmp_path / "a_hangs.mp3")
+    hang = hanging_mp3(tmp_path / "a_hangs.mp3")
     make_media("wav_s16", tmp_path, seconds=4.0, seed=73, name="b_fine.wav")
     out = tmp_path / "out" / "rows.jsonl"
     s = melcnn.scan(tmp_path, model=detector, workers=1, measurements=False, out=out, file_timeout_s=10.0)

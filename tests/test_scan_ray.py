@@ -1,6 +1,7 @@
 """``melcnn scan --engine ray``: real files in mixed formats scanned on a local Ray (2 CPUs) give the local
-engine's rows; a rerun resumes; an actor killed while decoding a file leaves a ``worker_died`` row and the
-scan goes on; the command line's exit status and output. Each Ray scan starts (and stops) its own local Ray.
+engine's rows; a rerun resumes; an actor's decoding process killed while it decodes a file leaves a
+``worker_died`` row and the scan goes on; a file that hangs is stopped after ``file_timeout_s`` and gets
+``timeout``; the command line's exit status and output. Each Ray scan starts (and stops) its own local Ray.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from media_factory import make_media
+from media_factory import hanging_mp3, make_media
 
 import melcnn
 from melcnn.cli import main
 from melcnn.errors import MelcnnError
 from melcnn.scanning import read_rows
+from melcnn.scanning.workers import _FileWorker
 
 try:
     import ray
@@ -41,7 +43,8 @@ MEDIA = {
     "sub/voice.mp3": ("mp3", 6.0, 3),
     "sub/clip.ogg": ("ogg_vorbis", 5.0, 4),
 }
-#: killed while it decodes: four minutes of FLAC take about a second to decode (excluded from the comparisons)
+#: its decoding process is killed while it decodes: four minutes of FLAC take about a second to decode
+#: (excluded from the comparisons)
 VICTIM = "long.flac"
 #: columns that differ between any two runs
 TIMING = ("processing_time_s", "scanned_at")
@@ -106,7 +109,7 @@ def _assert_same_rows(rows: dict[str, dict[str, Any]], reference: dict[str, dict
 
 
 def _kill_the_process_reading(path: Path, killed: list[int], stop: threading.Event) -> None:
-    """SIGKILL the process (a Ray actor) that has ``path`` open, once."""
+    """SIGKILL the process (a Ray actor's decoding process) that has ``path`` open, once."""
     me = os.getpid()
     deadline = time.monotonic() + 180
     while not stop.is_set() and time.monotonic() < deadline:
@@ -136,7 +139,7 @@ def test_ray_rows_equal_the_local_engines_then_resume_with_an_actor_killed(archi
     assert not ray.is_initialized()  # the local Ray it started is shut down
     assert sorted(Path(r["path"]).name for r in read_rows(out)) == sorted(first)
 
-    # the rerun scans only the FLAC files; the actor decoding the long one is killed meanwhile
+    # the rerun scans only the FLAC files; the process decoding the long one is killed meanwhile
     s = melcnn.scan(archive, model=detector, engine="ray", workers=2, out=out)
     killed: list[int] = []
     stop = threading.Event()
@@ -154,6 +157,56 @@ def test_ray_rows_equal_the_local_engines_then_resume_with_an_actor_killed(archi
     rows = {Path(r["path"]).name: r for r in read_rows(out)}
     assert rows.pop(VICTIM)["error_code"] == "worker_died"
     _assert_same_rows(rows, local_rows)
+
+
+#: --file-timeout of the hang tests: short, yet far above the decoding of a few seconds of audio on a busy machine
+HANG_TIMEOUT_S = 8.0
+
+
+@needs_ray
+def test_a_hanging_file_is_stopped_and_recorded_the_others_scored(archive, local_rows, detector, tmp_path):
+    hang = hanging_mp3(tmp_path / "hangs.mp3")
+    files = [hang, archive / "speech.wav", archive / "sub" / "voice.mp3"]
+    s = melcnn.scan(files, model=detector, engine="ray", workers=2, file_timeout_s=HANG_TIMEOUT_S)
+    rows = {Path(r["path"]).name: r for r in s}
+    assert sorted(rows) == ["hangs.mp3", "speech.wav", "voice.mp3"]
+    row = rows.pop("hangs.mp3")
+    assert row["error_code"] == "timeout" and row["size"] == hang.stat().st_size, row
+    assert "decoding this file was stopped: it made no progress" in row["error_message"]
+    assert "the limit is --file-timeout 8 s" in row["error_message"]
+    assert row["fake_score"] is None and row["processing_time_s"] >= HANG_TIMEOUT_S
+    assert s.stats.errors == {"timeout": 1} and s.stats.workers_replaced == 1
+    _assert_same_rows(rows, {name: local_rows[name] for name in rows})
+
+
+def test_file_worker_stops_a_hang_and_goes_on_with_a_fresh_process(archive, detector, tmp_path):
+    """The actors' decoding process without Ray: the hanging file gets ``timeout``, the next file is decoded
+    by the replacement; with no limit it waits (here: for a file that decodes)."""
+    hang = hanging_mp3(tmp_path / "hangs.mp3")
+    settings = {
+        "features": detector.config.to_dict(),
+        "overlap_s": detector.default_overlap_s,
+        "max_duration_s": 7200.0,
+        "measurements": False,
+    }
+    worker = _FileWorker(settings, file_timeout_s=HANG_TIMEOUT_S)
+    try:
+        first = worker.proc.pid
+        t0 = time.monotonic()
+        outcome = worker.run(1, str(hang), lambda msg: None)
+        assert outcome[:3] == ("error", 1, "timeout") and "no progress" in outcome[3], outcome
+        assert HANG_TIMEOUT_S <= time.monotonic() - t0 < HANG_TIMEOUT_S + 30
+        assert worker.replaced == 1 and worker.proc.pid != first
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)  # killed and reaped
+        images: list[int] = []
+        outcome = worker.run(2, str(archive / "speech.wav"), lambda msg: images.append(len(msg[2])))
+        assert outcome[:2] == ("done", 2) and sum(images) == len(outcome[2]["starts"]) > 0
+        worker.file_timeout_s = None
+        assert worker.run(3, str(archive / "sub" / "voice.mp3"), lambda msg: None)[0] == "done"
+        assert worker.replaced == 1
+    finally:
+        worker.close()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

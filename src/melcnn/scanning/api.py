@@ -303,7 +303,8 @@ def scan(
         A worker that sends nothing on its file for this many seconds, or takes this much longer than
         the audio it decoded (slower than real time), is stopped and replaced, and the file gets the
         error code ``timeout`` (default :data:`~melcnn.scanning.workers.FILE_TIMEOUT_S`, 120 s; the
-        time workers wait for the scattering engine does not count). None: no limit.
+        time workers wait for the scattering engine does not count). None: no limit. With
+        ``engine="ray"`` the same holds for each actor's decoding process.
 
     Returns
     -------

@@ -1,7 +1,8 @@
 """The decoding worker processes of a scan: what a worker does with a file (decode, chunk, mel images,
 measurements, all while it decodes: :func:`melcnn.streaming.analyze_stream`, the path of
 ``Detector.analyze``), and the pool that feeds them, collects their messages, replaces a worker that
-dies and stops one that hangs on a file (``file_timeout_s``).
+dies and stops one that hangs on a file (``file_timeout_s``, the rule of :class:`_FileClock`). The Ray
+engine's actors drive one worker each, file by file, under the same rule (:class:`_FileWorker`).
 """
 
 from __future__ import annotations
@@ -130,6 +131,97 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding m
 _WORKER_COMMAND = "import sys; from melcnn.scanning.workers import _worker_child; _worker_child(int(sys.argv[1]))"
 
 
+def _start_worker(settings: dict[str, Any]) -> tuple[subprocess.Popen, Connection]:
+    """Start a worker process (:func:`_worker_main`) and send it ``settings``; it says ``("ready",)`` when it
+    can take files. A fresh interpreter, not multiprocessing's spawn, which re-runs the caller's __main__
+    module and so needs an ``if __name__ == "__main__"`` guard in every script that calls scan()."""
+    ours, theirs = socket.socketpair()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WORKER_COMMAND, str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),),
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    theirs.close()
+    conn = Connection(ours.detach())
+    conn.send(settings)
+    return proc, conn
+
+
+def _reap(proc: subprocess.Popen) -> int:
+    """The exit status of a worker whose pipe has ended (killed if it lingers)."""
+    try:
+        return proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def _died_message(code: int) -> str:
+    how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+    return f"the worker process decoding this file died ({how})"
+
+
+def _failed_starts_error(code: int) -> MelcnnError:
+    return MelcnnError(f"scan worker processes exit while starting (exit status {code}); see stderr")
+
+
+def _step_s(settings: dict[str, Any]) -> float:
+    """Audio seconds one more chunk stands for (chunk less overlap)."""
+    sr = settings["features"]["sample_rate"]
+    return (int(settings["features"]["chunk_s"] * sr) - int(settings["overlap_s"] * sr)) / sr
+
+
+class _FileClock:
+    """A worker's time on one file, as the timeout rule counts it (see :class:`_WorkerPool`).
+
+    ``waited_s`` arguments are the caller's running total of time the worker is not to blame for (its
+    messages waited for the engine); only its increase since the file started, or since the last
+    progress, is subtracted.
+    """
+
+    def __init__(self, file_id: int, waited_s: float, step_s: float):
+        now = time.monotonic()
+        self.file_id = file_id
+        self.step_s = step_s
+        self.started = self.progressed = now
+        self.waited_at_start = self.waited_at_progress = waited_s
+        self.audio_s = 0.0  # audio the images sent on the file stand for
+
+    def progress(self, msg: tuple, waited_s: float) -> None:
+        """A message of the worker on this file: ``images`` add audio, ``restart`` starts it over."""
+        self.progressed, self.waited_at_progress = time.monotonic(), waited_s
+        if msg[0] == "images":
+            self.audio_s += len(msg[2]) * self.step_s
+        elif msg[0] == "restart":
+            self.audio_s = 0.0
+
+    def _counted(self, waited_s: float) -> tuple[float, float]:
+        """Seconds without progress and seconds on the file, less the time waited."""
+        now = time.monotonic()
+        silent_s = now - self.progressed - (waited_s - self.waited_at_progress)
+        spent_s = now - self.started - (waited_s - self.waited_at_start)
+        return silent_s, spent_s
+
+    def overdue(self, limit: float, waited_s: float) -> str | None:
+        """The ``timeout`` error message when the file is past ``limit`` (``--file-timeout``), else None."""
+        silent_s, spent_s = self._counted(waited_s)
+        if silent_s > limit:
+            why = f"it made no progress for {silent_s:.0f} s"
+        elif spent_s > limit + self.audio_s:
+            why = f"it took {spent_s:.0f} s for {self.audio_s:.0f} s of audio (slower than real time)"
+        else:
+            return None
+        return f"decoding this file was stopped: {why}; the limit is --file-timeout {limit:g} s"
+
+    def left_s(self, limit: float, waited_s: float) -> float:
+        """Seconds until :meth:`overdue` can next say so, if nothing happens meanwhile."""
+        silent_s, spent_s = self._counted(waited_s)
+        return max(0.0, min(limit - silent_s, limit + self.audio_s - spent_s))
+
+
 class _WorkerPool:
     """Worker processes fed by a collector thread; their messages come out of :attr:`events`.
 
@@ -155,10 +247,7 @@ class _WorkerPool:
         self.settings = settings
         self.tasks = tasks
         self.file_timeout_s = file_timeout_s
-        features = settings["features"]
-        sr = features["sample_rate"]
-        step = int(features["chunk_s"] * sr) - int(settings["overlap_s"] * sr)
-        self._step_s = step / sr  # audio seconds one more chunk stands for
+        self._step_s = _step_s(settings)
         self.events: queue.Queue = queue.Queue(maxsize=queue_size)
         self.workers: list[dict[str, Any]] = []
         self.replaced = 0
@@ -174,22 +263,8 @@ class _WorkerPool:
         self.thread.start()
 
     def _start(self) -> dict[str, Any]:
-        # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's __main__ module
-        # and so needs an ``if __name__ == "__main__"`` guard in every script that calls scan()).
-        ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_COMMAND, str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        theirs.close()
-        conn = Connection(ours.detach())
-        conn.send(self.settings)
-        # "clock": (file id, started, last progress, waited_s at start, at last progress, audio seconds
-        # sent) of the file the worker is on, once it is ready; "timed_out": (file id, message)
+        proc, conn = _start_worker(self.settings)
+        # "clock": the _FileClock of the file the worker is on, once it is ready; "timed_out": (file id, message)
         return {"proc": proc, "conn": conn, "assigned": [], "ready": False, "clock": None, "timed_out": None}
 
     def pids(self) -> list[int]:
@@ -235,9 +310,8 @@ class _WorkerPool:
 
     def _start_clock(self, w: dict[str, Any]) -> None:
         """Start timing the file at the head of ``w``'s queue, if not yet (and ``w`` is ready)."""
-        if w["ready"] and w["assigned"] and (w["clock"] is None or w["clock"][0] != w["assigned"][0][0]):
-            now = time.monotonic()
-            w["clock"] = [w["assigned"][0][0], now, now, self._waited_s, self._waited_s, 0.0]
+        if w["ready"] and w["assigned"] and (w["clock"] is None or w["clock"].file_id != w["assigned"][0][0]):
+            w["clock"] = _FileClock(w["assigned"][0][0], self._waited_s, self._step_s)
 
     def _receive(self, w: dict[str, Any]) -> bool:
         """Read one message of ``w``; False if the pipe is closed."""
@@ -251,12 +325,8 @@ class _WorkerPool:
             self._start_clock(w)
             return True
         clock = w["clock"]
-        if clock is not None and clock[0] == msg[1]:  # progress on the file being timed
-            clock[2], clock[4] = time.monotonic(), self._waited_s
-            if msg[0] == "images":
-                clock[5] += len(msg[2]) * self._step_s
-            elif msg[0] == "restart":
-                clock[5] = 0.0
+        if clock is not None and clock.file_id == msg[1]:  # progress on the file being timed
+            clock.progress(msg, self._waited_s)
         if msg[0] in ("done", "error", "skip") and w["assigned"] and w["assigned"][0][0] == msg[1]:
             w["assigned"].pop(0)
             w["clock"] = None
@@ -269,45 +339,32 @@ class _WorkerPool:
         limit = self.file_timeout_s
         if limit is None:
             return
-        now = time.monotonic()
         for w in self.workers:
             clock = w["clock"]
             if clock is None or w["timed_out"] is not None:
                 continue
-            file_id, started, progress, waited_at_start, waited_at_progress, audio_s = clock
-            silent_s = now - progress - (self._waited_s - waited_at_progress)
-            spent_s = now - started - (self._waited_s - waited_at_start)
-            if silent_s > limit:
-                why = f"it made no progress for {silent_s:.0f} s"
-            elif spent_s > limit + audio_s:
-                why = f"it took {spent_s:.0f} s for {audio_s:.0f} s of audio (slower than real time)"
-            else:
+            message = clock.overdue(limit, self._waited_s)
+            if message is None:
                 continue
-            message = f"decoding this file was stopped: {why}; the limit is --file-timeout {limit:g} s"
-            w["timed_out"] = (file_id, message)
+            w["timed_out"] = (clock.file_id, message)
             with contextlib.suppress(OSError):
                 w["proc"].kill()  # its pipe ends: _run replaces it
 
     def _replace(self, w: dict[str, Any]) -> None:
-        try:
-            code = w["proc"].wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            w["proc"].kill()
-            code = w["proc"].wait()
+        code = _reap(w["proc"])
         if not w["ready"]:  # it died starting up: not its files' fault
             self._failed_starts += 1
             self._requeue.extend(w["assigned"])
             w["assigned"] = []
             if self._failed_starts >= 3:
-                raise MelcnnError(f"scan worker processes exit while starting (exit status {code}); see stderr")
+                raise _failed_starts_error(code)
         if w["assigned"]:
             file_id, _ = w["assigned"].pop(0)
             if w["timed_out"] is not None and w["timed_out"][0] == file_id:
                 self.timed_out += 1
                 self._put(("error", file_id, TIMEOUT, w["timed_out"][1], None))
             else:
-                how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-                self._put(("error", file_id, WORKER_DIED, f"the worker process decoding this file died ({how})", None))
+                self._put(("error", file_id, WORKER_DIED, _died_message(code), None))
             self._requeue.extend(w["assigned"])
         w["conn"].close()
         self.workers.remove(w)
@@ -344,6 +401,102 @@ class _WorkerPool:
                 w["proc"].kill()
                 w["proc"].wait()
             w["conn"].close()
+
+
+class _FileWorker:
+    """One worker process driven in the caller's thread, file by file: the Ray engine's actors decode in one.
+
+    :meth:`run` hands the worker a file and passes its ``images`` and ``restart`` messages to a callback
+    (which scores them; its time is not counted against the file) until the outcome: ``done``, ``skip``
+    or ``error`` as :func:`_file_outcome` makes them. The rule of :class:`_WorkerPool` bounds the file: a
+    worker past ``file_timeout_s`` is killed and the outcome is an ``error`` with code ``timeout``; a
+    worker that dies gives ``worker_died``. Either way a fresh worker is started for the next file. The
+    wait for the next message is bounded by the deadline, so a hang costs nothing until it expires.
+    """
+
+    def __init__(self, settings: dict[str, Any], file_timeout_s: float | None = FILE_TIMEOUT_S):
+        self.settings = settings
+        self.file_timeout_s = file_timeout_s
+        self.step_s = _step_s(settings)
+        self.replaced = 0
+        self._failed_starts = 0
+        self._start()
+
+    def _start(self) -> None:
+        self.proc, self.conn = _start_worker(self.settings)
+        self.ready = False
+
+    def _replace(self, kill: bool) -> int:
+        """Stop (``kill``) or reap the worker and start another; its exit status."""
+        if kill:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+        code = _reap(self.proc)
+        self.conn.close()
+        self._start()
+        self.replaced += 1
+        return code
+
+    def _send(self, task: tuple[int, str]) -> bool:
+        try:
+            self.conn.send(task)
+            return True
+        except OSError:
+            return False
+
+    def run(self, file_id: int, path: str, on_message: Callable[[tuple], None]) -> tuple:
+        """Decode ``path`` in the worker; its outcome, with ``None`` as start time for ``timeout`` and
+        ``worker_died`` errors (as :class:`_WorkerPool` reports them)."""
+        limit = self.file_timeout_s
+        waited_s = 0.0  # time in on_message
+        clock = None
+        if not self._send((file_id, path)):  # the idle worker is gone: not this file's fault
+            self._replace(kill=False)
+            self._send((file_id, path))
+        while True:
+            if self.ready and clock is None:
+                clock = _FileClock(file_id, waited_s, self.step_s)
+            wait_s = None if clock is None or limit is None else clock.left_s(limit, waited_s)
+            if not self.conn.poll(wait_s):
+                assert clock is not None and limit is not None
+                message = clock.overdue(limit, waited_s)
+                if message is not None:
+                    self._replace(kill=True)
+                    return ("error", file_id, TIMEOUT, message, None)
+                continue
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):  # it died
+                code = self._replace(kill=False)
+                if clock is None:  # while starting: not the file's fault, try again
+                    self._failed_starts += 1
+                    if self._failed_starts >= 3:
+                        raise _failed_starts_error(code) from None
+                    self._send((file_id, path))  # a worker that dies again shows as end of file
+                    continue
+                return ("error", file_id, WORKER_DIED, _died_message(code), None)
+            if msg[0] == "ready":
+                self.ready = True
+                self._failed_starts = 0
+                continue
+            if clock is None or msg[1] != file_id:
+                continue
+            if msg[0] in ("done", "error", "skip"):
+                return msg
+            clock.progress(msg, waited_s)
+            t = time.monotonic()
+            on_message(msg)
+            waited_s += time.monotonic() - t
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.conn.close()
 
 
 def default_workers() -> int:
