@@ -560,6 +560,8 @@ def test_smoke_train_and_eval(tiny_dataset, tmp_path):
             "1",
             "--average-from",
             "3",
+            "--time-stats",
+            "mean,max",
         ],
         capture_output=True,
         text=True,
@@ -575,6 +577,7 @@ def test_smoke_train_and_eval(tiny_dataset, tmp_path):
     assert set(cfg["training"]["data"]) == {"train", "dev", "eval"}
     assert cfg["training"]["config"]["consistency"] == 1.0 and cfg["training"]["epochs_run"] == 4
     assert cfg["calibration"]["best_epoch"] == "average of epochs 3-4"
+    assert cfg["head"]["time_stats"] == ["mean", "max"]  # the head takes the mean and the maximum over time
     result = json.loads((ckpt / "eval" / "eval.json").read_text())
     assert result["seconds_per_file"] > 0
     assert set(HELD_OUT_GENERATORS) & set(result["per_generator"])
@@ -603,3 +606,57 @@ def test_smoke_train_and_eval(tiny_dataset, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     again = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert again["file_level"]["eer"] == pytest.approx(result["file_level"]["eer"])
+
+
+@_needs_tools[0]
+@_needs_tools[1]
+def test_smoke_cross_validation(tiny_dataset, tmp_path):
+    """`melcnn eval --cv` with time statistics and a generator left out of every fold's training."""
+    import json
+    import sys
+
+    from melcnn.training.crossval import cross_validate
+
+    data, manifest, _ = tiny_dataset
+    rows = M.read_manifest(manifest)
+    train_gens = sorted({r["generator"] for r in rows if r["label"] == "spoof" and r["split"] == "train"})
+    dropped = train_gens[0]
+    out = tmp_path / "cv"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "melcnn",
+            "eval",
+            "--data",
+            str(data),
+            "--cv",
+            "--epochs",
+            "2",
+            "--time-stats",
+            "mean,std",
+            "--seed",
+            "1",
+            "--drop-generators",
+            dropped,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "time statistics mean+std" in p.stdout and f"without the spoofs of {dropped}" in p.stdout
+    cv = json.loads((out / "cv.json").read_text())
+    assert cv["time_stats"] == ["mean", "std"] and cv["drop_generators"] == [dropped] and cv["seed"] == 1
+    assert cv["folds"] and 0.0 <= cv["mean_eer"] <= 1.0
+    fold0 = next(f for f in cv["folds"] if f["fold"] == 0)  # the dev split: trains on the train split's spoofs
+    kept = cross_validate(data, epochs=1, folds=[0], time_stats=("mean", "std"))["folds"][0]
+    assert kept["train_chunks"] > fold0["train_chunks"]  # the dropped generator's spoofs were left out
+    assert kept["test_files_spoof"] == fold0["test_files_spoof"]  # and the test files are the same
+    bad = subprocess.run(
+        [sys.executable, "-m", "melcnn", "eval", "--data", str(data), "--cv", "--drop-generators", "nonesuch"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "unknown generators" in bad.stderr

@@ -1,7 +1,9 @@
 """The specification's MLP head and its checkpoint format.
 
 Input: the scattering coefficients of one chunk image averaged over time, ``(n_channels, n_rows)``
-(417 x 16 for J=4, L=8 on 256x256), pooled further into ``freq_bands`` bands along frequency, then
+(417 x 16 for J=4, L=8 on 256x256; with ``time_stats`` beyond the mean, the standard deviation and/or
+maximum over time follow as further channel blocks, :func:`melcnn.features.pool_time`), pooled
+further into ``freq_bands`` bands along frequency, then
 ``log(x + log_eps)`` and standardised with the training set's mean and std (both stored in the
 checkpoint), flattened, and passed through the specification's network::
 
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import FeatureConfig
+from .config import TIME_STATS, FeatureConfig
 from .errors import CheckpointError
 from .registry import ModelSpec, spec_for
 
@@ -54,10 +56,17 @@ class HeadConfig:
     dropout: tuple[float, ...] = (0.4, 0.4, 0.3)
     log_eps: float = 1e-6  # features enter as log(x + log_eps)
     output: str = "fake"  # the logit is of P(fake); "real" means P(real), as the spec's V2
+    time_stats: tuple[str, ...] = ("mean",)  # statistics over time of each coefficient (TIME_STATS)
+
+    def __post_init__(self) -> None:
+        stats = tuple(self.time_stats)
+        if not stats or len(set(stats)) != len(stats) or not set(stats) <= set(TIME_STATS):
+            raise CheckpointError(f"time_stats must be distinct names among {', '.join(TIME_STATS)}, got {list(stats)}")
+        object.__setattr__(self, "time_stats", stats)
 
     @property
     def n_inputs(self) -> int:
-        return self.n_channels * self.freq_bands
+        return self.n_channels * len(self.time_stats) * self.freq_bands
 
     def n_parameters(self) -> int:
         sizes = [self.n_inputs, *self.hidden, 1]
@@ -69,6 +78,7 @@ class HeadConfig:
         d = dict(d)
         d["hidden"] = tuple(d.get("hidden", cls.hidden))
         d["dropout"] = tuple(d.get("dropout", cls.dropout))
+        d["time_stats"] = tuple(d.get("time_stats", cls.time_stats))
         return cls(**d)
 
 
@@ -119,6 +129,7 @@ class Checkpoint:
         head = asdict(self.head)
         head["hidden"] = list(self.head.hidden)
         head["dropout"] = list(self.head.dropout)
+        head["time_stats"] = list(self.head.time_stats)
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -134,7 +145,8 @@ class Checkpoint:
         }
 
     def logits(self, pooled: np.ndarray) -> np.ndarray:
-        """Raw head output (eval mode) for time-pooled scattering maps ``(n, C, R) -> (n,)``."""
+        """Raw head output (eval mode) for time-pooled scattering maps ``(n, C, R) -> (n,)``
+        (``C`` = channels x ``head.time_stats``, as :func:`melcnn.features.chunk_features` returns them)."""
         w = self.weights
         x = (head_inputs(pooled, self.head) - w["feature_mean"]) / w["feature_std"]
         n_hidden = len(self.head.hidden)

@@ -15,6 +15,8 @@ from typing import Any
 SAMPLE_RATE = 16_000  # Hz
 CHUNK_S = 3.0  # seconds per analysed chunk (each variant's ModelSpec.chunk_s, in melcnn.registry, must agree)
 MAX_DURATION_S = 7_200.0  # default longest input accepted (2 hours)
+#: statistics over time a classifier head may take of each scattering coefficient (``HeadConfig.time_stats``)
+TIME_STATS = ("mean", "std", "max")
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,9 @@ class Detector:
     def score_chunks(self, chunks: np.ndarray) -> np.ndarray:
         """Calibrated P(fake) in [0, 1] for each chunk ``(n_chunks, chunk_len) -> (n_chunks,)``."""
         with single_threaded_blas():
-            feats = chunk_features(chunks, cfg=self.config, device=self.device)
+            feats = chunk_features(
+                chunks, cfg=self.config, device=self.device, time_stats=self.checkpoint.head.time_stats
+            )
             return self.checkpoint.fake_scores(feats)
 
     def analyze(
@@ -147,7 +149,7 @@ class Detector:
 
         def score(chunks: np.ndarray) -> None:  # a batch of chunks, as soon as the decoding has them
             t = time.perf_counter()
-            feats = chunk_features(chunks, cfg=cfg, device=self.device)
+            feats = chunk_features(chunks, cfg=cfg, device=self.device, time_stats=self.checkpoint.head.time_stats)
             t1 = time.perf_counter()
             scores.append(self.checkpoint.fake_scores(feats))
             timings["features"] += t1 - t

@@ -36,6 +36,7 @@ class _Engine:
 
     def scores(self, images: np.ndarray) -> np.ndarray:
         from .._blas import single_threaded_blas
+        from ..features import pool_time
 
         with single_threaded_blas():
-            return self.checkpoint.fake_scores(self.scattering.pooled(images))
+            return self.checkpoint.fake_scores(pool_time(self.scattering, images, self.checkpoint.head.time_stats))

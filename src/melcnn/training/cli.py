@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._cli_common import _DEFAULT_OVERLAPS, _VARIANTS, EXIT_OK, EXIT_USAGE, _non_negative_float
+from ..config import TIME_STATS
 from ..registry import MODELS
 
 
@@ -55,6 +56,9 @@ def add_commands(sub: Any) -> None:
     )
     tr.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
     tr.add_argument("--bands", type=int, default=2, help="frequency bands of the head input (default 2)")
+    _add_time_stats_option(
+        tr, "statistics over time of each scattering coefficient, comma-separated among {} (default mean)"
+    )
     tr.add_argument(
         "--chunk-classifier",
         type=Path,
@@ -96,7 +100,17 @@ def add_commands(sub: Any) -> None:
     )
     ev.add_argument("--cv-head", choices=("mlp", "logreg"), default="mlp", help="head trained per fold (default mlp)")
     ev.add_argument("--bands", type=int, default=2, help="frequency bands of the head input with --cv (default 2)")
+    _add_time_stats_option(ev, "with --cv: statistics over time of the head input, among {} (default mean)")
+    ev.add_argument(
+        "--drop-generators",
+        type=_generator_list,
+        default=(),
+        metavar="G[,G...]",
+        help="with --cv: train no fold on these generators' spoofs (their test clips stay): what does a "
+        "family teach about the others? (default none)",
+    )
     ev.add_argument("--epochs", type=int, default=12, help="epochs per fold with --cv (default 12)")
+    ev.add_argument("--seed", type=int, default=0, help="with --cv: random seed of the folds' heads (default 0)")
     ev.add_argument("--no-views", action="store_true", help="with --cv: train without the augmented views")
     _add_regulariser_options(
         ev,
@@ -113,6 +127,33 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--out", type=Path, default=None, metavar="DIR", help="report directory (default CKPT/eval)")
     ev.add_argument("--workers", type=int, default=2, help="feature extraction processes (default 2)")
     ev.set_defaults(func=_cmd_eval)
+
+
+def _time_stats(text: str) -> tuple[str, ...]:
+    stats = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not stats or len(set(stats)) != len(stats) or not set(stats) <= set(TIME_STATS):
+        raise argparse.ArgumentTypeError(f"expected distinct names among {','.join(TIME_STATS)}, got {text!r}")
+    return stats
+
+
+def _generator_list(text: str) -> tuple[str, ...]:
+    from .protocol import GENERATOR_SPLITS
+
+    gens = tuple(g.strip() for g in text.split(",") if g.strip())
+    unknown = sorted(set(gens) - set(GENERATOR_SPLITS))
+    if not gens or unknown:
+        raise argparse.ArgumentTypeError(f"unknown generators {unknown}; known: {','.join(GENERATOR_SPLITS)}")
+    return gens
+
+
+def _add_time_stats_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--time-stats",
+        type=_time_stats,
+        default=("mean",),
+        metavar="S[,S...]",
+        help=help_text.format(",".join(TIME_STATS)),
+    )
 
 
 def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_help: str, average_help: str) -> None:
@@ -167,6 +208,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         train_overlap_s=args.train_overlap,
         workers=args.workers,
         freq_bands=args.bands,
+        time_stats=args.time_stats,
         chunk_classifier=args.chunk_classifier,
         reencode_files=args.reencode_files,
         consistency=args.consistency,
@@ -191,7 +233,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             args.data,
             model=args.cv_head,
             freq_bands=args.bands,
+            time_stats=args.time_stats,
+            drop_generators=args.drop_generators,
             epochs=args.epochs,
+            seed=args.seed,
             views=not args.no_views,
             consistency=args.consistency,
             average_from=args.average_from,
@@ -199,6 +244,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             progress=_Progress(),
         )
         name = f"{args.cv_head}-b{args.bands}-e{args.epochs}"
+        name += "-" + "+".join(args.time_stats) if args.time_stats != ("mean",) else ""
+        name += "-without-" + "+".join(args.drop_generators) if args.drop_generators else ""
+        name += f"-seed{args.seed}" if args.seed else ""
         name += f"-c{args.consistency:g}" if args.consistency else ""
         name += f"-a{args.average_from}" if args.average_from else ""
         out = args.out or Path(args.data) / "cv" / name

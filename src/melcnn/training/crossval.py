@@ -74,28 +74,47 @@ def cross_validate(
     *,
     model: str = "mlp",
     freq_bands: int = 2,
+    time_stats: tuple[str, ...] = ("mean",),
     epochs: int = 12,
     seed: int = 0,
     views: bool = True,
     consistency: float = 0.0,
     average_from: int = 0,
     folds: list[int] | None = None,
+    drop_generators: tuple[str, ...] = (),
     workers: int = 2,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level).
 
-    ``consistency`` and ``average_from`` are :class:`~melcnn.training.train.TrainConfig`'s (the MLP head).
+    ``consistency`` and ``average_from`` are :class:`~melcnn.training.train.TrainConfig`'s (the MLP head);
+    ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`).
+    ``drop_generators``: spoofs of these generators never enter any fold's training (their test clips
+    stay), to measure what a generator family teaches about the others.
     """
+    unknown = set(drop_generators) - set(P.GENERATOR_SPLITS)
+    if unknown:
+        raise ValueError(f"unknown generators {sorted(unknown)}; known: {', '.join(P.GENERATOR_SPLITS)}")
+    head = replace(HeadConfig(), freq_bands=freq_bands, time_stats=tuple(time_stats))
     clips = [c for c in read_clips(data_dir) if c.split in ("train", "dev") and (views or not c.is_view)]
-    root = cache_features(data_dir, clips, cfg=FeatureConfig(), overlap_s=0.0, workers=workers, progress=progress)
-    fs = load_features(root, clips)
-    head = replace(HeadConfig(), freq_bands=freq_bands)
+    root = cache_features(
+        data_dir,
+        clips,
+        cfg=FeatureConfig(),
+        overlap_s=0.0,
+        time_stats=head.time_stats,
+        workers=workers,
+        progress=progress,
+    )
+    fs = load_features(root, clips, head.time_stats)
     tcfg = TrainConfig(epochs=epochs, seed=seed, patience=epochs, consistency=consistency, average_from=average_from)
     out: dict[str, Any] = {
         "model": model,
         "freq_bands": freq_bands,
+        "time_stats": list(head.time_stats),
+        "drop_generators": sorted(drop_generators),
         "epochs": epochs,
+        "seed": seed,
         "views": views,
         "consistency": consistency,
         "average_from": average_from,
@@ -104,6 +123,7 @@ def cross_validate(
     for k in folds if folds is not None else range(len(P.CV_FOLDS)):
         t0 = time.perf_counter()
         tr_idx, te_idx = fold_sets(fs.clips, k)
+        tr_idx = [i for i in tr_idx if not (fs.clips[i].label == 1 and fs.clips[i].generator in drop_generators)]
         tr, te = _subset(fs, tr_idx), _subset(fs, te_idx)
         if len(set(te.y.tolist())) < 2 or len(set(tr.y.tolist())) < 2:
             continue
@@ -147,8 +167,10 @@ def cross_validate(
 
 def markdown(cv: dict[str, Any]) -> str:
     lines = [
-        f"Leave-source-out cross-validation: {cv['model']} head, {cv['freq_bands']} bands, {cv['epochs']} epochs, "
+        f"Leave-source-out cross-validation: {cv['model']} head, {cv['freq_bands']} bands, "
+        f"time statistics {'+'.join(cv.get('time_stats', ['mean']))}, {cv['epochs']} epochs, "
         f"views {'on' if cv['views'] else 'off'}"
+        + (f", without the spoofs of {', '.join(cv['drop_generators'])}" if cv.get("drop_generators") else "")
         + (f", consistency {cv['consistency']:g}" if cv.get("consistency") else "")
         + (f", weights averaged from epoch {cv['average_from']}" if cv.get("average_from") else ""),
         "",

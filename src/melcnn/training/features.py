@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import FeatureConfig
+from ..config import TIME_STATS, FeatureConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,11 @@ def read_clips(data_dir: Path) -> list[Clip]:
     ]
 
 
-def cache_key(cfg: FeatureConfig, overlap_s: float) -> str:
-    blob = json.dumps({"features": cfg.to_dict(), "overlap_s": overlap_s, "v": 1}, sort_keys=True)
+def cache_key(cfg: FeatureConfig, overlap_s: float, time_stats: tuple[str, ...] = ("mean",)) -> str:
+    settings: dict = {"features": cfg.to_dict(), "overlap_s": overlap_s, "v": 1}
+    if tuple(time_stats) != ("mean",):  # the mean's caches keep the key they had before time_stats existed
+        settings["time_stats"] = list(time_stats)
+    blob = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -83,28 +86,31 @@ def _feature_file(root: Path, clip_id: str) -> Path:
     return root / safe[:2] / f"{safe}.npy"
 
 
-def clip_features(path: str | Path, cfg: FeatureConfig, overlap_s: float) -> np.ndarray:
+def clip_features(
+    path: str | Path, cfg: FeatureConfig, overlap_s: float, time_stats: tuple[str, ...] = ("mean",)
+) -> np.ndarray:
     """Time-pooled scattering maps ``(n_chunks, C, R)`` of one file, through the inference path (decode,
-    chunk, features). Raises :class:`melcnn.MelcnnError` for a file that cannot be analysed."""
+    chunk, features; ``C`` = channels x ``time_stats``). Raises :class:`melcnn.MelcnnError` for a file
+    that cannot be analysed."""
     from ..audio import load_audio
     from ..chunking import chunk
     from ..features import chunk_features
 
     y = load_audio(path, sample_rate=cfg.sample_rate, min_duration_s=cfg.chunk_s).samples
     c = chunk(y, sr=cfg.sample_rate, chunk_s=cfg.chunk_s, overlap_s=overlap_s)
-    return chunk_features(c.samples, cfg=cfg).astype(np.float32)
+    return chunk_features(c.samples, cfg=cfg, time_stats=time_stats).astype(np.float32)
 
 
-def _compute(args: tuple[str, str, dict, float]) -> tuple[str, int, str | None]:
+def _compute(args: tuple[str, str, dict, float, tuple[str, ...]]) -> tuple[str, int, str | None]:
     """Worker: features of one clip, saved atomically. Returns (clip id, n chunks, error or None)."""
-    clip_path, out_path, cfg_dict, overlap_s = args
+    clip_path, out_path, cfg_dict, overlap_s, time_stats = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from ..errors import MelcnnError
 
     cfg = FeatureConfig.from_dict(cfg_dict)
     error = None
     try:
-        feats = clip_features(clip_path, cfg, overlap_s)
+        feats = clip_features(clip_path, cfg, overlap_s, time_stats)
     except MelcnnError as exc:  # e.g. a clip shorter than one chunk: recorded as empty, not retried
         feats, error = np.zeros((0,), dtype=np.float32), str(exc)
     out = Path(out_path)
@@ -122,18 +128,27 @@ def cache_features(
     *,
     cfg: FeatureConfig,
     overlap_s: float,
+    time_stats: tuple[str, ...] = ("mean",),
     workers: int = 2,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Path:
-    """Compute (or find) the features of ``clips``; returns the cache directory."""
-    root = Path(data_dir) / "features" / cache_key(cfg, overlap_s)
+    """Compute (or find) the features of ``clips`` with the statistics over time ``time_stats`` among
+    others; returns the cache directory (read it with :func:`load_features`).
+
+    The mean alone has a cache of its own (the transform's cheaper pooled path); any other choice is
+    served from one cache that holds all of :data:`melcnn.config.TIME_STATS`, so comparing combinations
+    computes the scattering once.
+    """
+    time_stats = ("mean",) if tuple(time_stats) == ("mean",) else TIME_STATS
+    root = Path(data_dir) / "features" / cache_key(cfg, overlap_s, time_stats)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "settings.json").write_text(json.dumps({"features": cfg.to_dict(), "overlap_s": overlap_s}, indent=2))
+    settings = {"features": cfg.to_dict(), "overlap_s": overlap_s, "time_stats": list(time_stats)}
+    (root / "settings.json").write_text(json.dumps(settings, indent=2))
     todo = [c for c in clips if not _feature_file(root, c.clip_id).is_file()]
     done = len(clips) - len(todo)
     if progress:
         progress("features", done, len(clips))
-    jobs = [(str(c.path), str(_feature_file(root, c.clip_id)), cfg.to_dict(), overlap_s) for c in todo]
+    jobs = [(str(c.path), str(_feature_file(root, c.clip_id)), cfg.to_dict(), overlap_s, time_stats) for c in todo]
     failures = []
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
@@ -176,8 +191,14 @@ def view_groups(fs: FeatureSet) -> np.ndarray:
     return np.stack([fs.clip_index, group_of_clip[fs.clip_index]], axis=1)
 
 
-def load_features(root: Path, clips: Sequence[Clip]) -> FeatureSet:
-    """Stack the cached features of ``clips`` (clips without features, e.g. too short, are left out)."""
+def load_features(root: Path, clips: Sequence[Clip], time_stats: Sequence[str] = ("mean",)) -> FeatureSet:
+    """Stack the cached features of ``clips`` (clips without features, e.g. too short, are left out),
+    keeping the channel blocks of ``time_stats`` (in that order) of those the cache holds."""
+    settings = json.loads((Path(root) / "settings.json").read_text())
+    stored = list(settings.get("time_stats", ["mean"]))
+    if not set(time_stats) <= set(stored):
+        raise ValueError(f"{root} holds the time statistics {stored}, not {list(time_stats)}")
+    blocks = [stored.index(s) for s in time_stats]
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     idx: list[np.ndarray] = []
@@ -189,6 +210,8 @@ def load_features(root: Path, clips: Sequence[Clip]) -> FeatureSet:
         arr = np.load(f, allow_pickle=False)
         if arr.size == 0:
             continue
+        if blocks != list(range(len(stored))):
+            arr = arr.reshape(len(arr), len(stored), -1, arr.shape[-1])[:, blocks].reshape(len(arr), -1, arr.shape[-1])
         xs.append(arr.astype(np.float32))
         ys.append(np.full(len(arr), c.label, dtype=np.int64))
         idx.append(np.full(len(arr), len(kept), dtype=np.int64))

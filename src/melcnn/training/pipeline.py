@@ -53,6 +53,7 @@ def train_model(
     seed: int = 0,
     epochs: int = 60,
     freq_bands: int = 2,
+    time_stats: tuple[str, ...] = ("mean",),
     train_overlap_s: float | None = None,
     workers: int = 2,
     chunk_classifier: Path | None = None,
@@ -64,6 +65,9 @@ def train_model(
 ) -> Path:
     """Train a checkpoint of ``variant`` (a key of :data:`melcnn.registry.MODELS`) on DATA_DIR's train split,
     calibrate on dev, evaluate on eval.
+
+    The head takes ``freq_bands`` frequency bands of each scattering coefficient's ``time_stats`` over time
+    (:class:`~melcnn.classifier.HeadConfig`).
 
     The variant's :class:`~melcnn.registry.ModelSpec` sets the chunk length and the default overlap.
     Training uses chunks overlapping by ``train_overlap_s`` (default: the variant's own overlap, V2 0 s and
@@ -86,7 +90,13 @@ def train_model(
     if chunk_classifier is not None:
         base = load_checkpoint(chunk_classifier)
         head, weights, history = base.head, base.weights, []
-        dv = load_features(cache_features(data_dir, dev_clips, cfg=cfg, overlap_s=overlap, workers=workers), dev_clips)
+        dv = load_features(
+            cache_features(
+                data_dir, dev_clips, cfg=cfg, overlap_s=overlap, time_stats=head.time_stats, workers=workers
+            ),
+            dev_clips,
+            head.time_stats,
+        )
         calibration = calibrate(
             base.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head, target_frr=TARGET_FRR
         )
@@ -96,11 +106,17 @@ def train_model(
         }
         tr = None
     else:
+        head = HeadConfig(freq_bands=freq_bands, time_stats=tuple(time_stats))
         root = cache_features(
-            data_dir, train_clips + dev_clips, cfg=cfg, overlap_s=train_overlap_s, workers=workers, progress=progress
+            data_dir,
+            train_clips + dev_clips,
+            cfg=cfg,
+            overlap_s=train_overlap_s,
+            time_stats=head.time_stats,
+            workers=workers,
+            progress=progress,
         )
-        tr, dv = load_features(root, train_clips), load_features(root, dev_clips)
-        head = HeadConfig(freq_bands=freq_bands)
+        tr, dv = load_features(root, train_clips, head.time_stats), load_features(root, dev_clips, head.time_stats)
 
         def epoch_progress(i: int, n: int, row: dict[str, float]) -> None:
             if progress:
@@ -120,7 +136,11 @@ def train_model(
         if overlap != train_overlap_s:  # calibrate on the variant's own chunking
             ck = Checkpoint("tmp", variant, "0", cfg, head, weights)
             dv = load_features(
-                cache_features(data_dir, dev_clips, cfg=cfg, overlap_s=overlap, workers=workers), dev_clips
+                cache_features(
+                    data_dir, dev_clips, cfg=cfg, overlap_s=overlap, time_stats=head.time_stats, workers=workers
+                ),
+                dev_clips,
+                head.time_stats,
             )
             best = {k: calibration[k] for k in ("best_epoch", "dev_file_eer_raw")}
             calibration = calibrate(ck.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head)
@@ -306,9 +326,15 @@ def evaluate_model(
     if not clips:
         raise ValueError(f"no clips in split {split!r}")
     root = cache_features(
-        data_dir, clips, cfg=ckpt.features, overlap_s=ckpt.spec.default_overlap_s, workers=workers, progress=progress
+        data_dir,
+        clips,
+        cfg=ckpt.features,
+        overlap_s=ckpt.spec.default_overlap_s,
+        time_stats=ckpt.head.time_stats,
+        workers=workers,
+        progress=progress,
     )
-    fs = load_features(root, clips)
+    fs = load_features(root, clips, ckpt.head.time_stats)
     chunk_scores = ckpt.fake_scores(fs.x)
     _, file_mean = file_scores(chunk_scores, fs.clip_index)
     labels = np.array([c.label for c in fs.clips])
