@@ -459,6 +459,13 @@ _needs_tools = [
 ]
 
 
+def _melcnn(*args: str | Path) -> subprocess.CompletedProcess:
+    """``python -m melcnn ARGS``, as a user runs it (output captured as text)."""
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "melcnn", *map(str, args)], capture_output=True, text=True)
+
+
 NON_FREE_GENERATORS = {"pico", "rhvoice", "mbrola"}
 
 # small packages (about 55 MB) with sources of every split: train, dev (fold 0) and eval
@@ -535,37 +542,14 @@ def test_smoke_build_tiny(tiny_dataset):
 def test_smoke_train_and_eval(tiny_dataset, tmp_path):
     """build -> train -> eval end to end, through the same commands users run."""
     import json
-    import sys
 
     import melcnn
     from melcnn.training.protocol import HELD_OUT_GENERATORS
 
     data, _, _ = tiny_dataset
     ckpt = tmp_path / "ckpt"
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "melcnn",
-            "train",
-            "--data",
-            str(data),
-            "--model",
-            "v3",
-            "--out",
-            str(ckpt),
-            "--epochs",
-            "4",
-            "--consistency",
-            "1",
-            "--average-from",
-            "3",
-            "--time-stats",
-            "mean,max",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    options = "--epochs 4 --consistency 1 --average-from 3 --time-stats mean,max".split()
+    p = _melcnn("train", "--data", data, "--model", "v3", "--out", ckpt, *options)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "EER" in p.stdout
     for name in ("config.json", "model.safetensors", "eval/eval.json", "eval/eval.md", "eval/det.png", "eval/hist.png"):
@@ -587,22 +571,7 @@ def test_smoke_train_and_eval(tiny_dataset, tmp_path):
     report = melcnn.load_model(ckpt).analyze(media_path=clip)
     assert report["model"]["variant"] == "v3"
     # `melcnn eval` reuses the cached features and writes the same report
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "melcnn",
-            "eval",
-            "--data",
-            str(data),
-            "--model",
-            str(ckpt),
-            "--out",
-            str(tmp_path / "ev"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    p = _melcnn("eval", "--data", str(data), "--model", str(ckpt), "--out", str(tmp_path / "ev"))
     assert p.returncode == 0, p.stderr[-2000:]
     again = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert again["file_level"]["eer"] == pytest.approx(result["file_level"]["eer"])
@@ -613,7 +582,6 @@ def test_smoke_train_and_eval(tiny_dataset, tmp_path):
 def test_smoke_cross_validation(tiny_dataset, tmp_path):
     """`melcnn eval --cv` with time statistics and a generator left out of every fold's training."""
     import json
-    import sys
 
     from melcnn.training.crossval import cross_validate
 
@@ -622,29 +590,8 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     train_gens = sorted({r["generator"] for r in rows if r["label"] == "spoof" and r["split"] == "train"})
     dropped = train_gens[0]
     out = tmp_path / "cv"
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "melcnn",
-            "eval",
-            "--data",
-            str(data),
-            "--cv",
-            "--epochs",
-            "2",
-            "--time-stats",
-            "mean,std",
-            "--seed",
-            "1",
-            "--drop-generators",
-            dropped,
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    options = f"--cv --epochs 2 --time-stats mean,std --seed 1 --drop-generators {dropped}".split()
+    p = _melcnn("eval", "--data", data, *options, "--out", out)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "time statistics mean+std" in p.stdout and f"without the spoofs of {dropped}" in p.stdout
     cv = json.loads((out / "cv.json").read_text())
@@ -654,9 +601,5 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     kept = cross_validate(data, epochs=1, folds=[0], time_stats=("mean", "std"))["folds"][0]
     assert kept["train_chunks"] > fold0["train_chunks"]  # the dropped generator's spoofs were left out
     assert kept["test_files_spoof"] == fold0["test_files_spoof"]  # and the test files are the same
-    bad = subprocess.run(
-        [sys.executable, "-m", "melcnn", "eval", "--data", str(data), "--cv", "--drop-generators", "nonesuch"],
-        capture_output=True,
-        text=True,
-    )
+    bad = _melcnn("eval", "--data", str(data), "--cv", "--drop-generators", "nonesuch")
     assert bad.returncode == 2 and "unknown generators" in bad.stderr
