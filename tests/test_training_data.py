@@ -590,12 +590,14 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     train_gens = sorted({r["generator"] for r in rows if r["label"] == "spoof" and r["split"] == "train"})
     dropped = train_gens[0]
     out = tmp_path / "cv"
-    options = f"--cv --epochs 2 --time-stats mean,std --seed 1 --drop-generators {dropped}".split()
+    options = f"--cv --epochs 2 --time-stats mean,std --seed 1 --drop-generators {dropped} --balance-domains".split()
     p = _melcnn("eval", "--data", data, *options, "--out", out)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "time statistics mean+std" in p.stdout and f"without the spoofs of {dropped}" in p.stdout
+    assert "domains balanced" in p.stdout
     cv = json.loads((out / "cv.json").read_text())
     assert cv["time_stats"] == ["mean", "std"] and cv["drop_generators"] == [dropped] and cv["seed"] == 1
+    assert cv["balance_domains"] is True
     assert cv["folds"] and 0.0 <= cv["mean_eer"] <= 1.0
     fold0 = next(f for f in cv["folds"] if f["fold"] == 0)  # the dev split: trains on the train split's spoofs
     kept = cross_validate(data, epochs=1, folds=[0], time_stats=("mean", "std"))["folds"][0]

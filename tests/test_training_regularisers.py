@@ -1,4 +1,5 @@
-"""The head trainer's regularisers: view-group batches, the view-consistency penalty, weight averaging."""
+"""The head trainer's regularisers: view-group batches, the view-consistency penalty, weight averaging,
+domain balancing."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ torch = pytest.importorskip("torch")
 
 from melcnn.classifier import Checkpoint, HeadConfig  # noqa: E402
 from melcnn.config import FeatureConfig  # noqa: E402
-from melcnn.training.train import TrainConfig, _batches, _view_group_members, _view_variance, fit_head  # noqa: E402
+from melcnn.training.evaluate import roc_auc  # noqa: E402
+from melcnn.training.train import (  # noqa: E402
+    TrainConfig,
+    _batches,
+    _domain_weights,
+    _view_group_members,
+    _view_variance,
+    fit_head,
+)
 
 HEAD = HeadConfig(n_channels=4, n_rows=2, freq_bands=2, hidden=(32, 16, 8))
 
@@ -84,3 +93,43 @@ def test_weight_averaging_runs_every_epoch_and_averages() -> None:
     # BatchNorm statistics were re-estimated for the averaged weights, so its dev scores are finite and vary
     scores = Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights, calibration=calibration).fake_scores(xd)
     assert np.isfinite(scores).all() and scores.std() > 0.01
+
+
+def test_domain_weights_give_each_domain_of_a_class_an_equal_share() -> None:
+    domains = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 3, 3])
+    labels = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    w = _domain_weights(domains, labels)
+    assert w.mean() == pytest.approx(1.0)
+    totals = {d: w[domains == d].sum() for d in range(4)}
+    assert totals[0] == pytest.approx(totals[1]) and totals[2] == pytest.approx(totals[3])
+    assert totals[0] + totals[1] == pytest.approx(totals[2] + totals[3])  # the classes count alike
+
+
+def _dominant_domain_data(seed: int, n: int, nuisance: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bona fide domains 0 (big) and 1 (small), spoof domains 2 (big) and 3 (small). Input 0 carries weak
+    evidence everywhere; input 1 (a channel cue) gives the label away in the big domains and the opposite
+    in the small ones (``nuisance="shortcut"``), or is noise (``"random"``: a new source's channel)."""
+    rng = np.random.default_rng(seed)
+    big = rng.random(n) < 0.85
+    label = rng.integers(0, 2, n)
+    domain = np.where(label == 0, np.where(big, 0, 1), np.where(big, 2, 3))
+    evidence = np.where(label == 1, 1.0, -1.0) * 0.8 + rng.normal(0, 1.0, n)
+    sign = np.where(label == 1, 1.0, -1.0) * np.where(big, 1.0, -1.0)
+    cue = 2.0 * sign if nuisance == "shortcut" else rng.choice([-2.0, 2.0], n)
+    x = np.exp(rng.normal(0, 0.3, (n, HEAD.n_channels, HEAD.n_rows))).astype(np.float32)
+    x[:, 0, 0] = np.exp(evidence)
+    x[:, 1, 0] = np.exp(cue + rng.normal(0, 0.1, n))
+    return x, label, domain
+
+
+def test_balancing_domains_keeps_a_big_domain_s_shortcut_from_deciding() -> None:
+    x, y, domain = _dominant_domain_data(0, 4000, "shortcut")
+    xt, yt, _ = _dominant_domain_data(1, 2000, "random")
+    auc = {}
+    for balance in (False, True):
+        cfg = TrainConfig(epochs=8, batch_size=128, seed=0, balance_domains=balance)
+        weights, _, _ = fit_head(x, y, None, None, train_domains=domain, head=HEAD, cfg=cfg)
+        auc[balance] = roc_auc(Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights).logits(xt), yt)
+    assert auc[True] > auc[False] + 0.05, auc
+    with pytest.raises(ValueError, match="train_domains"):
+        fit_head(x, y, None, None, head=HEAD, cfg=TrainConfig(epochs=1, balance_domains=True))

@@ -157,9 +157,16 @@ def _add_time_stats_option(parser: argparse.ArgumentParser, help_text: str) -> N
 
 
 def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_help: str, average_help: str) -> None:
-    """``--consistency W`` and ``--average-from E`` (:class:`~melcnn.training.train.TrainConfig`'s)."""
+    """``--consistency W``, ``--average-from E`` and ``--balance-domains``
+    (:class:`~melcnn.training.train.TrainConfig`'s)."""
     parser.add_argument("--consistency", type=_non_negative_float, default=0.0, metavar="W", help=consistency_help)
     parser.add_argument("--average-from", type=int, default=0, metavar="E", help=average_help)
+    parser.add_argument(
+        "--balance-domains",
+        action="store_true",
+        help="weight the loss so that every bona fide source and every generator counts alike within its "
+        "class (default off: every chunk counts alike)",
+    )
 
 
 class _Progress:
@@ -213,6 +220,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         reencode_files=args.reencode_files,
         consistency=args.consistency,
         average_from=args.average_from,
+        balance_domains=args.balance_domains,
         evaluate=not args.no_eval,
         progress=_Progress(),
     )
@@ -240,6 +248,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             views=not args.no_views,
             consistency=args.consistency,
             average_from=args.average_from,
+            balance_domains=args.balance_domains,
             workers=args.workers,
             progress=_Progress(),
         )
@@ -249,6 +258,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         name += f"-seed{args.seed}" if args.seed else ""
         name += f"-c{args.consistency:g}" if args.consistency else ""
         name += f"-a{args.average_from}" if args.average_from else ""
+        name += "-balanced" if args.balance_domains else ""
         out = args.out or Path(args.data) / "cv" / name
         crossval.write(cv, out)
         print(crossval.markdown(cv))

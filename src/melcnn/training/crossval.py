@@ -22,7 +22,7 @@ from ..classifier import HeadConfig, head_inputs
 from ..config import FeatureConfig
 from . import evaluate as ev
 from . import protocol as P
-from .features import Clip, FeatureSet, cache_features, load_features, read_clips, view_groups
+from .features import Clip, FeatureSet, cache_features, domain_ids, load_features, read_clips, view_groups
 from .train import TrainConfig, file_scores, fit_head
 
 Progress = Callable[[str, int, int], None]
@@ -55,7 +55,9 @@ def _fit_score(
     if model == "mlp":
         from ..classifier import Checkpoint
 
-        weights, cal, _ = fit_head(tr.x, tr.y, None, None, train_groups=view_groups(tr), head=head, cfg=tcfg)
+        weights, cal, _ = fit_head(
+            tr.x, tr.y, None, None, train_groups=view_groups(tr), train_domains=domain_ids(tr), head=head, cfg=tcfg
+        )
         ck = Checkpoint("cv", "v2", "0", FeatureConfig(), head, weights, calibration=cal)
         return ck.logits(te.x)
     if model == "logreg":
@@ -80,6 +82,7 @@ def cross_validate(
     views: bool = True,
     consistency: float = 0.0,
     average_from: int = 0,
+    balance_domains: bool = False,
     folds: list[int] | None = None,
     drop_generators: tuple[str, ...] = (),
     workers: int = 2,
@@ -87,7 +90,8 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level).
 
-    ``consistency`` and ``average_from`` are :class:`~melcnn.training.train.TrainConfig`'s (the MLP head);
+    ``consistency``, ``average_from`` and ``balance_domains`` are
+    :class:`~melcnn.training.train.TrainConfig`'s (the MLP head);
     ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`).
     ``drop_generators``: spoofs of these generators never enter any fold's training (their test clips
     stay), to measure what a generator family teaches about the others.
@@ -107,7 +111,14 @@ def cross_validate(
         progress=progress,
     )
     fs = load_features(root, clips, head.time_stats)
-    tcfg = TrainConfig(epochs=epochs, seed=seed, patience=epochs, consistency=consistency, average_from=average_from)
+    tcfg = TrainConfig(
+        epochs=epochs,
+        seed=seed,
+        patience=epochs,
+        consistency=consistency,
+        average_from=average_from,
+        balance_domains=balance_domains,
+    )
     out: dict[str, Any] = {
         "model": model,
         "freq_bands": freq_bands,
@@ -118,6 +129,7 @@ def cross_validate(
         "views": views,
         "consistency": consistency,
         "average_from": average_from,
+        "balance_domains": balance_domains,
         "folds": [],
     }
     for k in folds if folds is not None else range(len(P.CV_FOLDS)):
@@ -172,7 +184,8 @@ def markdown(cv: dict[str, Any]) -> str:
         f"views {'on' if cv['views'] else 'off'}"
         + (f", without the spoofs of {', '.join(cv['drop_generators'])}" if cv.get("drop_generators") else "")
         + (f", consistency {cv['consistency']:g}" if cv.get("consistency") else "")
-        + (f", weights averaged from epoch {cv['average_from']}" if cv.get("average_from") else ""),
+        + (f", weights averaged from epoch {cv['average_from']}" if cv.get("average_from") else "")
+        + (", domains balanced" if cv.get("balance_domains") else ""),
         "",
         "| fold | held-out sources | held-out generators | bona fide / spoof files | EER | ROC AUC |",
         "|---|---|---|---|---|---|",

@@ -191,6 +191,17 @@ def view_groups(fs: FeatureSet) -> np.ndarray:
     return np.stack([fs.clip_index, group_of_clip[fs.clip_index]], axis=1)
 
 
+def domain_ids(fs: FeatureSet) -> np.ndarray:
+    """Per chunk of ``fs``: the index of its domain, a bona fide clip's source or a spoof's generator
+    (codes are shared by neither class: a source and a generator of the same name stay two domains)."""
+    codes: dict[tuple[int, str], int] = {}
+    of_clip = np.array(
+        [codes.setdefault((c.label, c.generator if c.label == 1 else c.source), len(codes)) for c in fs.clips],
+        dtype=np.int64,
+    )
+    return of_clip[fs.clip_index]
+
+
 def load_features(root: Path, clips: Sequence[Clip], time_stats: Sequence[str] = ("mean",)) -> FeatureSet:
     """Stack the cached features of ``clips`` (clips without features, e.g. too short, are left out),
     keeping the channel blocks of ``time_stats`` (in that order) of those the cache holds."""

@@ -21,7 +21,7 @@ from ..classifier import Checkpoint, HeadConfig, load_checkpoint, save_checkpoin
 from ..config import FeatureConfig
 from ..registry import MODELS
 from . import evaluate as ev
-from .features import Clip, FeatureSet, cache_features, load_features, read_clips, view_groups
+from .features import Clip, FeatureSet, cache_features, domain_ids, load_features, read_clips, view_groups
 from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_head
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def train_model(
     reencode_files: int = 200,
     consistency: float = 0.0,
     average_from: int = 0,
+    balance_domains: bool = False,
     evaluate: bool = True,
     progress: Progress | None = None,
 ) -> Path:
@@ -84,7 +85,13 @@ def train_model(
     clips = read_clips(data_dir)
     train_clips = [c for c in clips if c.split == "train"]
     dev_clips = [c for c in clips if c.split == "dev"]
-    tcfg = TrainConfig(epochs=epochs, seed=seed, consistency=consistency, average_from=average_from)
+    tcfg = TrainConfig(
+        epochs=epochs,
+        seed=seed,
+        consistency=consistency,
+        average_from=average_from,
+        balance_domains=balance_domains,
+    )
     t0 = time.perf_counter()
     history: list[dict[str, float]]  # one row per epoch (empty for a head calibrated on a given classifier)
     if chunk_classifier is not None:
@@ -129,6 +136,7 @@ def train_model(
             dv.y,
             dev_files=dv.clip_index,
             train_groups=view_groups(tr),
+            train_domains=domain_ids(tr),
             head=head,
             cfg=tcfg,
             progress=epoch_progress,

@@ -37,6 +37,10 @@ class TrainConfig:
     #: average the weights of epochs ``average_from``..``epochs`` (1-based) instead of early stopping,
     #: then re-estimate BatchNorm statistics on train (0: off, early stopping on dev)
     average_from: int = 0
+    #: weight the loss so that, within each class, every domain (a bona fide source, a spoof generator)
+    #: counts as much as any other, and the two classes count alike (False: chunks count alike, classes
+    #: balanced by ``pos_weight``; needs ``train_domains``)
+    balance_domains: bool = False
 
 
 def file_scores(chunk_scores: np.ndarray, file_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +63,7 @@ def fit_head(
     *,
     dev_files: np.ndarray | None = None,
     train_groups: np.ndarray | None = None,
+    train_domains: np.ndarray | None = None,
     head: HeadConfig | None = None,
     cfg: TrainConfig | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
@@ -79,6 +84,9 @@ def fit_head(
         Per train chunk: ``[:, 0]`` its clip, ``[:, 1]`` its view group (the base clip of a clip and its
         channel-augmented views). With ``cfg.consistency > 0`` batches are made of whole groups and the
         loss adds ``consistency`` times the within-group variance of the clips' mean chunk probabilities.
+    train_domains : np.ndarray [shape=(n,)], optional
+        Per train chunk: its domain (:func:`melcnn.training.features.domain_ids`), for
+        ``cfg.balance_domains``.
 
     Returns
     -------
@@ -109,7 +117,16 @@ def fit_head(
         model.feature_std.copy_(torch.from_numpy(xt.std(axis=0) + 1e-4))
         n_pos = max(1.0, float(yt.sum()))
         n_neg = max(1.0, float(len(yt) - yt.sum()))
-        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(n_neg / n_pos))
+        if cfg.balance_domains and train_domains is None:
+            raise ValueError("balance_domains needs train_domains")
+        domains = None if train_domains is None else np.unique(np.asarray(train_domains), return_inverse=True)[1]
+        if cfg.balance_domains:
+            assert domains is not None
+            sample_w = torch.from_numpy(_domain_weights(domains, yt))
+            loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
+        else:
+            sample_w = None
+            loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(n_neg / n_pos))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
         xt_t, yt_t = torch.from_numpy(xt), torch.from_numpy(yt)
@@ -129,6 +146,8 @@ def fit_head(
                 opt.zero_grad()
                 logits = model(xt_t[idx])
                 loss = loss_fn(logits, yt_t[idx])
+                if sample_w is not None:
+                    loss = (loss * sample_w[idx]).sum() / sample_w[idx].sum()
                 if groups is not None:
                     loss = loss + cfg.consistency * _view_variance(torch.sigmoid(logits), groups[idx_np])
                 loss.backward()
@@ -187,6 +206,19 @@ def fit_head(
     calibration["best_epoch"] = best[1] + 1 if best[1] >= 0 else f"average of epochs {cfg.average_from}-{cfg.epochs}"
     calibration["dev_file_eer_raw"] = best[0]
     return weights_from_torch(model), calibration, history
+
+
+def _domain_weights(domains: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-sample loss weights (mean 1): each class half the total, split equally among its domains."""
+    w = np.zeros(len(domains), dtype=np.float32)
+    for cls in (0, 1):
+        in_cls = labels == cls
+        doms, counts = np.unique(domains[in_cls], return_counts=True)
+        if len(doms) == 0:
+            continue
+        per = dict(zip(doms.tolist(), (0.5 / len(doms) / counts).tolist(), strict=True))
+        w[in_cls] = np.array([per[d] for d in domains[in_cls].tolist()], dtype=np.float32)
+    return w * (len(w) / w.sum())
 
 
 def _view_group_members(groups: np.ndarray) -> list[np.ndarray]:
