@@ -99,6 +99,32 @@ def test_reencoded_files_are_real_files_of_their_format(tmp_path, rng):
     assert tel.original_sample_rate == 8000
 
 
+def test_reencoding_report_says_which_way_each_class_flips(tmp_path, rng):
+    """The same real clip stands for a bona fide file called REAL (base score 0) and a spoof called FAKE
+    (base score 1); its re-encoded copies are really scored by the shipped V2, so in every condition
+    exactly one of the two flips, and the report must put that flip in the right column."""
+    import soundfile as sf
+
+    from melcnn import load_model
+    from melcnn.training import invariance as I
+
+    clip = tmp_path / "clip.flac"
+    sf.write(str(clip), vowel_train(rng, 4.0, harmonics=49, noise=0.003), SR)
+    ckpt = load_model("MEL-Spectrogram-CNN-V2").checkpoint
+    rep = I.reencoding_report([clip, clip], [0.0, 1.0], ckpt, labels=[0, 1])
+    assert list(rep) == list(I.CONDITIONS)
+    for cond, m in rep.items():
+        s1 = m["bonafide_mean_change"]  # the re-encoded copy's score (base 0)
+        assert m["files"] == 2 and m["bonafide_files"] == 1 and m["spoof_files"] == 1, cond
+        assert m["flip_rate"] == 0.5, cond
+        assert m["bonafide_to_fake"] == float(s1 >= ckpt.threshold), cond
+        assert m["spoof_to_real"] == float(s1 < ckpt.threshold), cond
+        assert abs(m["spoof_mean_change"] - (s1 - 1.0)) < 1e-3, cond
+    # without labels the report keeps its pooled figures only
+    pooled = I.reencoding_report([clip], [0.0], ckpt)
+    assert "bonafide_to_fake" not in pooled["mp3_128k"] and pooled["mp3_128k"]["files"] == 1
+
+
 def test_calibration_puts_the_threshold_at_the_target_false_reject_rate(rng):
     from melcnn.classifier import HeadConfig
     from melcnn.training.train import calibrate, file_scores

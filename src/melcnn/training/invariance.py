@@ -67,15 +67,23 @@ def reencoding_report(
     base_scores: list[float],
     ckpt,
     *,
+    labels: list[int] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Per condition: share of flipped verdicts and mean |score change| over ``paths`` (16 kHz clips)."""
+    """Per condition: share of flipped verdicts and mean |score change| over ``paths`` (16 kHz clips).
+
+    With ``labels`` (1 = spoof, 0 = bona fide) each condition also says which way the verdicts flip:
+    ``bonafide_to_fake`` (share of the bona fide files called REAL before and FAKE after: false alarms the
+    codec makes), ``spoof_to_real`` (spoofs called FAKE before and REAL after: fakes it hides), and the
+    mean score change within each class.
+    """
     import soundfile as sf
 
     thr = ckpt.threshold
-    res: dict[str, dict[str, list[float]]] = {c: {"delta": [], "flip": []} for c in CONDITIONS}
+    res: dict[str, dict[str, list[float]]] = {c: {"delta": [], "flip": [], "label": []} for c in CONDITIONS}
+    labels = [-1] * len(paths) if labels is None else list(labels)
     with tempfile.TemporaryDirectory(prefix="melcnn-reenc-") as td:
-        for i, (p, s0) in enumerate(zip(paths, base_scores, strict=True)):
+        for i, (p, s0, y) in enumerate(zip(paths, base_scores, labels, strict=True)):
             x, sr = sf.read(str(p), dtype="float64")
             for cond in CONDITIONS:
                 f = encode_file(x, sr, cond, Path(td) / f"c{i}_{cond}")
@@ -85,6 +93,7 @@ def reencoding_report(
                     continue
                 res[cond]["delta"].append(s1 - s0)
                 res[cond]["flip"].append(float((s1 >= thr) != (s0 >= thr)))
+                res[cond]["label"].append(y)
             if progress:
                 progress("re-encoding", i + 1, len(paths))
     out = {}
@@ -96,4 +105,14 @@ def reencoding_report(
             "mean_abs_change": round(float(np.mean(np.abs(d))), 4) if len(d) else None,
             "mean_change": round(float(np.mean(d)), 4) if len(d) else None,
         }
+        y = np.array(r["label"])
+        flip = np.array(r["flip"], dtype=bool)
+        for cls, name, towards in ((0, "bonafide", "bonafide_to_fake"), (1, "spoof", "spoof_to_real")):
+            m = y == cls
+            if m.any():
+                # a flip of a bona fide file that was called FAKE goes the right way (towards REAL): not counted
+                wrong = flip[m] & ((d[m] > 0) if cls == 0 else (d[m] < 0))
+                out[cond][f"{name}_files"] = int(m.sum())
+                out[cond][towards] = round(float(np.mean(wrong)), 4)
+                out[cond][f"{name}_mean_change"] = round(float(np.mean(d[m])), 4)
     return out

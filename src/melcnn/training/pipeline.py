@@ -365,7 +365,11 @@ def evaluate_model(
 
         pick = np.linspace(0, len(fs.clips) - 1, min(reencode_files, len(fs.clips))).astype(int)
         result["reencoding"] = reencoding_report(
-            [fs.clips[i].path for i in pick], [float(file_mean[i]) for i in pick], ckpt, progress=progress
+            [fs.clips[i].path for i in pick],
+            [float(file_mean[i]) for i in pick],
+            ckpt,
+            labels=[fs.clips[i].label for i in pick],
+            progress=progress,
         )
     # end-to-end time per file through Detector.analyze on a few files
     sample = fs.clips[:: max(1, len(fs.clips) // max(1, timing_files))][:timing_files]
@@ -425,16 +429,23 @@ def markdown(result: dict[str, Any]) -> str:
             )
         lines.append("")
     if result.get("reencoding"):
-        lines += [
-            "| re-encoding | files | verdicts flipped | mean abs score change | mean change |",
-            "|---|---|---|---|---|",
-        ]
+        by_class = all("bonafide_to_fake" in m and "spoof_to_real" in m for m in result["reencoding"].values())
+        head = "| re-encoding | files | verdicts flipped | mean abs score change | mean change |"
+        if by_class:
+            head += " bona fide -> FAKE | spoof -> REAL | mean change bona fide / spoof |"
+        lines += [head, "|---" * (head.count("|") - 1) + "|"]
         for cond, m in result["reencoding"].items():
             if m["files"]:
-                lines.append(
+                row = (
                     f"| {cond} | {m['files']} | {m['flip_rate']:.1%} | {m['mean_abs_change']:.3f} | "
                     f"{m['mean_change']:+.3f} |"
                 )
+                if by_class:
+                    row += (
+                        f" {m['bonafide_to_fake']:.1%} | {m['spoof_to_real']:.1%} | "
+                        f"{m['bonafide_mean_change']:+.3f} / {m['spoof_mean_change']:+.3f} |"
+                    )
+                lines.append(row)
         lines.append("")
     corr = result.get("score_cue_correlation")
     if corr:
