@@ -105,10 +105,10 @@ def reencoding_report(
             "mean_abs_change": round(float(np.mean(np.abs(d))), 4) if len(d) else None,
             "mean_change": round(float(np.mean(d)), 4) if len(d) else None,
         }
-        y = np.array(r["label"])
+        cls_of = np.array(r["label"])
         flip = np.array(r["flip"], dtype=bool)
         for cls, name, towards in ((0, "bonafide", "bonafide_to_fake"), (1, "spoof", "spoof_to_real")):
-            m = y == cls
+            m = cls_of == cls
             if m.any():
                 # a flip of a bona fide file that was called FAKE goes the right way (towards REAL): not counted
                 wrong = flip[m] & ((d[m] > 0) if cls == 0 else (d[m] < 0))
