@@ -15,6 +15,7 @@ from melcnn.training.train import (  # noqa: E402
     TrainConfig,
     _batches,
     _domain_weights,
+    _mix,
     _view_group_members,
     _view_variance,
     fit_head,
@@ -133,3 +134,29 @@ def test_balancing_domains_keeps_a_big_domain_s_shortcut_from_deciding() -> None
     assert auc[True] > auc[False] + 0.05, auc
     with pytest.raises(ValueError, match="train_domains"):
         fit_head(x, y, None, None, head=HEAD, cfg=TrainConfig(epochs=1, balance_domains=True))
+
+
+def test_mixup_mixes_inputs_targets_and_weights_with_one_weight_per_row() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    n = 64
+    y = torch.from_numpy(rng.integers(0, 2, n).astype(np.float32))
+    w = torch.from_numpy(rng.uniform(0.5, 2.0, n).astype(np.float32))
+    x = torch.from_numpy(rng.normal(0, 1, (n, 5)).astype(np.float32))
+    x[:, 0], x[:, 1] = y, w  # so each mixed row says which weight its target and loss weight got
+    xm, ym, wm = _mix(x, y, w, np.random.default_rng(1), 0.4)
+    assert torch.allclose(xm[:, 0], ym, atol=1e-6) and torch.allclose(xm[:, 1], wm, atol=1e-6)
+    assert ((ym > 0) & (ym < 1)).any() and ym.min() >= 0 and ym.max() <= 1  # soft targets between the labels
+    assert not torch.allclose(xm, x)
+    _, _, none_w = _mix(x, y, None, np.random.default_rng(1), 0.4)
+    assert none_w is None
+
+
+def test_mixup_trains_a_head_that_still_separates_the_classes() -> None:
+    x, y, domain = _dominant_domain_data(0, 2000, "random")
+    xt, yt, _ = _dominant_domain_data(1, 1000, "random")
+    cfg = TrainConfig(epochs=6, batch_size=128, seed=0, balance_domains=True, mixup=0.4)
+    weights, _, history = fit_head(x, y, None, None, train_domains=domain, head=HEAD, cfg=cfg)
+    assert len(history) == 6
+    assert roc_auc(Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights).logits(xt), yt) > 0.65

@@ -157,7 +157,7 @@ def _add_time_stats_option(parser: argparse.ArgumentParser, help_text: str) -> N
 
 
 def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_help: str, average_help: str) -> None:
-    """``--consistency W``, ``--average-from E`` and ``--balance-domains``
+    """``--consistency W``, ``--average-from E``, ``--balance-domains`` and ``--mixup A``
     (:class:`~melcnn.training.train.TrainConfig`'s)."""
     parser.add_argument("--consistency", type=_non_negative_float, default=0.0, metavar="W", help=consistency_help)
     parser.add_argument("--average-from", type=int, default=0, metavar="E", help=average_help)
@@ -166,6 +166,14 @@ def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_hel
         action="store_true",
         help="weight the loss so that every bona fide source and every generator counts alike within its "
         "class (default off: every chunk counts alike)",
+    )
+    parser.add_argument(
+        "--mixup",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="A",
+        help="mix each train chunk with another of its batch, inputs and targets alike, with a weight drawn "
+        "from Beta(A, A) (default 0: off)",
     )
 
 
@@ -221,6 +229,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         consistency=args.consistency,
         average_from=args.average_from,
         balance_domains=args.balance_domains,
+        mixup=args.mixup,
         evaluate=not args.no_eval,
         progress=_Progress(),
     )
@@ -249,6 +258,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             consistency=args.consistency,
             average_from=args.average_from,
             balance_domains=args.balance_domains,
+            mixup=args.mixup,
             workers=args.workers,
             progress=_Progress(),
         )
@@ -259,6 +269,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         name += f"-c{args.consistency:g}" if args.consistency else ""
         name += f"-a{args.average_from}" if args.average_from else ""
         name += "-balanced" if args.balance_domains else ""
+        name += f"-m{args.mixup:g}" if args.mixup else ""
         out = args.out or Path(args.data) / "cv" / name
         crossval.write(cv, out)
         print(crossval.markdown(cv))

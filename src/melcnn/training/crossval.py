@@ -83,6 +83,7 @@ def cross_validate(
     consistency: float = 0.0,
     average_from: int = 0,
     balance_domains: bool = False,
+    mixup: float = 0.0,
     folds: list[int] | None = None,
     drop_generators: tuple[str, ...] = (),
     workers: int = 2,
@@ -90,7 +91,7 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level).
 
-    ``consistency``, ``average_from`` and ``balance_domains`` are
+    ``consistency``, ``average_from``, ``balance_domains`` and ``mixup`` are
     :class:`~melcnn.training.train.TrainConfig`'s (the MLP head);
     ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`).
     ``drop_generators``: spoofs of these generators never enter any fold's training (their test clips
@@ -118,6 +119,7 @@ def cross_validate(
         consistency=consistency,
         average_from=average_from,
         balance_domains=balance_domains,
+        mixup=mixup,
     )
     out: dict[str, Any] = {
         "model": model,
@@ -130,6 +132,7 @@ def cross_validate(
         "consistency": consistency,
         "average_from": average_from,
         "balance_domains": balance_domains,
+        "mixup": mixup,
         "folds": [],
     }
     for k in folds if folds is not None else range(len(P.CV_FOLDS)):
@@ -185,7 +188,8 @@ def markdown(cv: dict[str, Any]) -> str:
         + (f", without the spoofs of {', '.join(cv['drop_generators'])}" if cv.get("drop_generators") else "")
         + (f", consistency {cv['consistency']:g}" if cv.get("consistency") else "")
         + (f", weights averaged from epoch {cv['average_from']}" if cv.get("average_from") else "")
-        + (", domains balanced" if cv.get("balance_domains") else ""),
+        + (", domains balanced" if cv.get("balance_domains") else "")
+        + (f", mixup {cv['mixup']:g}" if cv.get("mixup") else ""),
         "",
         "| fold | held-out sources | held-out generators | bona fide / spoof files | EER | ROC AUC |",
         "|---|---|---|---|---|---|",

@@ -61,6 +61,7 @@ def train_model(
     consistency: float = 0.0,
     average_from: int = 0,
     balance_domains: bool = False,
+    mixup: float = 0.0,
     evaluate: bool = True,
     progress: Progress | None = None,
 ) -> Path:
@@ -91,6 +92,7 @@ def train_model(
         consistency=consistency,
         average_from=average_from,
         balance_domains=balance_domains,
+        mixup=mixup,
     )
     t0 = time.perf_counter()
     history: list[dict[str, float]]  # one row per epoch (empty for a head calibrated on a given classifier)

@@ -41,6 +41,9 @@ class TrainConfig:
     #: counts as much as any other, and the two classes count alike (False: chunks count alike, classes
     #: balanced by ``pos_weight``; needs ``train_domains``)
     balance_domains: bool = False
+    #: mixup: each train chunk is replaced by a convex mix with another chunk of its batch, the mixing weight
+    #: drawn from Beta(mixup, mixup), and its target (and loss weight) mixed alike (0: off)
+    mixup: float = 0.0
 
 
 def file_scores(chunk_scores: np.ndarray, file_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,10 +147,14 @@ def fit_head(
                     continue
                 idx = torch.from_numpy(idx_np)
                 opt.zero_grad()
-                logits = model(xt_t[idx])
-                loss = loss_fn(logits, yt_t[idx])
-                if sample_w is not None:
-                    loss = (loss * sample_w[idx]).sum() / sample_w[idx].sum()
+                xb, yb = xt_t[idx], yt_t[idx]
+                wb = None if sample_w is None else sample_w[idx]
+                if cfg.mixup > 0:
+                    xb, yb, wb = _mix(xb, yb, wb, rng, cfg.mixup)
+                logits = model(xb)
+                loss = loss_fn(logits, yb)
+                if wb is not None:
+                    loss = (loss * wb).sum() / wb.sum()
                 if groups is not None:
                     loss = loss + cfg.consistency * _view_variance(torch.sigmoid(logits), groups[idx_np])
                 loss.backward()
@@ -206,6 +213,19 @@ def fit_head(
     calibration["best_epoch"] = best[1] + 1 if best[1] >= 0 else f"average of epochs {cfg.average_from}-{cfg.epochs}"
     calibration["dev_file_eer_raw"] = best[0]
     return weights_from_torch(model), calibration, history
+
+
+def _mix(x, y, w, rng: np.random.Generator, alpha: float):  # (tensors, generator, float) -> tensors
+    """Mixup of a batch: each row mixed with a random other row of the batch, weight ~ Beta(alpha, alpha)."""
+    import torch
+
+    n = len(y)
+    lam = torch.from_numpy(rng.beta(alpha, alpha, size=n).astype(np.float32))
+    perm = torch.from_numpy(rng.permutation(n))
+    x = lam[:, None] * x + (1 - lam[:, None]) * x[perm]
+    y = lam * y + (1 - lam) * y[perm]
+    w = None if w is None else lam * w + (1 - lam) * w[perm]
+    return x, y, w
 
 
 def _domain_weights(domains: np.ndarray, labels: np.ndarray) -> np.ndarray:
