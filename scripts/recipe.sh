@@ -16,9 +16,9 @@ export PYTHONPATH="$HERE/src${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code
 CKPT="${MELCNN_CKPT:-$(dirname "$(realpath -m "$DATA_DIR")")/ckpt-$(basename "$DATA_DIR")}"
 
 "$HERE/scripts/build_data.sh" "$DATA_DIR" "$MINUTES" "$SEED"
-python3 -m melcnn eval --data "$DATA_DIR" --cv --bands "$BANDS" --out "$CKPT/cv"
+python3 -m melcnn eval --data "$DATA_DIR" --cv --bands "$BANDS" --balance-domains --out "$CKPT/cv"
 START=$(date +%s)
-python3 -m melcnn train --data "$DATA_DIR" --model v2 --bands "$BANDS" --epochs 20 --out "$CKPT/v2" --seed "$SEED"
+python3 -m melcnn train --data "$DATA_DIR" --model v2 --bands "$BANDS" --epochs 20 --balance-domains --out "$CKPT/v2" --seed "$SEED"
 python3 -m melcnn train --data "$DATA_DIR" --model v3 --chunk-classifier "$CKPT/v2" --out "$CKPT/v3" --seed "$SEED"
 echo "training and evaluation took $(( $(date +%s) - START )) s"
 WEIGHTS="$HERE/src/melcnn/weights"
