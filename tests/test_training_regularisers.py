@@ -160,3 +160,7 @@ def test_mixup_trains_a_head_that_still_separates_the_classes() -> None:
     weights, _, history = fit_head(x, y, None, None, train_domains=domain, head=HEAD, cfg=cfg)
     assert len(history) == 6
     assert roc_auc(Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights).logits(xt), yt) > 0.65
+    groups = _groups(len(y) // 4, 1, 2)  # a clip and one view, two chunks each
+    assert len(groups) == len(y)
+    with pytest.raises(ValueError, match="do not combine"):
+        fit_head(x, y, None, None, train_groups=groups, head=HEAD, cfg=TrainConfig(epochs=1, consistency=1, mixup=0.4))

@@ -173,7 +173,7 @@ def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_hel
         default=0.0,
         metavar="A",
         help="mix each train chunk with another of its batch, inputs and targets alike, with a weight drawn "
-        "from Beta(A, A) (default 0: off)",
+        "from Beta(A, A); not with --consistency (default 0: off)",
     )
 
 

@@ -134,6 +134,8 @@ def fit_head(
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
         xt_t, yt_t = torch.from_numpy(xt), torch.from_numpy(yt)
         groups = None if train_groups is None or cfg.consistency <= 0 else np.asarray(train_groups)
+        if groups is not None and cfg.mixup > 0:  # a mixed chunk belongs to no one view group
+            raise ValueError("mixup and the view-consistency penalty do not combine")
         members = None if groups is None else _view_group_members(groups)
         best: tuple[float, int, dict[str, Any]] | None = None
         history: list[dict[str, float]] = []
