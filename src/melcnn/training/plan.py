@@ -5,12 +5,15 @@ its spoof partner is made by a generator of that split reading a text of that sp
 spoof side (see ``docs/training.md``): each bona fide utterance gets exactly one spoof partner:
 resynthesis of the utterance itself (about half: same speaker, text, language, channel) or a TTS clip in
 the same language with a text of similar length (the utterance's own words where the package names
-them). The partner inherits the utterance's native channel (G.722, GSM, Vorbis, 8-bit, low-rate MP3,
-band limit), so channel is no cue; on top of that both classes get the same stratified shares of
-laundering (8 kHz round trip, GSM, Vorbis, MP3, Opus, G.722), additive noise, level change, trimming
-margins, loudness normalisation and noise floor, and train/dev clips get views
-(:mod:`melcnn.training.augment`). All randomness derives from (seed, clip id): the same arguments give
-the same plan, and each spec's ``spec_hash`` lets a rerun recognise the clips already made.
+them). Besides, :data:`REVOCODED_SHARE` of the utterances get an extra spoof from their split's re-vocoded
+generator (a TTS engine's speech rendered again by a neural vocoder; these extras are laundered and viewed
+in groups of their own, so that adding them changed no other clip of a plan). The partner inherits the
+utterance's native channel (G.722, GSM, Vorbis, 8-bit, low-rate MP3, band limit), so channel is no cue; on
+top of that both classes get the same stratified shares of laundering (8 kHz round trip, GSM, Vorbis, MP3,
+Opus, G.722), additive noise, level change, trimming margins, loudness normalisation and noise floor, and
+train/dev clips get views (:mod:`melcnn.training.augment`). All randomness derives from (seed, clip id):
+the same arguments give the same plan, and each spec's ``spec_hash`` lets a rerun recognise the clips
+already made.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ RESYNTH_SHARE = 0.5  # share of bona fide utterances whose spoof partner is thei
 # relative share of each resynthesis generator within its split (the neural vocoders and Griffin-Lim cost
 # 0.7-2 CPU seconds per audio second, the rest a tenth of that)
 GENERATOR_WEIGHT = {"hifigan_lj": 0.35, "hifigan_universal": 0.35, "hifigan_16k": 0.35, "griffinlim_linear": 0.5}
+REVOCODED_SHARE = 0.12  # share of each split's bona fide utterances that get an extra re-vocoded TTS spoof
 VIEW_SPLITS = ("train", "dev")  # splits whose clips get channel-augmented views (eval: the invariance report)
 MIN_BONAFIDE = {"train": 4, "dev": 4, "eval": 6}  # per split, even for a tiny --minutes (eval: 1 per generator)
 MIN_TTS_S = 4.0  # seconds of speech asked of a TTS spoof at least (one 3 s chunk after trimming)
@@ -303,14 +307,16 @@ def make_plan(
             voice = voices[voice_counter[g] % len(voices)]
             voice_counter[g] += 1
             specs.append(_tts_spec(base, u, g, voice, pools[split], seed))
+        specs += _revocoded_specs(us, split, avail, fest_installed, pools[split], seed)
     _ensure_generators(specs, avail, fest_installed, pools, seed)
-    # laundering of the base clips: the same stratified shares in every (split, label) group
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    # laundering of the base clips: the same stratified shares in every (split, label) group (the extra
+    # re-vocoded spoofs in a group of their own, drawn from the same shares)
+    groups: dict[tuple[str, str, bool], list[dict]] = defaultdict(list)
     for s in specs:
-        groups[(s["split"], s["label"])].append(s)
-    for (split, label), ss in sorted(groups.items()):
+        groups[(s["split"], s["label"], bool(s.get("extra")))].append(s)
+    for (split, label, extra), ss in sorted(groups.items()):
         ss.sort(key=lambda s: s["clip_id"])
-        rng = stable_rng("aug", seed, split, label)
+        rng = stable_rng("aug", seed, split, label, "extra") if extra else stable_rng("aug", seed, split, label)
         chans = _stratified(len(ss), list(CHANNEL_AUG), rng)
         noise = _stratified(len(ss), [("noise", NOISE_SHARE), ("", 1 - NOISE_SHARE)], rng)
         gain = _stratified(len(ss), [("gain", GAIN_SHARE), ("", 1 - GAIN_SHARE)], rng)
@@ -338,13 +344,14 @@ def _view_specs(specs: list[dict], views: int, seed: int, noise_files: int) -> l
     from . import augment as V
 
     out = []
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str, bool], list[dict]] = defaultdict(list)
     for s in specs:
         if s["split"] in VIEW_SPLITS:
-            groups[(s["split"], s["label"])].append(s)
-    for (split, label), ss in sorted(groups.items()):
+            groups[(s["split"], s["label"], bool(s.get("extra")))].append(s)
+    for (split, label, extra), ss in sorted(groups.items()):
         ss = sorted(ss, key=lambda s: s["clip_id"])
-        chans = _stratified(len(ss) * views, list(V.VIEW_CHANNELS), stable_rng("views", seed, split, label))
+        rng = stable_rng("views", seed, split, label, *(["extra"] if extra else []))
+        chans = _stratified(len(ss) * views, list(V.VIEW_CHANNELS), rng)
         for i, (s, k) in enumerate((s, k) for s in ss for k in range(1, views + 1)):
             cid = f"{s['clip_id']}~v{k}"
             v = {key: s[key] for key in s if key not in ("aug", "path", "clip_id", "spec_hash")}
@@ -357,6 +364,34 @@ def _view_specs(specs: list[dict], views: int, seed: int, noise_files: int) -> l
                 }
             )
             out.append(v)
+    return out
+
+
+def _revocoded_specs(
+    us: list[S.Utterance], split: str, avail: dict[str, bool], fest_installed: set[str], sentences, seed: int
+) -> list[dict]:
+    """Extra spoofs of ``split``: :data:`REVOCODED_SHARE` of its utterances (at least one), each read by a voice
+    of the split's re-vocoded generator(s) in its language where one reads it (else in the voice's own), like
+    a TTS partner (same text rule, channel and length), marked ``extra``."""
+    gens = [g for g in G.REVOCODED if P.GENERATOR_SPLITS.get(g) == split and avail.get(g)]
+    if not us or not gens:
+        return []
+    n = max(1, int(round(REVOCODED_SHARE * len(us))))
+    perm = stable_rng("revocoded", seed, split).permutation(len(us))[:n]
+    out = []
+    counter: Counter = Counter()
+    for k, i in enumerate(sorted(int(i) for i in perm)):
+        u = us[i]
+        g = gens[k % len(gens)]
+        voices = _tts_voices(g, u.language, fest_installed) or [
+            v for vs in G.voices_by_language(g, fest_installed).values() for v in vs
+        ]
+        if not voices:
+            continue
+        voice = voices[counter[g] % len(voices)]
+        counter[g] += 1
+        base = {"label": "spoof", "split": split, "language": u.language, "parent": u.uid, "channel": u.channel}
+        out.append({**_tts_spec({**base, "utt": asdict(u)}, u, g, voice, sentences, seed), "extra": True})
     return out
 
 
@@ -395,11 +430,14 @@ def _tts_spec(base: dict, u: S.Utterance, g: str, v: str, sentences, seed: int) 
 
 def _ensure_generators(specs: list[dict], avail, fest_installed, pools, seed: int) -> None:
     """Every available generator appears in its split, even in a tiny build (one spoof of the split's most
-    used generator is given to it)."""
+    used generator is given to it; re-vocoded generators come as extras, :func:`_revocoded_specs`)."""
     kinds = {g: v[0] for g, v in G.GENERATORS.items()}
     for g, split in P.GENERATOR_SPLITS.items():
-        ss = [s for s in specs if s["split"] == split and s["label"] == "spoof"]
-        if not avail.get(g) or not ss or any(s["generator"] == g for s in ss):
+        present = any(s["generator"] == g for s in specs if s["split"] == split)
+        if kinds[g] == "revocoded" or not avail.get(g) or present:
+            continue
+        ss = [s for s in specs if s["split"] == split and s["label"] == "spoof" and not s.get("extra")]
+        if not ss:
             continue
         counts = Counter(s["generator"] for s in ss)
         cands = [s for s in ss if counts[s["generator"]] > 1]

@@ -5,7 +5,8 @@ seen. So the unit of the protocol is the **source** (a Debian package of recorde
 recording set-up, channel and cast) and the **generator** (one synthesis engine), not the speaker:
 
 - ``eval`` holds out whole bona fide sources (5 sources, 7 languages, a GSM telephone source and
-  wideband game/home recordings among them) and whole generators (5: two neural, three TTS engines).
+  wideband game/home recordings among them) and whole generators (6: three neural, namely Piper VITS, a
+  16 kHz HiFi-GAN and SVOX Pico re-vocoded by it, and Festival HTS, SVOX Pico, LPC).
 - ``dev`` (early stopping, calibration, every model choice) is built from other sources and
   generators that train does not contain either, so that model selection rewards generalisation.
 - ``train`` has the rest.
@@ -75,17 +76,21 @@ for _pkg in SOURCE_SPLITS:
     if _pkg.startswith("asterisk-core-sounds-"):
         SOURCE_CHANNELS[_pkg] = "IVR prompts (G.722, 16 kHz)"
 
-# generator -> split. Eval: two neural (Piper VITS TTS, a 16 kHz HiFi-GAN of another architecture and
-# training than the train/dev HiFi-GANs), three TTS engines (Piper, Festival HTS, SVOX Pico), LPC.
+# generator -> split. Eval: three neural (Piper VITS TTS, a 16 kHz HiFi-GAN of another architecture and
+# training than the train/dev HiFi-GANs, and SVOX Pico re-vocoded by it), three TTS engines (Piper, Festival
+# HTS, SVOX Pico), LPC. A re-vocoded generator (TTS engine + neural vocoder) pairs an engine and a vocoder of
+# its own split and CV fold, so holding out either holds out both.
 GENERATOR_SPLITS: dict[str, str] = {
     "piper": "eval",
     "hifigan_16k": "eval",
     "festival_hts": "eval",
     "pico": "eval",
     "lpc": "eval",
+    "pico_hifigan_16k": "eval",
     "hifigan_universal": "dev",
     "rhvoice": "dev",
     "griffinlim_mel": "dev",
+    "rhvoice_hifigan_universal": "dev",
     "world": "train",
     "world_vc": "train",
     "griffinlim_linear": "train",
@@ -95,6 +100,7 @@ GENERATOR_SPLITS: dict[str, str] = {
     "flite": "train",
     "festival_diphone": "train",
     "festival_clunits": "train",  # built from festvox-ru's own recordings: same split as that source
+    "flite_hifigan_lj": "train",
 }
 
 HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.items() if s == "eval")
@@ -115,9 +121,9 @@ CV_FOLDS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
         ("festvox-ru", "fillets-ng-data-cs"),
         ("griffinlim_linear", "festival_clunits"),
     ),
-    (  # home microphones in many languages; HiFi-GAN (LJSpeech), flite
+    (  # home microphones in many languages; HiFi-GAN (LJSpeech), flite, and flite re-vocoded by that HiFi-GAN
         ("tuxpaint-stamps-default", "klettres-data"),
-        ("hifigan_lj", "flite"),
+        ("hifigan_lj", "flite", "flite_hifigan_lj"),
     ),
     (  # 11 kHz game talkies; the diphone and formant engines
         ("flight-of-the-amazon-queen", "beneath-a-steel-sky"),
