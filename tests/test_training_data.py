@@ -7,6 +7,7 @@ The smoke build fetches eight small bona fide Debian packages (about 55 MB; kept
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -152,7 +153,7 @@ def _fake_utterances() -> list[S.Utterance]:
     return utts
 
 
-def _plan(minutes=None, seed=0, views=0):
+def _plan(minutes=None, seed=0, views=0, revocoded_share=PL.REVOCODED_SHARE):
     from melcnn.training import generators as G
 
     avail = dict.fromkeys(G.GENERATORS, True)
@@ -166,6 +167,7 @@ def _plan(minutes=None, seed=0, views=0):
         sentences=PL.load_sentences(),
         views=views,
         noise_files=3,
+        revocoded_share=revocoded_share,
     )
 
 
@@ -275,16 +277,8 @@ def test_revocoded_spoofs_are_extras_that_leave_every_other_clip_of_the_plan_unc
     from melcnn.training import generators as G
 
     specs = _plan(views=2)
-    without = PL.make_plan(
-        _fake_utterances(),
-        minutes=None,
-        seed=0,
-        avail={g: g not in G.REVOCODED for g in G.GENERATORS},
-        fest_installed=set(G.FESTIVAL_VOICES),
-        sentences=PL.load_sentences(),
-        views=2,
-        noise_files=3,
-    )
+    without = _plan(views=2, revocoded_share=0.0)  # the default of `melcnn data build`
+    assert not any(s.get("extra") or s["generator"] in G.REVOCODED for s in without)
     new = {s["clip_id"]: s["spec_hash"] for s in specs}
     assert all(new.get(s["clip_id"]) == s["spec_hash"] for s in without)
     extras = [s for s in specs if s["clip_id"] not in {w["clip_id"] for w in without}]
@@ -582,7 +576,7 @@ def test_smoke_build_tiny(tiny_dataset):
     made = {(r["generator"], r["split"]) for r in rows if r["label"] == "spoof"}
     assert all(P.GENERATOR_SPLITS[g] == split for g, split in made)  # each generator only in its own split
     for g, split in P.GENERATOR_SPLITS.items():  # every installed held-out (eval) and dev generator made spoofs
-        if avail[g] and split != "train":
+        if avail[g] and split != "train" and g not in G.REVOCODED:  # (re-vocoded ones on request: test below)
             assert (g, split) in made, g
     assert len({g for g, split in made if split == "train"}) >= 3
     assert P.check_protocol(rows) == []
@@ -601,6 +595,31 @@ def test_smoke_build_tiny(tiny_dataset):
     B.build_dataset(data, minutes=1.5, seed=0, workers=2, packages=SMOKE_PACKAGES)
     assert manifest.read_bytes() == before
     assert all((data / p).stat().st_mtime_ns == t for p, t in mtimes.items())
+
+
+@_needs_tools[0]
+@_needs_tools[1]
+def test_smoke_revocoded_share_added_to_a_finished_build_makes_only_the_new_spoofs(tiny_dataset, tmp_path):
+    from melcnn.training import generators as G
+
+    if not G.available_generators()["flite_hifigan_lj"]:
+        pytest.skip("flite + HiFi-GAN not installed")
+    src, _, _ = tiny_dataset
+    data = tmp_path / "data"
+    shutil.copytree(src, data)  # a copy: the other smoke tests use the finished tiny set as it is
+    manifest = data / "manifest.csv"
+    rows = M.read_manifest(manifest)
+    mtimes = {r["path"]: (data / r["path"]).stat().st_mtime_ns for r in rows}
+    B.build_dataset(data, minutes=1.5, seed=0, workers=2, packages=SMOKE_PACKAGES, revocoded_share=0.12)
+    after = M.read_manifest(manifest)
+    new = [r for r in after if r["path"] not in mtimes]
+    assert all((data / p).stat().st_mtime_ns == t for p, t in mtimes.items())  # no old clip was made again
+    assert len(after) == len(rows) + len(new)
+    assert new and {r["label"] for r in new} == {"spoof"}
+    assert {r["generator"] for r in new} <= set(G.REVOCODED) and "flite_hifigan_lj" in {r["generator"] for r in new}
+    assert any(r["view_of"] for r in new)  # train extras get their views too
+    assert P.check_protocol(after) == []
+    assert json.loads((data / "plan.json").read_text())["revocoded_share"] == 0.12
 
 
 @_needs_tools[0]

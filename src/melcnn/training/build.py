@@ -55,6 +55,7 @@ def build_dataset(
     seed: int = 0,
     workers: int = 2,
     views: int = DEFAULT_VIEWS,
+    revocoded_share: float = 0.0,
     manifest_only: bool = False,
     packages: list[str] | None = None,
     progress: Progress | None = None,
@@ -63,6 +64,8 @@ def build_dataset(
 
     minutes: approximate cap on bona fide minutes (None: everything); the spoof side matches it.
     views: channel-augmented views of every train and dev clip (see :mod:`melcnn.training.augment`).
+    revocoded_share: share of each split's utterances that get an extra re-vocoded TTS spoof (0: none; see
+    :mod:`melcnn.training.plan`); adding it to a finished build makes only the new clips.
     manifest_only: make no clip; write the manifest, summary and audit of the clips already finished
     (the build runs in rounds of whole utterances, so any prefix of it is a balanced data set).
     packages: build from these bona fide packages only (default: all of :data:`sources.PACKAGES`).
@@ -128,6 +131,7 @@ def build_dataset(
         extra_train_texts={k: sorted(set(v)) for k, v in extra.items()},
         views=views,
         noise_files=len(noise),
+        revocoded_share=revocoded_share,
     )
     A.write_text_atomic(
         data_dir / "plan.json",
@@ -136,6 +140,7 @@ def build_dataset(
                 "seed": seed,
                 "minutes": minutes,
                 "views": views,
+                "revocoded_share": revocoded_share,
                 "clips": [{k: v for k, v in s.items() if k != "utt"} for s in specs],
             },
             ensure_ascii=False,

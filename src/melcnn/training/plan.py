@@ -1,19 +1,19 @@
 """The build plan: which clips to make (bona fide selection, spoof partners, laundering, views), as specs.
 
 Splits follow :mod:`melcnn.training.protocol`: a clip belongs to the split of its bona fide source, and
-its spoof partner is made by a generator of that split reading a text of that split. Design of the
-spoof side (see ``docs/training.md``): each bona fide utterance gets exactly one spoof partner:
-resynthesis of the utterance itself (about half: same speaker, text, language, channel) or a TTS clip in
-the same language with a text of similar length (the utterance's own words where the package names
-them). Besides, :data:`REVOCODED_SHARE` of the utterances get an extra spoof from their split's re-vocoded
-generator (a TTS engine's speech rendered again by a neural vocoder; these extras are laundered and viewed
-in groups of their own, so that adding them changed no other clip of a plan). The partner inherits the
-utterance's native channel (G.722, GSM, Vorbis, 8-bit, low-rate MP3, band limit), so channel is no cue; on
-top of that both classes get the same stratified shares of laundering (8 kHz round trip, GSM, Vorbis, MP3,
-Opus, G.722), additive noise, level change, trimming margins, loudness normalisation and noise floor, and
-train/dev clips get views (:mod:`melcnn.training.augment`). All randomness derives from (seed, clip id):
-the same arguments give the same plan, and each spec's ``spec_hash`` lets a rerun recognise the clips
-already made.
+its spoof partner is made by a generator of that split reading a text of that split. Design of the spoof
+side (see ``docs/training.md``): each bona fide utterance gets exactly one spoof partner: resynthesis of
+the utterance itself (about half: same speaker, text, language, channel) or a TTS clip in the same
+language with a text of similar length (the utterance's own words where the package names them). On
+request (``revocoded_share``), a share of the utterances get an extra spoof from their split's re-vocoded
+generator (a TTS engine's speech rendered again by a neural vocoder; these extras are laundered and
+viewed in groups of their own, so that adding them to a build changes none of its other clips). The
+partner inherits the utterance's native channel (G.722, GSM, Vorbis, 8-bit, low-rate MP3, band limit), so
+channel is no cue; on top of that both classes get the same stratified shares of laundering (8 kHz round
+trip, GSM, Vorbis, MP3, Opus, G.722), additive noise, level change, trimming margins, loudness
+normalisation and noise floor, and train/dev clips get views (:mod:`melcnn.training.augment`). All
+randomness derives from (seed, clip id): the same arguments give the same plan, and each spec's
+``spec_hash`` lets a rerun recognise the clips already made.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ RESYNTH_SHARE = 0.5  # share of bona fide utterances whose spoof partner is thei
 # relative share of each resynthesis generator within its split (the neural vocoders and Griffin-Lim cost
 # 0.7-2 CPU seconds per audio second, the rest a tenth of that)
 GENERATOR_WEIGHT = {"hifigan_lj": 0.35, "hifigan_universal": 0.35, "hifigan_16k": 0.35, "griffinlim_linear": 0.5}
-REVOCODED_SHARE = 0.12  # share of each split's bona fide utterances that get an extra re-vocoded TTS spoof
+REVOCODED_SHARE = 0.12  # the share measured in docs/training.md (`melcnn data build --revocoded-share`)
 VIEW_SPLITS = ("train", "dev")  # splits whose clips get channel-augmented views (eval: the invariance report)
 MIN_BONAFIDE = {"train": 4, "dev": 4, "eval": 6}  # per split, even for a tiny --minutes (eval: 1 per generator)
 MIN_TTS_S = 4.0  # seconds of speech asked of a TTS spoof at least (one 3 s chunk after trimming)
@@ -242,9 +242,10 @@ def make_plan(
     extra_train_texts: dict[str, list[str]] | None = None,
     views: int = 0,
     noise_files: int = 0,
+    revocoded_share: float = 0.0,
 ) -> list[dict]:
-    """Every clip to make: bona fide utterances, one spoof partner each (same split), and ``views``
-    channel-augmented views of each train/dev clip."""
+    """Every clip to make: bona fide utterances, one spoof partner each (same split), ``revocoded_share`` of
+    them an extra re-vocoded TTS spoof (0: none), and ``views`` channel-augmented views of each train/dev clip."""
     chosen = _select(utts, minutes, seed)
     pools = sentence_pools(sentences, extra_train_texts)
     kinds = {g: v[0] for g, v in G.GENERATORS.items()}
@@ -307,7 +308,8 @@ def make_plan(
             voice = voices[voice_counter[g] % len(voices)]
             voice_counter[g] += 1
             specs.append(_tts_spec(base, u, g, voice, pools[split], seed))
-        specs += _revocoded_specs(us, split, avail, fest_installed, pools[split], seed)
+        if revocoded_share > 0:
+            specs += _revocoded_specs(us, split, avail, fest_installed, pools[split], seed, revocoded_share)
     _ensure_generators(specs, avail, fest_installed, pools, seed)
     # laundering of the base clips: the same stratified shares in every (split, label) group (the extra
     # re-vocoded spoofs in a group of their own, drawn from the same shares)
@@ -368,15 +370,21 @@ def _view_specs(specs: list[dict], views: int, seed: int, noise_files: int) -> l
 
 
 def _revocoded_specs(
-    us: list[S.Utterance], split: str, avail: dict[str, bool], fest_installed: set[str], sentences, seed: int
+    us: list[S.Utterance],
+    split: str,
+    avail: dict[str, bool],
+    fest_installed: set[str],
+    sentences,
+    seed: int,
+    share: float,
 ) -> list[dict]:
-    """Extra spoofs of ``split``: :data:`REVOCODED_SHARE` of its utterances (at least one), each read by a voice
+    """Extra spoofs of ``split``: ``share`` of its utterances (at least one), each read by a voice
     of the split's re-vocoded generator(s) in its language where one reads it (else in the voice's own), like
     a TTS partner (same text rule, channel and length), marked ``extra``."""
     gens = [g for g in G.REVOCODED if P.GENERATOR_SPLITS.get(g) == split and avail.get(g)]
     if not us or not gens:
         return []
-    n = max(1, int(round(REVOCODED_SHARE * len(us))))
+    n = max(1, int(round(share * len(us))))
     perm = stable_rng("revocoded", seed, split).permutation(len(us))[:n]
     out = []
     counter: Counter = Counter()
