@@ -193,10 +193,8 @@ _COST = {
     "festival_clunits": 0.5,
     "festival_hts": 0.5,
     "piper": 0.5,
-    "flite_hifigan_lj": 2.0,
-    "rhvoice_hifigan_universal": 2.0,
-    "pico_hifigan_16k": 1.6,
 }
+_COST.update({g: _COST[voc] for g, (_tts, voc) in G.REVOCODED.items()})  # re-vocoded TTS: its vocoder's cost
 
 
 def make_clips(

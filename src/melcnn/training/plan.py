@@ -318,7 +318,7 @@ def make_plan(
         groups[(s["split"], s["label"], bool(s.get("extra")))].append(s)
     for (split, label, extra), ss in sorted(groups.items()):
         ss.sort(key=lambda s: s["clip_id"])
-        rng = stable_rng("aug", seed, split, label, "extra") if extra else stable_rng("aug", seed, split, label)
+        rng = stable_rng("aug", seed, split, label, *(["extra"] if extra else []))
         chans = _stratified(len(ss), list(CHANNEL_AUG), rng)
         noise = _stratified(len(ss), [("noise", NOISE_SHARE), ("", 1 - NOISE_SHARE)], rng)
         gain = _stratified(len(ss), [("gain", GAIN_SHARE), ("", 1 - GAIN_SHARE)], rng)
