@@ -690,3 +690,62 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     assert kept["test_files_spoof"] == fold0["test_files_spoof"]  # and the test files are the same
     bad = _melcnn("eval", "--data", str(data), "--cv", "--drop-generators", "nonesuch")
     assert bad.returncode == 2 and "unknown generators" in bad.stderr
+
+
+@_needs_tools[0]
+@_needs_tools[1]
+def test_smoke_train_on_train_and_dev_is_calibrated_on_cross_fitted_logits(tiny_dataset, tmp_path):
+    """`melcnn train --fit-on train+dev`: the head sees train and dev, and each file it is calibrated on was
+    scored by a head that never saw that file's source or generator (V2, then V3 from the same head)."""
+    from dataclasses import replace
+
+    import melcnn
+    from melcnn.classifier import HeadConfig
+    from melcnn.config import FeatureConfig
+    from melcnn.training import crossval as CV
+    from melcnn.training import features as F
+    from melcnn.training.pipeline import OOF_FILE
+    from melcnn.training.train import TrainConfig, calibrate
+
+    data, manifest, _ = tiny_dataset
+    v2, v3 = tmp_path / "v2", tmp_path / "v3"
+    p = _melcnn("train", "--data", data, "--model", "v2", "--out", v2, "--epochs", "2", "--balance-domains",
+                "--fit-on", "train+dev", "--no-eval")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    cfg = json.loads((v2 / "config.json").read_text())
+    clips = F.read_clips(data)
+    trainable = [c for c in clips if c.split == "train"] + [c for c in clips if c.split == "dev"]  # its order
+    assert cfg["training"]["fit_on"] == "train+dev" and cfg["training"]["epochs_run"] == 2
+    chunks = F.load_features(
+        F.cache_features(data, trainable, cfg=FeatureConfig(), overlap_s=0.0, time_stats=("mean",)), trainable
+    )
+    assert cfg["training"]["train_chunks"] == len(chunks.y)  # every train and dev chunk, views included
+    cal = cfg["calibration"]
+    assert "cross-fitted" in cal["calibrated_on"] and "dev_file_eer" not in cal
+    assert cal["cross_fitted_bonafide_false_reject_at_0.5"] <= 0.05
+    with np.load(v2 / OOF_FILE) as f:
+        z, y, ids = f["logits@0"], f["labels@0"], f["clip_ids@0"]
+        assert "logits@1.5" in f  # V3's chunking too
+    base = {c.clip_id: c for c in trainable if not c.is_view}
+    assert set(ids) <= set(base) and {base[i].label for i in ids} == {0, 1}  # train/dev files only, no eval
+    again = calibrate(z.astype(np.float64), y, np.unique(ids, return_inverse=True)[1], head=HeadConfig(freq_bands=2))
+    assert again["bias"] == pytest.approx(cal["bias"]) and again["scale"] == pytest.approx(cal["scale"])
+    # the cross-fitted logits of fold 0's files (the dev split) are those of a head trained without fold 0
+    head = HeadConfig(freq_bands=2)
+    tcfg = replace(TrainConfig(epochs=2, balance_domains=True), patience=2)
+    tr_idx, te_idx = CV.fold_sets(chunks.clips, 0)
+    fold_head = CV._fit("mlp", CV._subset(chunks, tr_idx), head, tcfg)
+    test = CV._subset(chunks, te_idx)
+    expected = dict(zip(np.array([c.clip_id for c in test.clips])[test.clip_index], fold_head(test.x), strict=True))
+    mine = ids == next(iter(expected))
+    assert mine.any() and z[mine][0] == pytest.approx(expected[ids[mine][0]], rel=1e-4, abs=1e-4)
+    final = melcnn.load_model(v2)  # ... and differ from the final head's, which saw those files
+    assert not np.allclose(final.checkpoint.logits(test.x), fold_head(test.x))
+    # V3 from the same head is calibrated on the cross-fitted logits of its own (overlapping) chunks
+    p = _melcnn("train", "--data", data, "--model", "v3", "--chunk-classifier", v2, "--out", v3, "--no-eval")
+    assert p.returncode == 0, p.stderr[-2000:]
+    cal3 = json.loads((v3 / "config.json").read_text())["calibration"]
+    assert "cross-fitted" in cal3["calibrated_on"] and cal3["bias"] != pytest.approx(cal["bias"])
+    bad = _melcnn("train", "--data", data, "--model", "v3", "--chunk-classifier", v3, "--out", tmp_path / "x",
+                  "--no-eval")  # fmt: skip
+    assert bad.returncode == 2 and "oof.npz" in bad.stderr and "Traceback" not in bad.stderr

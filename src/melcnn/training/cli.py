@@ -92,6 +92,15 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="do not score the eval split after training (model selection looks at dev only)",
     )
+    tr.add_argument(
+        "--fit-on",
+        choices=("train", "train+dev"),
+        default="train",
+        help="train: early stopping and calibration on dev (the default); train+dev: the head trains on both "
+        "for exactly --epochs epochs and is calibrated on cross-fitted logits (each train/dev file scored by a "
+        "head of the same recipe trained without the cross-validation fold that holds out its source or "
+        "generator), so dev's sources and generators teach the head too",
+    )
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's held-out split")
@@ -240,6 +249,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         balance_domains=args.balance_domains,
         mixup=args.mixup,
         evaluate=not args.no_eval,
+        fit_on=args.fit_on,
         progress=_Progress(),
     )
     report = out / "eval" / "eval.json"

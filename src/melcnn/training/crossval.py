@@ -49,26 +49,57 @@ def _subset(fs: FeatureSet, clip_idx: list[int]) -> FeatureSet:
     return FeatureSet(fs.x[rows], fs.y[rows], remap[fs.clip_index[rows]], [fs.clips[i] for i in np.flatnonzero(keep)])
 
 
-def _fit_score(
-    model: str, tr: FeatureSet, te: FeatureSet, head: HeadConfig, tcfg: TrainConfig
-) -> np.ndarray:  # chunk scores of te (higher = more spoof-like)
+def _fit(model: str, tr: FeatureSet, head: HeadConfig, tcfg: TrainConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """Train a fold's head on ``tr``; returns its chunk scorer (features -> logits, higher = more spoof-like)."""
     if model == "mlp":
         from ..classifier import Checkpoint
 
         weights, cal, _ = fit_head(
             tr.x, tr.y, None, None, train_groups=view_groups(tr), train_domains=domain_ids(tr), head=head, cfg=tcfg
         )
-        ck = Checkpoint("cv", "v2", "0", FeatureConfig(), head, weights, calibration=cal)
-        return ck.logits(te.x)
+        return Checkpoint("cv", "v2", "0", FeatureConfig(), head, weights, calibration=cal).logits
     if model == "logreg":
         from sklearn.linear_model import LogisticRegression
 
-        xt, xe = head_inputs(tr.x, head), head_inputs(te.x, head)
+        xt = head_inputs(tr.x, head)
         mu, sd = xt.mean(0), xt.std(0) + 1e-4
         clf = LogisticRegression(C=0.05, max_iter=300, class_weight="balanced")
         clf.fit((xt - mu) / sd, tr.y)
-        return clf.decision_function((xe - mu) / sd)
+        return lambda x: clf.decision_function((head_inputs(x, head) - mu) / sd)
     raise ValueError(f"unknown model {model!r}")
+
+
+def out_of_fold_logits(
+    trainable: FeatureSet,
+    tests: dict[float, FeatureSet],
+    head: HeadConfig,
+    tcfg: TrainConfig,
+    progress: Progress | None = None,
+) -> dict[float, np.ndarray]:
+    """Cross-fitted chunk logits: every base clip of ``tests`` scored by the head of the fold that holds
+    out its source (bona fide) or generator (spoof), a head trained like the final one (``tcfg``, fixed
+    epochs) on ``trainable``'s clips outside that fold.
+
+    ``tests`` maps a chunk overlap to the train/dev base clips chunked with it (one array of logits per
+    overlap, aligned with its chunks; NaN for a clip that no fold holds out). Calibrating on these is
+    calibrating on sources and generators the scoring head has not seen, as a dev split would be, while
+    the final head trains on all of them (scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
+    """
+    out = {o: np.full(len(fs.y), np.nan) for o, fs in tests.items()}
+    for k in range(len(P.CV_FOLDS)):
+        tr_idx, _ = fold_sets(trainable.clips, k)
+        tr = _subset(trainable, tr_idx)
+        if len(set(tr.y.tolist())) < 2:
+            continue
+        score = _fit("mlp", tr, head, tcfg)
+        for o, fs in tests.items():
+            _, te_idx = fold_sets(fs.clips, k)
+            rows = np.isin(fs.clip_index, te_idx)
+            if rows.any():
+                out[o][rows] = score(fs.x[rows])
+        if progress:
+            progress("cross-fitted calibration: fold heads", k + 1, len(P.CV_FOLDS))
+    return out
 
 
 def cross_validate(
@@ -142,7 +173,7 @@ def cross_validate(
         tr, te = _subset(fs, tr_idx), _subset(fs, te_idx)
         if len(set(te.y.tolist())) < 2 or len(set(tr.y.tolist())) < 2:
             continue
-        chunk = _fit_score(model, tr, te, head, tcfg)
+        chunk = _fit(model, tr, head, tcfg)(te.x)
         _, fscore = file_scores(chunk, te.clip_index)
         labels = np.array([c.label for c in te.clips])
         e, _ = ev.eer(fscore, labels)

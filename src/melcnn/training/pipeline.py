@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,18 @@ def train_model(
     balance_domains: bool = False,
     mixup: float = 0.0,
     evaluate: bool = True,
+    fit_on: str = "train",
     progress: Progress | None = None,
 ) -> Path:
     """Train a checkpoint of ``variant`` (a key of :data:`melcnn.registry.MODELS`) on DATA_DIR's train split,
     calibrate on dev, evaluate on eval.
+
+    ``fit_on="train+dev"``: the head trains on train and dev together (their sources and generators all),
+    for exactly ``epochs`` epochs (no early stopping), and is calibrated on cross-fitted logits instead of
+    dev's: each train/dev clip scored by a head of the same recipe trained without the cross-validation
+    fold that holds out its source or generator (:func:`melcnn.training.crossval.out_of_fold_logits`).
+    Those logits, for the chunking of every variant, are saved beside the checkpoint (``oof.npz``), so
+    that a variant made from it with ``chunk_classifier`` is calibrated the same way.
 
     The head takes ``freq_bands`` frequency bands of each scattering coefficient's ``time_stats`` over time
     (:class:`~melcnn.classifier.HeadConfig`).
@@ -83,6 +91,8 @@ def train_model(
     cfg = FeatureConfig(chunk_s=spec.chunk_s)
     overlap = spec.default_overlap_s
     train_overlap_s = overlap if train_overlap_s is None else train_overlap_s
+    if fit_on not in FIT_ON:
+        raise ValueError(f"fit_on must be one of {', '.join(FIT_ON)}, not {fit_on!r}")
     clips = read_clips(data_dir)
     train_clips = [c for c in clips if c.split == "train"]
     dev_clips = [c for c in clips if c.split == "dev"]
@@ -99,6 +109,7 @@ def train_model(
     if chunk_classifier is not None:
         base = load_checkpoint(chunk_classifier)
         head, weights, history = base.head, base.weights, []
+        fit_on = base.extra.get("training", {}).get("fit_on", "train")
         dv = load_features(
             cache_features(
                 data_dir, dev_clips, cfg=cfg, overlap_s=overlap, time_stats=head.time_stats, workers=workers
@@ -106,9 +117,12 @@ def train_model(
             dev_clips,
             head.time_stats,
         )
-        calibration = calibrate(
-            base.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head, target_frr=TARGET_FRR
-        )
+        if fit_on == "train+dev":  # calibrated as its chunk classifier was: on its cross-fitted logits
+            calibration = _calibrate_cross_fitted(Path(chunk_classifier), overlap, head)
+        else:
+            calibration = calibrate(
+                base.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head, target_frr=TARGET_FRR
+            )
         calibration["chunk_classifier"] = base.extra.get("training", {}).get("chunk_classifier") or {
             "name": base.name,
             "sha256": base.sha256,
@@ -131,30 +145,35 @@ def train_model(
             if progress:
                 progress(f"train (dev EER {row['dev_file_eer']:.2%})", i, n)
 
-        weights, calibration, history = fit_head(
-            tr.x,
-            tr.y,
-            dv.x,
-            dv.y,
-            dev_files=dv.clip_index,
-            train_groups=view_groups(tr),
-            train_domains=domain_ids(tr),
-            head=head,
-            cfg=tcfg,
-            progress=epoch_progress,
-        )
-        if overlap != train_overlap_s:  # calibrate on the variant's own chunking
-            ck = Checkpoint("tmp", variant, "0", cfg, head, weights)
-            dv = load_features(
-                cache_features(
-                    data_dir, dev_clips, cfg=cfg, overlap_s=overlap, time_stats=head.time_stats, workers=workers
-                ),
-                dev_clips,
-                head.time_stats,
+        if fit_on == "train+dev":
+            tr = load_features(root, train_clips + dev_clips, head.time_stats)
+            weights, history = _fit_train_dev(data_dir, tr, cfg, head, tcfg, Path(out), workers, progress)
+            calibration = _calibrate_cross_fitted(Path(out), overlap, head)
+        else:
+            weights, calibration, history = fit_head(
+                tr.x,
+                tr.y,
+                dv.x,
+                dv.y,
+                dev_files=dv.clip_index,
+                train_groups=view_groups(tr),
+                train_domains=domain_ids(tr),
+                head=head,
+                cfg=tcfg,
+                progress=epoch_progress,
             )
-            best = {k: calibration[k] for k in ("best_epoch", "dev_file_eer_raw")}
-            calibration = calibrate(ck.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head)
-            calibration.update(best)
+            if overlap != train_overlap_s:  # calibrate on the variant's own chunking
+                ck = Checkpoint("tmp", variant, "0", cfg, head, weights)
+                dv = load_features(
+                    cache_features(
+                        data_dir, dev_clips, cfg=cfg, overlap_s=overlap, time_stats=head.time_stats, workers=workers
+                    ),
+                    dev_clips,
+                    head.time_stats,
+                )
+                best = {k: calibration[k] for k in ("best_epoch", "dev_file_eer_raw")}
+                calibration = calibrate(ck.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head)
+                calibration.update(best)
     ckpt = Checkpoint(
         name=spec.name,
         variant=variant,
@@ -172,6 +191,7 @@ def train_model(
                 "train_chunks": int(len(tr.y)) if tr is not None else None,
                 "dev_chunks": int(len(dv.y)),
                 "config": asdict(tcfg),
+                "fit_on": fit_on,
                 "train_overlap_s": train_overlap_s,
                 "epochs_run": len(history),
                 "seconds": round(time.perf_counter() - t0, 1),
@@ -211,6 +231,90 @@ def train_model(
         }
         save_checkpoint(ckpt, out)
     return Path(out)
+
+
+FIT_ON = ("train", "train+dev")  # what the head of `melcnn train` is fitted on (see train_model)
+OOF_FILE = "oof.npz"  # beside a train+dev checkpoint: its cross-fitted logits, for its calibration
+
+
+def _fit_train_dev(
+    data_dir: Path,
+    fs: FeatureSet,
+    cfg: FeatureConfig,
+    head: HeadConfig,
+    tcfg: TrainConfig,
+    out: Path,
+    workers: int,
+    progress: Progress | None,
+) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
+    """Train the head on every train and dev clip (``fs``) for ``tcfg.epochs`` epochs, and write the
+    cross-fitted logits of the train and dev files, at the chunking of every variant, to ``out/oof.npz``."""
+    from .crossval import out_of_fold_logits
+
+    tcfg = replace(tcfg, patience=tcfg.epochs)
+
+    def epoch_progress(i: int, n: int, row: dict[str, float]) -> None:
+        if progress:
+            progress("train on train+dev", i, n)
+
+    weights, _, history = fit_head(
+        fs.x,
+        fs.y,
+        None,
+        None,
+        train_groups=view_groups(fs),
+        train_domains=domain_ids(fs),
+        head=head,
+        cfg=tcfg,
+        progress=epoch_progress,
+    )
+    base = [c for c in fs.clips if not c.is_view]
+    overlaps = sorted({m.default_overlap_s for m in MODELS.values() if m.chunk_s == cfg.chunk_s})
+    tests = {
+        o: load_features(
+            cache_features(data_dir, base, cfg=cfg, overlap_s=o, time_stats=head.time_stats, workers=workers),
+            base,
+            head.time_stats,
+        )
+        for o in overlaps
+    }
+    oof = out_of_fold_logits(fs, tests, head, tcfg, progress)
+    arrays: dict[str, np.ndarray] = {}
+    for o, t in tests.items():
+        keep = ~np.isnan(oof[o])
+        ids = np.array([c.clip_id for c in t.clips])
+        arrays[f"logits@{o:g}"] = oof[o][keep]
+        arrays[f"labels@{o:g}"] = t.y[keep]
+        arrays[f"clip_ids@{o:g}"] = ids[t.clip_index[keep]]
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / OOF_FILE, allow_pickle=False, **arrays)
+    return weights, history
+
+
+def _calibrate_cross_fitted(ckpt_dir: Path, overlap_s: float, head: HeadConfig) -> dict[str, Any]:
+    """:func:`calibrate` on the cross-fitted logits that :func:`_fit_train_dev` saved beside a checkpoint,
+    those of the chunking with ``overlap_s``."""
+    path = Path(ckpt_dir) / OOF_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: a train+dev checkpoint keeps its cross-fitted logits there")
+    with np.load(path, allow_pickle=False) as f:
+        key = f"{overlap_s:g}"
+        if f"logits@{key}" not in f:
+            raise ValueError(f"{path} holds no cross-fitted logits for chunks overlapping by {overlap_s:g} s")
+        z, y, ids = f[f"logits@{key}"], f[f"labels@{key}"], f[f"clip_ids@{key}"]
+    files = np.unique(ids, return_inverse=True)[1]
+    cal = calibrate(z.astype(np.float64), y, files, head=head, target_frr=TARGET_FRR)
+    n_bona = len(set(ids[y == 0].tolist()))
+    cal["calibrated_on"] = (
+        f"cross-fitted logits of {len(set(ids.tolist()))} train and dev files ({n_bona} bona fide), each scored "
+        "by a head of the same recipe trained without the cross-validation fold that holds out its source "
+        "or generator"
+    )
+    for k in [k for k in cal if k.startswith("dev_")]:  # figures of the cross-fitted files, not of a dev split
+        cal["cross_fitted_" + k[4:]] = cal.pop(k)
+    cal["description"] = cal["description"].replace("on dev chunks", "on cross-fitted train/dev chunk logits")
+    cal["description"] = cal["description"].replace("dev bona fide files", "cross-fitted bona fide files")
+    return cal
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
