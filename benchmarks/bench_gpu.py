@@ -1,6 +1,6 @@
 """Throughput of melcnn's batched torch scattering engine on a GPU, against Kymatio and the NumPy engine (not a test).
 
-    python benchmarks/bench_gpu.py                # a CUDA machine (an H100/H200: about 3 minutes)
+    python benchmarks/bench_gpu.py                # a CUDA machine (an H200: about 70 s)
     python benchmarks/bench_gpu.py --device cpu   # the same steps on the CPU, small sizes (a quick check)
 
 Prints, in order:

@@ -243,6 +243,43 @@ def test_torch_engine_needs_no_kymatio(tmp_path):
     assert json.loads(done.stdout.strip().splitlines()[-1])["rel"] <= RTOL
 
 
+TRITON_ON_CPU = r"""
+import json, os
+os.environ["TRITON_INTERPRET"] = "1"  # Triton's interpreter: the GPU kernel's own code, run on the CPU
+import numpy as np
+from melcnn.scattering import Scattering
+from melcnn.scattering.engine_torch import _TorchEngine
+from melcnn.scattering.filters import load_filter_bank
+out = {}
+for J, L, shape in [(3, 4, (32, 32)), (3, 2, (17, 40))]:
+    x = np.random.default_rng(J).random((3, *shape), dtype=np.float32)
+    engine = _TorchEngine(J, L, shape, load_filter_bank(J, L, shape), "cpu", products="triton")
+    ref = Scattering(J=J, L=L, shape=shape)
+    out[str(shape)] = {
+        "products": engine.products,
+        "kernels": sum(p.triton for p in [*engine.psi1, *engine.psi2.values()] if p.k > 1),
+        "full": float(np.abs(engine(x) - ref(x)).max() / np.abs(ref(x)).max()),
+        "pooled": float(np.abs(engine(x, pooled=True) - ref.pooled(x)).max() / np.abs(ref.pooled(x)).max()),
+    }
+out["auto_on_cpu"] = _TorchEngine(2, 2, (16, 16), load_filter_bank(2, 2, (16, 16)), "cpu").products
+print(json.dumps(out))
+"""
+
+
+def test_triton_kernel_of_the_gpu_engine_matches_numpy_engine(tmp_path):
+    """The fused periodised-product kernel that the engine uses on CUDA, run by Triton's CPU interpreter
+    inside the whole transform (odd shapes and block counts too), against the NumPy engine."""
+    pytest.importorskip("triton", reason="Triton is installed by the test extra (and with CUDA builds of torch)")
+    env = dict(os.environ, MELCNN_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", TRITON_ON_CPU], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out.pop("auto_on_cpu") == "torch"  # the interpreter is for tests: "auto" uses Triton on CUDA only
+    for shape, r in out.items():
+        assert r["products"] == "triton" and r["kernels"] >= 3, shape
+        assert r["full"] <= RTOL and r["pooled"] <= RTOL, (shape, r)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (the same engine runs on CPU above)")
 def test_cuda_engine_matches_numpy_engine_256(scattering_256, reference_256, monkeypatch):
     monkeypatch.setenv("MELCNN_CACHE_DIR", str(reference_256[1]))

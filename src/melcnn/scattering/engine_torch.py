@@ -92,7 +92,7 @@ class _Periodised:
     its images ``(P, T)``-major, so no transposing copy is made.
     """
 
-    def __init__(self, h: np.ndarray, k: int, scale: float, torch: Any, device: Any):
+    def __init__(self, h: np.ndarray, k: int, scale: float, torch: Any, device: Any, triton: bool = False):
         h = h * np.float32(scale)  # as the NumPy engine's filters: float32 times the float32 scale
         t, m, n = h.shape
         self.k, self.n_filters, self.out_shape = k, t, (m // k, n // k)
@@ -108,6 +108,11 @@ class _Periodised:
         # (m2 * n2, C, T): at each output frequency, the kept blocks' values of every filter (complex
         # for the complex bmm; its imaginary parts are zero)
         kept = blocks.transpose(2, 4, 1, 3, 0)[:, :, rows, cols].reshape(m2 * n2, len(rows), t)
+        self.triton = triton
+        if triton:  # the Triton kernel's operands: real filters, int32 block indices
+            self.h = torch.from_numpy(np.ascontiguousarray(kept, np.float32)).to(device)
+            self.rows, self.cols = self.rows.to(torch.int32), self.cols.to(torch.int32)
+            return
         self.h = torch.from_numpy(kept.astype(np.complex64)).to(device)
 
     def __call__(self, spec: Any) -> Any:
@@ -117,6 +122,12 @@ class _Periodised:
         if self.k == 1:
             return torch.fft.ifft2(spec[:, None] * self.h, norm="forward")
         k, (m2, n2), T = self.k, self.out_shape, self.n_filters
+        if self.triton:
+            from ._triton import periodised_product
+
+            return torch.fft.ifft2(
+                periodised_product(spec, self.h, self.rows, self.cols, k), dim=(0, 1), norm="forward"
+            ).permute(2, 3, 0, 1)
         # (P, k, m2, k, n2) -> (m2, n2, P, k, k) -> the kept blocks (m2, n2, P, C), gathered in one
         # copy (laid out, by torch's indexing, as (P, m2, n2, C)); then (m2 * n2, P, C), a view of
         # that layout: a strided batch of row-major matrices
@@ -125,6 +136,13 @@ class _Periodised:
         out = torch.bmm(kept, self.h).view(m2, n2, P, T)
         del kept  # before the FFT allocates its output
         return torch.fft.ifft2(out, dim=(0, 1), norm="forward").permute(2, 3, 0, 1)
+
+
+def _triton_installed() -> bool:
+    """Whether Triton can be imported (it comes with CUDA builds of torch)."""
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
 
 
 def _modulus(u: Any) -> Any:
@@ -148,6 +166,10 @@ class _TorchEngine:
     images_per_call : int, optional
         Most images transformed at once (the frontend splits larger batches); default
         :data:`CUDA_IMAGES_PER_CALL` on a GPU, :data:`CPU_IMAGES_PER_CALL` on the CPU.
+    products : {"auto", "triton", "torch"}
+        How the periodised products at ``k > 1`` run: ``"triton"``, the fused kernel of
+        :mod:`._triton`; ``"torch"``, a gather and a batched matrix product; ``"auto"`` (default),
+        Triton on a CUDA device when it is installed, torch otherwise. Same sums either way.
     """
 
     def __init__(
@@ -158,6 +180,7 @@ class _TorchEngine:
         filters: dict[str, np.ndarray],
         device: str,
         images_per_call: int | None = None,
+        products: str = "auto",
     ):
         try:
             import torch
@@ -168,6 +191,12 @@ class _TorchEngine:
             ) from e
         self.torch = torch
         self.device = torch.device("cuda" if device == "cuda" else "cpu")
+        if products not in ("auto", "triton", "torch"):
+            raise ValueError(f"products must be 'auto', 'triton' or 'torch', not {products!r}")
+        if products == "auto":
+            products = "triton" if self.device.type == "cuda" and _triton_installed() else "torch"
+        self.products = products
+        triton = products == "triton"
         default = CUDA_IMAGES_PER_CALL if self.device.type == "cuda" else CPU_IMAGES_PER_CALL
         self.images_per_call = max(1, int(images_per_call or default))
         self.J, self.L, self.shape = J, L, shape
@@ -185,7 +214,9 @@ class _TorchEngine:
         self.lowpass = [[(tensor(a), tensor(b)) for a, b in terms] for terms in ops]
         self.lowpass_pooled = [[(tensor(a), tensor(b.mean(axis=1, keepdims=True))) for a, b in terms] for terms in ops]
         self.psi1 = [
-            _Periodised(np.stack([filters[f"psi_{j}_{t}_0"] for t in range(L)]), 2**j, 1 / (M * N), torch, self.device)
+            _Periodised(
+                np.stack([filters[f"psi_{j}_{t}_0"] for t in range(L)]), 2**j, 1 / (M * N), torch, self.device, triton
+            )
             for j in range(J)
         ]
         self.psi2 = {
@@ -195,6 +226,7 @@ class _TorchEngine:
                 1 / ((M >> j1) * (N >> j1)),
                 torch,
                 self.device,
+                triton,
             )
             for j1 in range(J)
             for j2 in range(j1 + 1, J)
