@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole recipe of the shipped weights, end to end:
-#   data build -> leave-source-out cross-validation -> train the V2 chunk classifier (early stopping and
-#   calibration on dev) -> V3 = the same chunk classifier calibrated on overlapping chunks -> evaluate both on
-#   the held-out eval split -> copy into the package -> record the sha256 -> remake the regression fixtures.
+#   data build -> leave-source-out cross-validation -> train the V2 chunk classifier on train + dev (20 epochs;
+#   calibrated on cross-fitted scores: each train/dev file scored by a head trained without its CV fold) ->
+#   V3 = the same chunk classifier calibrated on overlapping chunks -> evaluate both on the held-out eval split
+#   -> copy into the package -> record the sha256 -> remake the regression fixtures.
 # Usage: scripts/recipe.sh [DATA_DIR] [MINUTES] [SEED] [BANDS]
 #   (defaults: ../data/melcnn-v3 beside the repository, 400, 0, 16: the settings of the shipped weights)
 # Every step resumes after an interruption; rerun the script to continue.
@@ -18,7 +19,7 @@ CKPT="${MELCNN_CKPT:-$(dirname "$(realpath -m "$DATA_DIR")")/ckpt-$(basename "$D
 "$HERE/scripts/build_data.sh" "$DATA_DIR" "$MINUTES" "$SEED"
 python3 -m melcnn eval --data "$DATA_DIR" --cv --bands "$BANDS" --balance-domains --out "$CKPT/cv"
 START=$(date +%s)
-python3 -m melcnn train --data "$DATA_DIR" --model v2 --bands "$BANDS" --epochs 20 --balance-domains --out "$CKPT/v2" --seed "$SEED"
+python3 -m melcnn train --data "$DATA_DIR" --model v2 --bands "$BANDS" --epochs 20 --balance-domains --fit-on train+dev --out "$CKPT/v2" --seed "$SEED"
 python3 -m melcnn train --data "$DATA_DIR" --model v3 --chunk-classifier "$CKPT/v2" --out "$CKPT/v3" --seed "$SEED"
 echo "training and evaluation took $(( $(date +%s) - START )) s"
 WEIGHTS="$HERE/src/melcnn/weights"
