@@ -11,7 +11,8 @@ product, 8,740 -> 10,100 chunks/s for the whole transform at batch 1024, the sam
 
 Used by the engine when the device is CUDA and Triton is installed (it comes with CUDA builds of
 torch); elsewhere the engine keeps its torch ops, which compute the same sums. The tests run the
-kernel on the CPU with Triton's interpreter (``TRITON_INTERPRET=1``) against those torch ops.
+kernel on the CPU with Triton's interpreter (``TRITON_INTERPRET=1``), inside the whole transform,
+against the NumPy engine.
 """
 
 from __future__ import annotations

@@ -87,15 +87,17 @@ class _Periodised:
 
     For ``k = 1`` the product is a plain broadcast product. For ``k > 1`` it is one complex ``bmm``
     batched over the ``m/k * n/k`` output frequencies: at each, the spectra's values in the ``C``
-    kept alias blocks ``(P, C)`` times the filters' ``(C, T)``. Its result, laid out frequency-major
-    ``(m/k, n/k, P, T)``, goes to the inverse FFT as it is: the FFT reads it with strides and writes
-    its images ``(P, T)``-major, so no transposing copy is made.
+    kept alias blocks ``(P, C)`` times the filters' ``(C, T)``; with ``triton``, the same sums by the
+    fused kernel of :mod:`._triton`. Its result, laid out frequency-major ``(m/k, n/k, P, T)``, goes
+    to the inverse FFT as it is: the FFT reads it with strides and writes its images ``(P, T)``-major,
+    so no transposing copy is made.
     """
 
     def __init__(self, h: np.ndarray, k: int, scale: float, torch: Any, device: Any, triton: bool = False):
         h = h * np.float32(scale)  # as the NumPy engine's filters: float32 times the float32 scale
         t, m, n = h.shape
         self.k, self.n_filters, self.out_shape = k, t, (m // k, n // k)
+        self.triton = triton and k > 1  # k = 1 is a broadcast product either way
         m2, n2 = self.out_shape
         if k == 1:
             self.h = torch.from_numpy(np.ascontiguousarray(h, np.float32)).to(device)
@@ -108,8 +110,7 @@ class _Periodised:
         # (m2 * n2, C, T): at each output frequency, the kept blocks' values of every filter (complex
         # for the complex bmm; its imaginary parts are zero)
         kept = blocks.transpose(2, 4, 1, 3, 0)[:, :, rows, cols].reshape(m2 * n2, len(rows), t)
-        self.triton = triton
-        if triton:  # the Triton kernel's operands: real filters, int32 block indices
+        if self.triton:  # the Triton kernel's operands: real filters, int32 block indices
             self.h = torch.from_numpy(np.ascontiguousarray(kept, np.float32)).to(device)
             self.rows, self.cols = self.rows.to(torch.int32), self.cols.to(torch.int32)
             return
@@ -125,16 +126,15 @@ class _Periodised:
         if self.triton:
             from ._triton import periodised_product
 
-            return torch.fft.ifft2(
-                periodised_product(spec, self.h, self.rows, self.cols, k), dim=(0, 1), norm="forward"
-            ).permute(2, 3, 0, 1)
-        # (P, k, m2, k, n2) -> (m2, n2, P, k, k) -> the kept blocks (m2, n2, P, C), gathered in one
-        # copy (laid out, by torch's indexing, as (P, m2, n2, C)); then (m2 * n2, P, C), a view of
-        # that layout: a strided batch of row-major matrices
-        blocks = spec.view(P, k, m2, k, n2).permute(2, 4, 0, 1, 3)
-        kept = blocks[..., self.rows, self.cols].reshape(m2 * n2, P, -1)
-        out = torch.bmm(kept, self.h).view(m2, n2, P, T)
-        del kept  # before the FFT allocates its output
+            out = periodised_product(spec, self.h, self.rows, self.cols, k)
+        else:
+            # (P, k, m2, k, n2) -> (m2, n2, P, k, k) -> the kept blocks (m2, n2, P, C), gathered in one
+            # copy (laid out, by torch's indexing, as (P, m2, n2, C)); then (m2 * n2, P, C), a view of
+            # that layout: a strided batch of row-major matrices
+            blocks = spec.view(P, k, m2, k, n2).permute(2, 4, 0, 1, 3)
+            kept = blocks[..., self.rows, self.cols].reshape(m2 * n2, P, -1)
+            out = torch.bmm(kept, self.h).view(m2, n2, P, T)
+            del kept  # before the FFT allocates its output
         return torch.fft.ifft2(out, dim=(0, 1), norm="forward").permute(2, 3, 0, 1)
 
 
