@@ -100,8 +100,15 @@ def pool_bands(pooled: np.ndarray, freq_bands: int) -> np.ndarray:
 
 
 def head_inputs(pooled: np.ndarray, head: HeadConfig) -> np.ndarray:
-    """Unstandardised head inputs: band pooling and log. ``(n, C, R) -> (n, C * bands)``."""
-    return np.log(pool_bands(np.asarray(pooled, dtype=np.float32), head.freq_bands) + np.float32(head.log_eps))
+    """Unstandardised head inputs: band pooling and log. ``(n, C, R) -> (n, C * bands)``.
+
+    Scattering coefficients are non-negative, but where the true value is 0 (a band the recording
+    leaves digitally empty, such as everything above 4 kHz of a clean 8 kHz file) the float32 FFTs
+    leave round-off of either sign, about 1e-6, larger than ``log_eps``: the bands are clipped at 0
+    before the log, which changes no coefficient that is not round-off.
+    """
+    bands = pool_bands(np.asarray(pooled, dtype=np.float32), head.freq_bands)
+    return np.log(np.maximum(bands, np.float32(0.0)) + np.float32(head.log_eps))
 
 
 @dataclass
