@@ -4,6 +4,7 @@ themselves, the checkpoint format, and a checkpoint with them analysing and scan
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,24 @@ def test_training_cache_holds_every_statistic_once_and_serves_any_subset(tmp_pat
     np.testing.assert_allclose(load_features(mean_root, clips).x, fs.x[:, 417:], rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="holds the time statistics"):
         load_features(mean_root, clips, ("std",))
+
+
+def test_training_cache_recomputes_the_features_of_a_clip_made_again(tmp_path):
+    """A build extended in place remakes clips under their old ids (other laundering): the cache must
+    not serve the old clip's features for the new one, and must not recompute unchanged clips."""
+    from melcnn.training.features import Clip, _feature_file, cache_features, clip_features, load_features
+
+    paths = [make_media("flac", tmp_path / "clips", seconds=6.5, seed=i, name=f"c{i}.flac") for i in range(2)]
+    clips = [Clip(f"c{i}", p, i % 2, "train", "g", "s", "en", "none", 6.5, "src") for i, p in enumerate(paths)]
+    cfg = FeatureConfig()
+    root = cache_features(tmp_path, clips, cfg=cfg, overlap_s=0.0, workers=1)
+    kept = _feature_file(root, "c1").stat().st_mtime_ns
+    before = load_features(root, clips).x
+    os.utime(_feature_file(root, "c0"), ns=(1, 1))  # the cached file predates the clip made again below
+    make_media("flac", tmp_path / "clips", seconds=6.5, seed=7, name="c0.flac")
+    assert cache_features(tmp_path, clips, cfg=cfg, overlap_s=0.0, workers=1) == root
+    after = load_features(root, clips).x
+    np.testing.assert_allclose(after[:2], clip_features(paths[0], cfg, 0.0), rtol=1e-5, atol=1e-7)
+    assert np.abs(after[:2] - before[:2]).max() > 1e-3  # the new clip's features, not the old ones
+    np.testing.assert_array_equal(after[2:], before[2:])
+    assert _feature_file(root, "c1").stat().st_mtime_ns == kept  # the unchanged clip was not recomputed

@@ -86,6 +86,20 @@ def _feature_file(root: Path, clip_id: str) -> Path:
     return root / safe[:2] / f"{safe}.npy"
 
 
+def _is_current(feature_file: Path, clip_path: Path) -> bool:
+    """Cached features exist and are not older than their clip. A build that is extended or re-planned
+    in place (more minutes, another source in a split) remakes clips under their old ids with other
+    laundering; their features must be computed again, not served from the cache."""
+    try:
+        made = feature_file.stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+    try:
+        return made >= Path(clip_path).stat().st_mtime_ns
+    except FileNotFoundError:  # the clip is gone: the cached features are all there is
+        return True
+
+
 def clip_features(
     path: str | Path, cfg: FeatureConfig, overlap_s: float, time_stats: tuple[str, ...] = ("mean",)
 ) -> np.ndarray:
@@ -144,7 +158,7 @@ def cache_features(
     root.mkdir(parents=True, exist_ok=True)
     settings = {"features": cfg.to_dict(), "overlap_s": overlap_s, "time_stats": list(time_stats)}
     (root / "settings.json").write_text(json.dumps(settings, indent=2))
-    todo = [c for c in clips if not _feature_file(root, c.clip_id).is_file()]
+    todo = [c for c in clips if not _is_current(_feature_file(root, c.clip_id), c.path)]
     done = len(clips) - len(todo)
     if progress:
         progress("features", done, len(clips))
