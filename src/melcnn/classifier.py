@@ -104,7 +104,7 @@ def head_inputs(pooled: np.ndarray, head: HeadConfig) -> np.ndarray:
 
     Scattering coefficients are non-negative, but where the true value is 0 (a band the recording
     leaves digitally empty, such as everything above 4 kHz of a clean 8 kHz file) the float32 FFTs
-    leave round-off of either sign, about 1e-6, larger than ``log_eps``: the bands are clipped at 0
+    leave round-off of either sign, up to about 1e-5, larger than ``log_eps``: the bands are clipped at 0
     before the log, which changes no coefficient that is not round-off.
     """
     bands = pool_bands(np.asarray(pooled, dtype=np.float32), head.freq_bands)
