@@ -5,12 +5,13 @@
 #   V3 = the same chunk classifier calibrated on overlapping chunks -> evaluate both on the held-out eval split
 #   -> copy into the package -> record the sha256 -> remake the regression fixtures.
 # Usage: scripts/recipe.sh [DATA_DIR] [MINUTES] [SEED] [BANDS]
-#   (defaults: ../data/melcnn-v3 beside the repository, 400, 0, 16: the settings of the shipped weights)
+#   (defaults: ../data/melcnn-v3 beside the repository, all, 0, 16: the settings of the shipped weights;
+#   MINUTES "all" builds every minute of every source, a number about that many bona fide minutes)
 # Every step resumes after an interruption; rerun the script to continue.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_DIR="${1:-${MELCNN_DATA:-$HERE/../data/melcnn-v3}}"
-MINUTES="${2:-400}"
+MINUTES="${2:-all}"
 SEED="${3:-0}"
 BANDS="${4:-16}"
 export PYTHONPATH="$HERE/src${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, and the weights it ships
