@@ -13,35 +13,33 @@ python scripts/fold_eer.py --train-on OTHER_DATA_DIR --out DIR DATA_DIR [--seed 
 from __future__ import annotations
 
 import argparse
-import csv
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from melcnn.training import protocol as P
+from melcnn.training.crossval import fold_sets
 from melcnn.training.evaluate import eer
+from melcnn.training.features import FeatureSet, read_clips
+from melcnn.training.train import file_scores
 
 
 def fold_table(ckpt: Path, data: Path) -> list[float]:
     """Print and return each fold's file EER (file score = mean chunk probability)."""
-    z = np.load(ckpt / "oof.npz")
-    meta = {r["clip_id"]: r for r in csv.DictReader(open(data / "manifest.csv", newline=""))}
-    per: dict[str, list[float]] = defaultdict(list)
-    for logit, cid in zip(z["logits@0"], z["clip_ids@0"], strict=True):
-        if np.isfinite(logit):
-            per[str(cid)].append(float(1 / (1 + np.exp(-logit))))
+    clips = read_clips(data)
+    index = {c.clip_id: i for i, c in enumerate(clips)}
+    with np.load(ckpt / "oof.npz") as z:
+        logits, ids = z["logits@0"], z["clip_ids@0"]
+    ok = np.isfinite(logits)
+    files, scores = file_scores(1 / (1 + np.exp(-logits[ok])), np.array([index[str(c)] for c in ids[ok]]))
+    score_of = dict(zip(files.tolist(), scores.tolist(), strict=True))
     res = []
     for k in range(len(P.CV_FOLDS)):
-        ys, ss = [], []
-        for cid, s in per.items():
-            r = meta[cid]
-            if P.fold_role(k, r["source"], r["generator"], r["label"]) == "test":
-                ys.append(int(r["label"] == "spoof"))
-                ss.append(float(np.mean(s)))
-        e = eer(np.array(ss), np.array(ys))[0]
+        test = [i for i in fold_sets(clips, k)[1] if i in score_of]
+        y = np.array([clips[i].label for i in test])
+        e = eer(np.array([score_of[i] for i in test]), y)[0]
         res.append(e)
-        print(f"fold {k}: {len(ys) - sum(ys)} bona fide / {sum(ys)} spoof files, EER {100 * e:.1f} %")
+        print(f"fold {k}: {len(y) - y.sum()} bona fide / {y.sum()} spoof files, EER {100 * e:.1f} %")
     print(f"mean {100 * np.mean(res):.1f} %, worst {100 * max(res):.1f} %")
     return res
 
@@ -56,7 +54,7 @@ def train_fold_heads(train_data: Path, data: Path, out: Path, seed: int) -> None
 
     head, cfg = HeadConfig(freq_bands=16, time_stats=("mean",)), FeatureConfig(chunk_s=3.0)
 
-    def feats(root: Path, base_only: bool):  # noqa: ANN202
+    def feats(root: Path, base_only: bool) -> FeatureSet:
         clips = [c for c in read_clips(root) if c.split in ("train", "dev") and not (base_only and c.is_view)]
         cache = cache_features(root, clips, cfg=cfg, overlap_s=0.0, time_stats=head.time_stats, workers=2)
         return load_features(cache, clips, head.time_stats)
