@@ -4,10 +4,11 @@ python scripts/fold_eer.py CKPT DATA_DIR
     the folds of a ``--fit-on train+dev`` checkpoint's cross-fitted logits (CKPT/oof.npz: each
     train/dev file of DATA_DIR scored by a head trained without the fold holding out its source or
     generator)
-python scripts/fold_eer.py --train-on OTHER_DATA_DIR --out DIR DATA_DIR [--seed S]
-    the same five fold heads (16 rows, 20 epochs, --balance-domains) trained on another build's
-    train and dev clips, scoring DATA_DIR's files; writes DIR/oof.npz, then prints its folds. Two
-    builds are compared on the same test files this way (features come from each build's cache).
+python scripts/fold_eer.py --train-on OTHER_DATA_DIR --like CKPT --out DIR DATA_DIR [--seed S]
+    five fold heads of CKPT's recipe (its head input and training settings; its seed unless --seed)
+    trained on another build's train and dev clips, scoring DATA_DIR's files; writes DIR/oof.npz,
+    then prints its folds. Two builds are compared on the same test files this way (features come
+    from each build's cache).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from melcnn.training import protocol as P
 from melcnn.training.crossval import fold_sets
 from melcnn.training.evaluate import eer
-from melcnn.training.features import FeatureSet, read_clips
+from melcnn.training.features import FeatureSet, load_features, read_clips
 from melcnn.training.train import file_scores
 
 
@@ -44,28 +45,30 @@ def fold_table(ckpt: Path, data: Path) -> list[float]:
     return res
 
 
-def train_fold_heads(train_data: Path, data: Path, out: Path, seed: int) -> None:
-    """Five fold heads of the shipped recipe on ``train_data``'s train+dev clips, scoring ``data``'s."""
-    from melcnn.classifier import HeadConfig
-    from melcnn.config import FeatureConfig
-    from melcnn.training.crossval import out_of_fold_logits
-    from melcnn.training.features import cache_features, load_features, read_clips
+def train_fold_heads(train_data: Path, data: Path, out: Path, like: Path, seed: int | None) -> None:
+    """Five fold heads of ``like``'s recipe (its head input and training settings) on ``train_data``'s
+    train+dev clips, scoring ``data``'s; writes ``out/oof.npz``."""
+    from dataclasses import fields, replace
+
+    from melcnn.classifier import load_checkpoint
+    from melcnn.training.crossval import out_of_fold_logits, save_oof
+    from melcnn.training.features import cache_features
     from melcnn.training.train import TrainConfig
 
-    head, cfg = HeadConfig(freq_bands=16, time_stats=("mean",)), FeatureConfig(chunk_s=3.0)
+    ck = load_checkpoint(like)
+    head, cfg = ck.head, ck.features
+    settings = ck.extra.get("training", {}).get("config", {})
+    tcfg = TrainConfig(**{f.name: settings[f.name] for f in fields(TrainConfig) if f.name in settings})
+    tcfg = replace(tcfg, patience=tcfg.epochs, seed=tcfg.seed if seed is None else seed)
 
     def feats(root: Path, base_only: bool) -> FeatureSet:
         clips = [c for c in read_clips(root) if c.split in ("train", "dev") and not (base_only and c.is_view)]
         cache = cache_features(root, clips, cfg=cfg, overlap_s=0.0, time_stats=head.time_stats, workers=2)
         return load_features(cache, clips, head.time_stats)
 
-    tr, te = feats(train_data, False), feats(data, True)
-    tcfg = TrainConfig(epochs=20, seed=seed, balance_domains=True, patience=20)
-    oof = out_of_fold_logits(tr, {0.0: te}, head, tcfg, lambda s, i, n: print(f"{s}: {i}/{n}", flush=True))[0.0]
-    keep = ~np.isnan(oof)
-    ids = np.array([c.clip_id for c in te.clips])[te.clip_index[keep]]
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "oof.npz", **{"logits@0": oof[keep], "labels@0": te.y[keep], "clip_ids@0": ids})
+    tests = {0.0: feats(data, True)}
+    oof = out_of_fold_logits(feats(train_data, False), tests, head, tcfg, lambda s, i, n: print(f"{s}: {i}/{n}"))
+    save_oof(out / "oof.npz", oof, tests)
 
 
 def main() -> None:
@@ -73,12 +76,13 @@ def main() -> None:
     ap.add_argument("paths", nargs="+", type=Path, help="CKPT DATA_DIR, or DATA_DIR with --train-on")
     ap.add_argument("--train-on", type=Path)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--like", type=Path, help="the checkpoint whose recipe the fold heads follow")
+    ap.add_argument("--seed", type=int, default=None)
     a = ap.parse_args()
     if a.train_on:
-        if len(a.paths) != 1 or a.out is None:
-            ap.error("--train-on needs --out DIR and one DATA_DIR")
-        train_fold_heads(a.train_on, a.paths[0], a.out, a.seed)
+        if len(a.paths) != 1 or a.out is None or a.like is None:
+            ap.error("--train-on needs --like CKPT, --out DIR and one DATA_DIR")
+        train_fold_heads(a.train_on, a.paths[0], a.out, a.like, a.seed)
         fold_table(a.out, a.paths[0])
     else:
         if len(a.paths) != 2:

@@ -676,13 +676,14 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     dropped = train_gens[0]
     out = tmp_path / "cv"
     options = f"--cv --epochs 2 --time-stats mean,std --seed 1 --drop-generators {dropped} --balance-domains".split()
+    options += "--band-dropout 0.2 --adversary 0.5".split()
     p = _melcnn("eval", "--data", data, *options, "--out", out)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "time statistics mean+std" in p.stdout and f"without the spoofs of {dropped}" in p.stdout
-    assert "domains balanced" in p.stdout
+    assert "domains balanced" in p.stdout and "band dropout 0.2" in p.stdout and "domain adversary 0.5" in p.stdout
     cv = json.loads((out / "cv.json").read_text())
     assert cv["time_stats"] == ["mean", "std"] and cv["drop_generators"] == [dropped] and cv["seed"] == 1
-    assert cv["balance_domains"] is True
+    assert cv["balance_domains"] is True and cv["band_dropout"] == 0.2 and cv["adversary"] == 0.5
     assert cv["folds"] and 0.0 <= cv["mean_eer"] <= 1.0
     fold0 = next(f for f in cv["folds"] if f["fold"] == 0)  # the dev split: trains on the train split's spoofs
     kept = cross_validate(data, epochs=1, folds=[0], time_stats=("mean", "std"))["folds"][0]
@@ -690,6 +691,8 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     assert kept["test_files_spoof"] == fold0["test_files_spoof"]  # and the test files are the same
     bad = _melcnn("eval", "--data", str(data), "--cv", "--drop-generators", "nonesuch")
     assert bad.returncode == 2 and "unknown generators" in bad.stderr
+    bad = _melcnn("eval", "--data", str(data), "--cv", "--band-dropout", "1")
+    assert bad.returncode == 2 and "[0, 1)" in bad.stderr
 
 
 @_needs_tools[0]

@@ -1,5 +1,5 @@
 """The head trainer's regularisers: view-group batches, the view-consistency penalty, weight averaging,
-domain balancing."""
+domain balancing, mixup, band dropout, the domain adversary."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from melcnn.classifier import Checkpoint, HeadConfig  # noqa: E402
+from melcnn.classifier import Checkpoint, HeadConfig, head_inputs  # noqa: E402
 from melcnn.config import FeatureConfig  # noqa: E402
 from melcnn.training.evaluate import roc_auc  # noqa: E402
 from melcnn.training.train import (  # noqa: E402
     TrainConfig,
     _batches,
     _domain_weights,
+    _drop_bands,
     _mix,
     _view_group_members,
     _view_variance,
@@ -164,3 +165,78 @@ def test_mixup_trains_a_head_that_still_separates_the_classes() -> None:
     assert len(groups) == len(y)
     with pytest.raises(ValueError, match="do not combine"):
         fit_head(x, y, None, None, train_groups=groups, head=HEAD, cfg=TrainConfig(epochs=1, consistency=1, mixup=0.4))
+
+
+def test_band_dropout_replaces_whole_frequency_bands_by_their_mean() -> None:
+    head = HeadConfig(n_channels=5, n_rows=4, freq_bands=4, hidden=(8, 8, 8))
+    rng = np.random.default_rng(0)
+    pooled = np.ones((3000, 5, 4), dtype=np.float32) * np.exp(np.arange(4, dtype=np.float32))  # row r: log = r
+    x = torch.from_numpy(head_inputs(pooled, head))  # the head's real input layout
+    mean = torch.full((x.shape[1],), -7.0)
+    out = _drop_bands(x, mean, head.freq_bands, 0.3, rng).numpy()
+    kept = np.isclose(out, x.numpy(), atol=1e-5)
+    dropped = out == -7.0
+    assert (kept | dropped).all()
+    for band in range(4):  # every input of a band in the row is dropped, or none is
+        cols = np.flatnonzero(np.isclose(x[0].numpy(), band, atol=1e-5))
+        assert len(cols) == 5
+        assert (dropped[:, cols].all(axis=1) | kept[:, cols].all(axis=1)).all()
+        assert 0.27 < dropped[:, cols[0]].mean() < 0.33
+    assert torch.equal(_drop_bands(x, mean, 4, 0.0, rng), x)
+
+
+def test_band_dropout_trains_a_head_that_still_separates_the_classes() -> None:
+    x, y, domain = _dominant_domain_data(0, 2000, "random")
+    xt, yt, _ = _dominant_domain_data(1, 1000, "random")
+    cfg = TrainConfig(epochs=6, batch_size=128, seed=0, balance_domains=True, band_dropout=0.3)
+    weights, _, history = fit_head(x, y, None, None, train_domains=domain, head=HEAD, cfg=cfg)
+    assert len(history) == 6
+    assert roc_auc(Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights).logits(xt), yt) > 0.65
+
+
+def _domain_cue_data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two domains per class; input 1 (a channel cue) marks domain 0 of each class (+2 bona fide, -2 spoof)
+    and is flat in domain 1, so the cue tells the class in one domain and the domain within each class."""
+    rng = np.random.default_rng(seed)
+    label, dom = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    cue = np.where(dom == 0, np.where(label == 0, 2.0, -2.0), 0.0)
+    x = np.exp(rng.normal(0, 0.3, (n, HEAD.n_channels, HEAD.n_rows))).astype(np.float32)
+    x[:, 0, 0] = np.exp(np.where(label == 1, 0.8, -0.8) + rng.normal(0, 1.0, n))
+    x[:, 1, 0] = np.exp(cue + rng.normal(0, 0.2, n))
+    return x, label, dom + 2 * label
+
+
+def _hidden(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The head's last hidden layer (eval mode) for pooled features ``x``."""
+    from melcnn.classifier import torch_head
+
+    model = torch_head(HEAD)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
+    model.eval()
+    with torch.no_grad():
+        z = (torch.from_numpy(head_inputs(x, HEAD)) - model.feature_mean) / model.feature_std
+        return model.net[:-1](z).numpy()
+
+
+def test_domain_adversary_hides_the_domain_from_the_hidden_layer() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y, domain = _domain_cue_data(0, 4000)
+    xt, yt, dt = _domain_cue_data(10, 2000)
+    probe = {}
+    for strength in (0.0, 3.0):
+        cfg = TrainConfig(epochs=10, batch_size=128, seed=0, adversary=strength)
+        weights, _, _ = fit_head(x, y, None, None, train_domains=domain, head=HEAD, cfg=cfg)
+        h, ht = _hidden(weights, x), _hidden(weights, xt)
+        accuracy = [  # how well a fresh linear probe tells the domain within each class
+            LogisticRegression(max_iter=500).fit(h[y == c], domain[y == c]).score(ht[yt == c], dt[yt == c])
+            for c in (0, 1)
+        ]
+        probe[strength] = float(np.mean(accuracy))
+        scores = Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights).logits(xt)
+        assert roc_auc(scores, yt) > 0.75  # and it still tells the classes apart
+    assert probe[3.0] < probe[0.0] - 0.05, probe
+    with pytest.raises(ValueError, match="train_domains"):
+        fit_head(x, y, None, None, head=HEAD, cfg=TrainConfig(epochs=1, adversary=1.0))
+    with pytest.raises(ValueError, match="mixup"):
+        fit_head(x, y, None, None, train_domains=domain, head=HEAD, cfg=TrainConfig(epochs=1, adversary=1, mixup=0.4))

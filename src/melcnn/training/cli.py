@@ -173,8 +173,20 @@ def _add_time_stats_option(parser: argparse.ArgumentParser, help_text: str) -> N
     )
 
 
+def _probability(text: str) -> float:
+    """A number in [0, 1) (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_help: str, average_help: str) -> None:
-    """``--consistency W``, ``--average-from E``, ``--balance-domains`` and ``--mixup A``
+    """``--consistency W``, ``--average-from E``, ``--balance-domains``, ``--mixup A``, ``--band-dropout P``
+    and ``--adversary W``
     (:class:`~melcnn.training.train.TrainConfig`'s)."""
     parser.add_argument("--consistency", type=_non_negative_float, default=0.0, metavar="W", help=consistency_help)
     parser.add_argument("--average-from", type=int, default=0, metavar="E", help=average_help)
@@ -191,6 +203,23 @@ def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_hel
         metavar="A",
         help="mix each train chunk with another of its batch, inputs and targets alike, with a weight drawn "
         "from Beta(A, A); not with --consistency (default 0: off)",
+    )
+    parser.add_argument(
+        "--band-dropout",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="replace each frequency band of each train chunk, with probability P, by its train mean, so that "
+        "no band alone decides (default 0: off)",
+    )
+    parser.add_argument(
+        "--adversary",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="W",
+        help="train a domain adversary of weight W: a classifier of each chunk's source (bona fide) or "
+        "generator (spoof) on the head's last hidden layer, its gradient reversed, so the head learns to "
+        "hide them; not with --mixup (default 0: off)",
     )
 
 
@@ -248,6 +277,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         average_from=args.average_from,
         balance_domains=args.balance_domains,
         mixup=args.mixup,
+        band_dropout=args.band_dropout,
+        adversary=args.adversary,
         evaluate=not args.no_eval,
         fit_on=args.fit_on,
         progress=_Progress(),
@@ -278,6 +309,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             average_from=args.average_from,
             balance_domains=args.balance_domains,
             mixup=args.mixup,
+            band_dropout=args.band_dropout,
+            adversary=args.adversary,
             workers=args.workers,
             progress=_Progress(),
         )
@@ -289,6 +322,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         name += f"-a{args.average_from}" if args.average_from else ""
         name += "-balanced" if args.balance_domains else ""
         name += f"-m{args.mixup:g}" if args.mixup else ""
+        name += f"-bd{args.band_dropout:g}" if args.band_dropout else ""
+        name += f"-adv{args.adversary:g}" if args.adversary else ""
         out = args.out or Path(args.data) / "cv" / name
         crossval.write(cv, out)
         print(crossval.markdown(cv))

@@ -102,6 +102,20 @@ def out_of_fold_logits(
     return out
 
 
+def save_oof(path: Path, oof: dict[float, np.ndarray], tests: dict[float, FeatureSet]) -> None:
+    """Write :func:`out_of_fold_logits`' result to ``path`` (npz): per overlap ``o``, the scored chunks'
+    ``logits@o``, ``labels@o`` and ``clip_ids@o`` (chunks no fold holds out are left out)."""
+    arrays: dict[str, np.ndarray] = {}
+    for o, t in tests.items():
+        keep = ~np.isnan(oof[o])
+        ids = np.array([c.clip_id for c in t.clips])
+        arrays[f"logits@{o:g}"] = oof[o][keep]
+        arrays[f"labels@{o:g}"] = t.y[keep]
+        arrays[f"clip_ids@{o:g}"] = ids[t.clip_index[keep]]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, allow_pickle=False, **arrays)
+
+
 def cross_validate(
     data_dir: Path,
     *,
@@ -115,6 +129,8 @@ def cross_validate(
     average_from: int = 0,
     balance_domains: bool = False,
     mixup: float = 0.0,
+    band_dropout: float = 0.0,
+    adversary: float = 0.0,
     folds: list[int] | None = None,
     drop_generators: tuple[str, ...] = (),
     workers: int = 2,
@@ -122,7 +138,7 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level).
 
-    ``consistency``, ``average_from``, ``balance_domains`` and ``mixup`` are
+    ``consistency``, ``average_from``, ``balance_domains``, ``mixup``, ``band_dropout`` and ``adversary`` are
     :class:`~melcnn.training.train.TrainConfig`'s (the MLP head);
     ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`).
     ``drop_generators``: spoofs of these generators never enter any fold's training (their test clips
@@ -151,6 +167,8 @@ def cross_validate(
         average_from=average_from,
         balance_domains=balance_domains,
         mixup=mixup,
+        band_dropout=band_dropout,
+        adversary=adversary,
     )
     out: dict[str, Any] = {
         "model": model,
@@ -164,6 +182,8 @@ def cross_validate(
         "average_from": average_from,
         "balance_domains": balance_domains,
         "mixup": mixup,
+        "band_dropout": band_dropout,
+        "adversary": adversary,
         "folds": [],
     }
     for k in folds if folds is not None else range(len(P.CV_FOLDS)):
@@ -220,7 +240,9 @@ def markdown(cv: dict[str, Any]) -> str:
         + (f", consistency {cv['consistency']:g}" if cv.get("consistency") else "")
         + (f", weights averaged from epoch {cv['average_from']}" if cv.get("average_from") else "")
         + (", domains balanced" if cv.get("balance_domains") else "")
-        + (f", mixup {cv['mixup']:g}" if cv.get("mixup") else ""),
+        + (f", mixup {cv['mixup']:g}" if cv.get("mixup") else "")
+        + (f", band dropout {cv['band_dropout']:g}" if cv.get("band_dropout") else "")
+        + (f", domain adversary {cv['adversary']:g}" if cv.get("adversary") else ""),
         "",
         "| fold | held-out sources | held-out generators | bona fide / spoof files | EER | ROC AUC |",
         "|---|---|---|---|---|---|",

@@ -62,6 +62,8 @@ def train_model(
     average_from: int = 0,
     balance_domains: bool = False,
     mixup: float = 0.0,
+    band_dropout: float = 0.0,
+    adversary: float = 0.0,
     evaluate: bool = True,
     fit_on: str = "train",
     progress: Progress | None = None,
@@ -103,6 +105,8 @@ def train_model(
         average_from=average_from,
         balance_domains=balance_domains,
         mixup=mixup,
+        band_dropout=band_dropout,
+        adversary=adversary,
     )
     t0 = time.perf_counter()
     history: list[dict[str, float]]  # one row per epoch (empty for a head calibrated on a given classifier)
@@ -249,7 +253,7 @@ def _fit_train_dev(
 ) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
     """Train the head on every train and dev clip (``fs``) for ``tcfg.epochs`` epochs, and write the
     cross-fitted logits of the train and dev files, at the chunking of every variant, to ``out/oof.npz``."""
-    from .crossval import out_of_fold_logits
+    from .crossval import out_of_fold_logits, save_oof
 
     tcfg = replace(tcfg, patience=tcfg.epochs)
 
@@ -278,16 +282,7 @@ def _fit_train_dev(
         )
         for o in overlaps
     }
-    oof = out_of_fold_logits(fs, tests, head, tcfg, progress)
-    arrays: dict[str, np.ndarray] = {}
-    for o, t in tests.items():
-        keep = ~np.isnan(oof[o])
-        ids = np.array([c.clip_id for c in t.clips])
-        arrays[f"logits@{o:g}"] = oof[o][keep]
-        arrays[f"labels@{o:g}"] = t.y[keep]
-        arrays[f"clip_ids@{o:g}"] = ids[t.clip_index[keep]]
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / OOF_FILE, allow_pickle=False, **arrays)
+    save_oof(out / OOF_FILE, out_of_fold_logits(fs, tests, head, tcfg, progress), tests)
     return weights, history
 
 

@@ -44,6 +44,14 @@ class TrainConfig:
     #: mixup: each train chunk is replaced by a convex mix with another chunk of its batch, the mixing weight
     #: drawn from Beta(mixup, mixup), and its target (and loss weight) mixed alike (0: off)
     mixup: float = 0.0
+    #: band dropout: each frequency band of each train chunk is replaced, with this probability, by the
+    #: train mean of its inputs (0 after standardisation), so that no band alone decides (0: off)
+    band_dropout: float = 0.0
+    #: weight of a domain adversary: a linear classifier on the last hidden layer learns, within each class,
+    #: which domain (bona fide source, generator) a chunk comes from, and the head is trained with this
+    #: weight to leave it guessing (domain confusion), so the hidden layer is pushed to carry no source or
+    #: generator identity (0: off; needs ``train_domains``)
+    adversary: float = 0.0
 
 
 def file_scores(chunk_scores: np.ndarray, file_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,12 +138,25 @@ def fit_head(
         else:
             sample_w = None
             loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(n_neg / n_pos))
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        adversary = None
+        if cfg.adversary > 0:
+            if domains is None or cfg.mixup > 0:
+                raise ValueError("the domain adversary needs train_domains and does not combine with mixup")
+            adversary = _DomainAdversary(head.hidden[-1], domains, yt)
+            domains_t = torch.from_numpy(domains)
+            # domains weigh alike within each class for the adversary, so a uniform guess is what knowing
+            # nothing of the domain gives (with raw counts it would be the domains' prior)
+            adversary_w = sample_w if sample_w is not None else torch.from_numpy(_domain_weights(domains, yt))
+        params: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+        if adversary is not None:  # it must keep up with the head, or there is nothing to confuse
+            params.append({"params": list(adversary.parameters()), "lr": 10 * cfg.lr, "weight_decay": 0.0})
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
         xt_t, yt_t = torch.from_numpy(xt), torch.from_numpy(yt)
         groups = None if train_groups is None or cfg.consistency <= 0 else np.asarray(train_groups)
         if groups is not None and cfg.mixup > 0:  # a mixed chunk belongs to no one view group
             raise ValueError("mixup and the view-consistency penalty do not combine")
+        steps, step = cfg.epochs * -(-len(yt) // cfg.batch_size), 0
         members = None if groups is None else _view_group_members(groups)
         best: tuple[float, int, dict[str, Any]] | None = None
         history: list[dict[str, float]] = []
@@ -153,10 +174,17 @@ def fit_head(
                 wb = None if sample_w is None else sample_w[idx]
                 if cfg.mixup > 0:
                     xb, yb, wb = _mix(xb, yb, wb, rng, cfg.mixup)
-                logits = model(xb)
+                if cfg.band_dropout > 0:
+                    xb = _drop_bands(xb, model.feature_mean, head.freq_bands, cfg.band_dropout, rng)
+                hidden = model.net[:-2]((xb - model.feature_mean) / model.feature_std)  # before the last dropout
+                logits = model.net[-1](model.net[-2](hidden))[:, 0]
                 loss = loss_fn(logits, yb)
                 if wb is not None:
                     loss = (loss * wb).sum() / wb.sum()
+                if adversary is not None:
+                    ramp = 2.0 / (1.0 + np.exp(-10.0 * step / steps)) - 1.0  # DANN's schedule, 0 -> 1
+                    loss = loss + adversary.loss(hidden, domains_t[idx], yb, adversary_w[idx], cfg.adversary * ramp)
+                step += 1
                 if groups is not None:
                     loss = loss + cfg.consistency * _view_variance(torch.sigmoid(logits), groups[idx_np])
                 loss.backward()
@@ -215,6 +243,53 @@ def fit_head(
     calibration["best_epoch"] = best[1] + 1 if best[1] >= 0 else f"average of epochs {cfg.average_from}-{cfg.epochs}"
     calibration["dev_file_eer_raw"] = best[0]
     return weights_from_torch(model), calibration, history
+
+
+class _DomainAdversary:
+    """A linear classifier of a chunk's domain among the domains of its own class, on the head's last
+    hidden layer. It learns the domain from the hidden layer; the head, in turn, is trained to leave it
+    no better than a uniform guess among its class's domains (the domain-confusion loss of Tzeng et al.,
+    2015, a bounded form of DANN's gradient reversal, which can instead push the hidden layer to encode
+    the domain more strongly with an alternating sign). So the head learns to hide the source (bona
+    fide) and the generator (spoof) while it learns the class."""
+
+    def __init__(self, width: int, domains: np.ndarray, labels: np.ndarray) -> None:
+        import torch
+
+        n = int(domains.max()) + 1
+        self.linear = torch.nn.Linear(width, n)
+        of_class = np.zeros((2, n), dtype=bool)
+        of_class[labels.astype(np.int64), domains] = True
+        self.allowed = torch.from_numpy(of_class)  # (class, domain): the domains a chunk of that class can have
+
+    def parameters(self):  # -> iterator of tensors
+        return self.linear.parameters()
+
+    def loss(self, hidden, domain, label, weight, strength: float):  # tensors, float -> scalar tensor
+        """The adversary's cross-entropy (its own parameters only) plus ``strength`` times the head's
+        confusion loss (the head's parameters only), each weighted by ``weight`` per chunk (weights that
+        make the domains of a class count alike, so that the uniform guess is the uninformed one)."""
+        import torch
+        from torch.nn import functional as F
+
+        allowed = self.allowed[label.long()]
+        z = self.linear(hidden.detach()).masked_fill(~allowed, float("-inf"))
+        ce = F.cross_entropy(z, domain, reduction="none")
+        z_head = F.linear(hidden, self.linear.weight.detach(), self.linear.bias.detach())
+        logp = torch.log_softmax(z_head.masked_fill(~allowed, float("-inf")), dim=1)
+        confusion = -(logp.masked_fill(~allowed, 0.0).sum(1) / allowed.sum(1))  # CE against uniform
+        per_chunk = ce + strength * confusion
+        return per_chunk.mean() if weight is None else (per_chunk * weight).sum() / weight.sum()
+
+
+def _drop_bands(x, mean, bands: int, p: float, rng: np.random.Generator):  # (tensor, tensor, ...) -> tensor
+    """Band dropout: each frequency band of each row of ``x`` (head inputs, channel-major: input ``i``
+    belongs to band ``i % bands``) is replaced, with probability ``p``, by ``mean`` (the train mean, 0
+    once standardised) in every channel."""
+    import torch
+
+    drop = torch.from_numpy(rng.random((len(x), bands)) < p)
+    return torch.where(drop[:, torch.arange(x.shape[1]) % bands], mean, x)
 
 
 def _mix(x, y, w, rng: np.random.Generator, alpha: float):  # (tensors, generator, float) -> tensors
