@@ -1,9 +1,11 @@
 """Per-fold file EER of cross-fitted scores: the leave-source-out cross-validation of a shipped recipe.
 
-python scripts/fold_eer.py CKPT DATA_DIR
+python scripts/fold_eer.py CKPT DATA_DIR [--detail]
     the folds of a ``--fit-on train+dev`` checkpoint's cross-fitted logits (CKPT/oof.npz: each
     train/dev file of DATA_DIR scored by a head trained without the fold holding out its source or
-    generator)
+    generator); --detail adds, per fold, each held-out source's own EER (its bona fide files against
+    the spoofs made from them: low when the fold fails only because sources sit at different score
+    levels) and each held-out generator's EER against all of the fold's bona fide files
 python scripts/fold_eer.py --train-on OTHER_DATA_DIR --like CKPT --out DIR DATA_DIR [--seed S]
     five fold heads of CKPT's recipe (its head input and training settings; its seed unless --seed)
     trained on another build's train and dev clips, scoring DATA_DIR's files; writes DIR/oof.npz,
@@ -25,8 +27,9 @@ from melcnn.training.features import FeatureSet, load_features, read_clips
 from melcnn.training.train import file_scores
 
 
-def fold_table(ckpt: Path, data: Path) -> list[float]:
-    """Print and return each fold's file EER (file score = mean chunk probability)."""
+def fold_table(ckpt: Path, data: Path, detail: bool = False) -> list[float]:
+    """Print and return each fold's file EER (file score = mean chunk probability); with ``detail``,
+    also per held-out source and generator."""
     clips = read_clips(data)
     index = {c.clip_id: i for i, c in enumerate(clips)}
     with np.load(ckpt / "oof.npz") as z:
@@ -41,8 +44,27 @@ def fold_table(ckpt: Path, data: Path) -> list[float]:
         e = eer(np.array([score_of[i] for i in test]), y)[0]
         res.append(e)
         print(f"fold {k}: {len(y) - y.sum()} bona fide / {y.sum()} spoof files, EER {100 * e:.1f} %")
+        if detail:
+            _detail([clips[i] for i in test], np.array([score_of[i] for i in test]))
     print(f"mean {100 * np.mean(res):.1f} %, worst {100 * max(res):.1f} %")
     return res
+
+
+def _detail(clips: list, scores: np.ndarray) -> None:
+    """Per source of ``clips``: its own EER and mean scores; per generator: its EER against every bona fide file."""
+    labels = np.array([c.label for c in clips])
+    for name in sorted({c.source for c in clips}):
+        mine = np.array([c.source == name for c in clips])
+        y = labels[mine]
+        if 0 < y.sum() < len(y):
+            s = scores[mine]
+            print(
+                f"    source {name}: {len(y) - y.sum()} / {y.sum()} files, own EER {100 * eer(s, y)[0]:.1f} %, "
+                f"mean score bona fide {s[y == 0].mean():.2f}, spoof {s[y == 1].mean():.2f}"
+            )
+    for name in sorted({c.generator for c in clips if c.label == 1}):
+        mine = np.array([c.label == 0 or c.generator == name for c in clips])
+        print(f"    generator {name}: {labels[mine].sum()} files, EER {100 * eer(scores[mine], labels[mine])[0]:.1f} %")
 
 
 def train_fold_heads(train_data: Path, data: Path, out: Path, like: Path, seed: int | None) -> None:
@@ -78,6 +100,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--like", type=Path, help="the checkpoint whose recipe the fold heads follow")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--detail", action="store_true", help="per held-out source and generator of each fold")
     a = ap.parse_args()
     if a.train_on:
         if len(a.paths) != 1 or a.out is None or a.like is None:
@@ -87,7 +110,7 @@ def main() -> None:
     else:
         if len(a.paths) != 2:
             ap.error("give CKPT DATA_DIR")
-        fold_table(*a.paths)
+        fold_table(*a.paths, detail=a.detail)
 
 
 if __name__ == "__main__":
