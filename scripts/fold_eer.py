@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from melcnn.training import protocol as P
-from melcnn.training.crossval import fold_sets
+from melcnn.training.crossval import eer_per_generator, fold_sets
 from melcnn.training.evaluate import eer
 from melcnn.training.features import FeatureSet, load_features, read_clips
 from melcnn.training.train import file_scores
@@ -41,11 +41,12 @@ def fold_table(ckpt: Path, data: Path, detail: bool = False) -> list[float]:
     for k in range(len(P.CV_FOLDS)):
         test = [i for i in fold_sets(clips, k)[1] if i in score_of]
         y = np.array([clips[i].label for i in test])
-        e = eer(np.array([score_of[i] for i in test]), y)[0]
+        scores = np.array([score_of[i] for i in test])
+        e = eer(scores, y)[0]
         res.append(e)
         print(f"fold {k}: {len(y) - y.sum()} bona fide / {y.sum()} spoof files, EER {100 * e:.1f} %")
         if detail:
-            _detail([clips[i] for i in test], np.array([score_of[i] for i in test]))
+            _detail([clips[i] for i in test], scores)
     print(f"mean {100 * np.mean(res):.1f} %, worst {100 * max(res):.1f} %")
     return res
 
@@ -62,9 +63,9 @@ def _detail(clips: list, scores: np.ndarray) -> None:
                 f"    source {name}: {len(y) - y.sum()} / {y.sum()} files, own EER {100 * eer(s, y)[0]:.1f} %, "
                 f"mean score bona fide {s[y == 0].mean():.2f}, spoof {s[y == 1].mean():.2f}"
             )
-    for name in sorted({c.generator for c in clips if c.label == 1}):
-        mine = np.array([c.label == 0 or c.generator == name for c in clips])
-        print(f"    generator {name}: {labels[mine].sum()} files, EER {100 * eer(scores[mine], labels[mine])[0]:.1f} %")
+    for name, e in eer_per_generator(clips, scores).items():
+        n = sum(c.label == 1 and c.generator == name for c in clips)
+        print(f"    generator {name}: {n} files, EER {100 * e:.1f} %")
 
 
 def train_fold_heads(train_data: Path, data: Path, out: Path, like: Path, seed: int | None) -> None:
@@ -106,7 +107,7 @@ def main() -> None:
         if len(a.paths) != 1 or a.out is None or a.like is None:
             ap.error("--train-on needs --like CKPT, --out DIR and one DATA_DIR")
         train_fold_heads(a.train_on, a.paths[0], a.out, a.like, a.seed)
-        fold_table(a.out, a.paths[0])
+        fold_table(a.out, a.paths[0], detail=a.detail)
     else:
         if len(a.paths) != 2:
             ap.error("give CKPT DATA_DIR")

@@ -116,6 +116,17 @@ def save_oof(path: Path, oof: dict[float, np.ndarray], tests: dict[float, Featur
     np.savez(path, allow_pickle=False, **arrays)
 
 
+def eer_per_generator(clips: list[Clip], scores: np.ndarray) -> dict[str, float]:
+    """Each spoof generator among ``clips`` (one score per clip): the EER of its files against every
+    bona fide file of ``clips``."""
+    labels = np.array([c.label for c in clips])
+    out = {}
+    for g in sorted({c.generator for c in clips if c.label == 1}):
+        sel = np.array([c.label == 0 or c.generator == g for c in clips])
+        out[g] = ev.eer(scores[sel], labels[sel])[0]
+    return out
+
+
 def cross_validate(
     data_dir: Path,
     *,
@@ -197,10 +208,7 @@ def cross_validate(
         _, fscore = file_scores(chunk, te.clip_index)
         labels = np.array([c.label for c in te.clips])
         e, _ = ev.eer(fscore, labels)
-        gens = {}
-        for g in sorted({c.generator for c in te.clips if c.label == 1}):
-            sel = np.array([c.label == 0 or c.generator == g for c in te.clips])
-            gens[g] = round(ev.eer(fscore[sel], labels[sel])[0], 4)
+        gens = {g: round(e, 4) for g, e in eer_per_generator(te.clips, fscore).items()}
         srcs = {}
         spoof = labels == 1
         for s in sorted({c.source for c in te.clips if c.label == 0}):
