@@ -219,7 +219,9 @@ def test_protocol_holds_out_whole_sources_and_generators():
     fold_gen = [g for _, gens in P.CV_FOLDS for g in gens]
     assert len(P.CV_FOLDS) >= 5
     assert sorted(fold_src) == sorted(p for p, s in P.SOURCE_SPLITS.items() if s != "eval")
-    assert sorted(fold_gen) == sorted(g for g, s in P.GENERATOR_SPLITS.items() if s != "eval")
+    only = set(P.TRAINING_ONLY_GENERATORS)  # in every fold's training, tested in none
+    assert sorted(fold_gen) == sorted(g for g, s in P.GENERATOR_SPLITS.items() if s != "eval" and g not in only)
+    assert only == set(G.TRANSFORMS) and {P.GENERATOR_SPLITS[g] for g in only} == {"train"}
     # Festival's Russian unit-selection voice is built from festvox-ru's recordings: same split and fold
     assert P.GENERATOR_SPLITS["festival_clunits"] == P.SOURCE_SPLITS["festvox-ru"]
     assert P.fold_of("festvox-ru", "festival_clunits")[0] == P.fold_of("festvox-ru", "festival_clunits")[1]
@@ -296,6 +298,82 @@ def test_revocoded_spoofs_are_extras_that_leave_every_other_clip_of_the_plan_unc
         assert len(views) == (2 * len(mine) if split in PL.VIEW_SPLITS else 0)
     rows = [{k: s[k] for k in ("speaker", "split", "generator", "clip_id", "source", "text", "voice")} for s in specs]
     assert P.check_protocol(rows) == []
+
+
+def test_transform_spoofs_are_train_extras_in_every_fold_that_leave_the_plan_unchanged():
+    """The signal-processing transforms came after the full build: adding them remakes no clip, they are
+    made from train utterances only (same speaker, text and channel), and every CV fold trains on them."""
+    from melcnn.training import generators as G
+
+    without = _plan(views=2)
+    specs = PL.make_plan(
+        _fake_utterances(),
+        minutes=None,
+        seed=0,
+        avail=dict.fromkeys(G.GENERATORS, True),
+        fest_installed=set(G.FESTIVAL_VOICES),
+        sentences=PL.load_sentences(),
+        views=2,
+        noise_files=3,
+        revocoded_share=PL.REVOCODED_SHARE,
+        transform_share=PL.TRANSFORM_SHARE,
+    )
+    new = {s["clip_id"]: s["spec_hash"] for s in specs}
+    assert all(new.get(s["clip_id"]) == s["spec_hash"] for s in without)
+    old = {s["clip_id"] for s in without}
+    extras = [s for s in specs if s["clip_id"] not in old]
+    base = [s for s in extras if not s.get("view_of")]
+    train = [s for s in specs if s["split"] == "train" and not s.get("view_of")]
+    bona = {s["parent"]: s for s in train if s["label"] == "bonafide"}
+    assert len(base) == max(1, round(PL.TRANSFORM_SHARE * len(bona)))
+    assert {s["generator"] for s in base} == set(G.TRANSFORMS)
+    assert all(s["extra"] == "transform" and s["label"] == "spoof" and s["split"] == "train" for s in extras)
+    for s in base:  # a transform of the utterance itself
+        b = bona[s["parent"]]
+        assert (s["speaker"], s["text"], s["channel"], s["source"], s["voice"]) == (
+            b["speaker"], b["text"], b["channel"], b["source"], ""
+        )  # fmt: skip
+    assert len(extras) == 3 * len(base)  # two views each
+    assert P.check_protocol([{k: s[k] for k in ("speaker", "split", "generator", "clip_id", "source", "text", "voice")}
+                             for s in specs]) == []  # fmt: skip
+    for k in range(len(P.CV_FOLDS)):
+        srcs = P.CV_FOLDS[k][0]
+        for s in base:
+            assert P.fold_role(k, s["source"], s["generator"], "spoof") == ("drop" if s["source"] in srcs else "train")
+    assert any(P.fold_role(k, s["source"], s["generator"], "spoof") == "train" for s in base for k in range(5))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_transforms_do_what_they_say(seed):
+    """Phase vocoder: the pitch moves 0.7-3 semitones and the length follows the stretch; minimum phase:
+    the mel spectrogram stays, the waveform does not; formant shift: the timing stays, the spectral shape
+    does not."""
+    import librosa
+
+    from melcnn.training import generators as G
+
+    x = vowel_train(np.random.default_rng(seed), 3.0)
+
+    def f0(y):
+        return float(np.median(librosa.yin(y, fmin=60, fmax=500, sr=SR, frame_length=1024)))
+
+    def mel_db(y):
+        return librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, n_fft=1024, hop_length=256, n_mels=40))
+
+    pv = G.resynthesise("phase_vocoder", x, np.random.default_rng(seed))
+    assert np.isfinite(pv).all() and 0.85 < len(x) / len(pv) < 1.15
+    assert 0.5 < abs(12 * np.log2(f0(pv) / f0(x))) < 3.3
+    mp = G.resynthesise("minimum_phase", x, np.random.default_rng(seed))
+    assert len(mp) == len(x) and np.isfinite(mp).all()
+    assert np.corrcoef(mel_db(mp).ravel(), mel_db(x).ravel())[0, 1] > 0.9  # the envelope stays
+    assert abs(np.corrcoef(mp, x)[0, 1]) < 0.5
+    fs = G.resynthesise("formant_shift", x, np.random.default_rng(seed))
+    assert len(fs) == len(x) and np.isfinite(fs).all()
+    loud = [np.sqrt(np.mean(y[: len(x) // 400 * 400].reshape(-1, 400) ** 2, axis=1)) for y in (x, fs)]
+    assert np.corrcoef(*loud)[0, 1] > 0.95  # the timing stays
+    diff = mel_db(fs) - mel_db(x)
+    assert np.mean(np.abs(diff - diff.mean())) > 1.5  # the spectral shape does not (dB, level difference removed)
+    assert np.array_equal(fs, G.resynthesise("formant_shift", x, np.random.default_rng(seed)))  # seeded
 
 
 def test_revocoded_tts_is_the_engine_rendered_again_by_the_vocoder(rng):

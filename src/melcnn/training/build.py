@@ -56,6 +56,7 @@ def build_dataset(
     workers: int = 2,
     views: int = DEFAULT_VIEWS,
     revocoded_share: float = 0.0,
+    transform_share: float = 0.0,
     manifest_only: bool = False,
     packages: list[str] | None = None,
     progress: Progress | None = None,
@@ -66,6 +67,8 @@ def build_dataset(
     views: channel-augmented views of every train and dev clip (see :mod:`melcnn.training.augment`).
     revocoded_share: share of each split's utterances that get an extra re-vocoded TTS spoof (0: none; see
     :mod:`melcnn.training.plan`); adding it to a finished build makes only the new clips.
+    transform_share: share of the train split's utterances that get an extra spoof from a signal-processing
+    transform of the utterance (phase vocoder, minimum phase, formant shift; 0: none); also only new clips.
     manifest_only: make no clip; write the manifest, summary and audit of the clips already finished
     (the build runs in rounds of whole utterances, so any prefix of it is a balanced data set).
     packages: build from these bona fide packages only (default: all of :data:`sources.PACKAGES`).
@@ -132,6 +135,7 @@ def build_dataset(
         views=views,
         noise_files=len(noise),
         revocoded_share=revocoded_share,
+        transform_share=transform_share,
     )
     A.write_text_atomic(
         data_dir / "plan.json",
@@ -141,6 +145,7 @@ def build_dataset(
                 "minutes": minutes,
                 "views": views,
                 "revocoded_share": revocoded_share,
+                "transform_share": transform_share,
                 "clips": [{k: v for k, v in s.items() if k != "utt"} for s in specs],
             },
             ensure_ascii=False,

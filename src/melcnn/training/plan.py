@@ -37,6 +37,7 @@ RESYNTH_SHARE = 0.5  # share of bona fide utterances whose spoof partner is thei
 # 0.7-2 CPU seconds per audio second, the rest a tenth of that)
 GENERATOR_WEIGHT = {"hifigan_lj": 0.35, "hifigan_universal": 0.35, "hifigan_16k": 0.35, "griffinlim_linear": 0.5}
 REVOCODED_SHARE = 0.12  # the share measured in docs/training.md (`melcnn data build --revocoded-share`)
+TRANSFORM_SHARE = 0.5  # the share measured in docs/training.md (`melcnn data build --transform-share`)
 VIEW_SPLITS = ("train", "dev")  # splits whose clips get channel-augmented views (eval: the invariance report)
 MIN_BONAFIDE = {"train": 4, "dev": 4, "eval": 6}  # per split, even for a tiny --minutes (eval: 1 per generator)
 MIN_TTS_S = 4.0  # seconds of speech asked of a TTS spoof at least (one 3 s chunk after trimming)
@@ -243,9 +244,12 @@ def make_plan(
     views: int = 0,
     noise_files: int = 0,
     revocoded_share: float = 0.0,
+    transform_share: float = 0.0,
 ) -> list[dict]:
     """Every clip to make: bona fide utterances, one spoof partner each (same split), ``revocoded_share`` of
-    them an extra re-vocoded TTS spoof (0: none), and ``views`` channel-augmented views of each train/dev clip."""
+    them an extra re-vocoded TTS spoof (0: none), ``transform_share`` of the train split's an extra spoof
+    made by a signal-processing transform of the utterance itself (0: none), and ``views``
+    channel-augmented views of each train/dev clip."""
     chosen = _select(utts, minutes, seed)
     pools = sentence_pools(sentences, extra_train_texts)
     kinds = {g: v[0] for g, v in G.GENERATORS.items()}
@@ -310,15 +314,17 @@ def make_plan(
             specs.append(_tts_spec(base, u, g, voice, pools[split], seed))
         if revocoded_share > 0:
             specs += _revocoded_specs(us, split, avail, fest_installed, pools[split], seed, revocoded_share)
+        if transform_share > 0:
+            specs += _transform_specs(us, split, avail, seed, transform_share)
     _ensure_generators(specs, avail, fest_installed, pools, seed)
-    # laundering of the base clips: the same stratified shares in every (split, label) group (the extra
-    # re-vocoded spoofs in a group of their own, drawn from the same shares)
-    groups: dict[tuple[str, str, bool], list[dict]] = defaultdict(list)
+    # laundering of the base clips: the same stratified shares in every (split, label) group (each kind of
+    # extra spoof in a group of its own, drawn from the same shares)
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for s in specs:
-        groups[(s["split"], s["label"], bool(s.get("extra")))].append(s)
+        groups[(s["split"], s["label"], _extra_tag(s))].append(s)
     for (split, label, extra), ss in sorted(groups.items()):
         ss.sort(key=lambda s: s["clip_id"])
-        rng = stable_rng("aug", seed, split, label, *(["extra"] if extra else []))
+        rng = stable_rng("aug", seed, split, label, *([extra] if extra else []))
         chans = _stratified(len(ss), list(CHANNEL_AUG), rng)
         noise = _stratified(len(ss), [("noise", NOISE_SHARE), ("", 1 - NOISE_SHARE)], rng)
         gain = _stratified(len(ss), [("gain", GAIN_SHARE), ("", 1 - GAIN_SHARE)], rng)
@@ -346,13 +352,13 @@ def _view_specs(specs: list[dict], views: int, seed: int, noise_files: int) -> l
     from . import augment as V
 
     out = []
-    groups: dict[tuple[str, str, bool], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for s in specs:
         if s["split"] in VIEW_SPLITS:
-            groups[(s["split"], s["label"], bool(s.get("extra")))].append(s)
+            groups[(s["split"], s["label"], _extra_tag(s))].append(s)
     for (split, label, extra), ss in sorted(groups.items()):
         ss = sorted(ss, key=lambda s: s["clip_id"])
-        rng = stable_rng("views", seed, split, label, *(["extra"] if extra else []))
+        rng = stable_rng("views", seed, split, label, *([extra] if extra else []))
         chans = _stratified(len(ss) * views, list(V.VIEW_CHANNELS), rng)
         for i, (s, k) in enumerate((s, k) for s in ss for k in range(1, views + 1)):
             cid = f"{s['clip_id']}~v{k}"
@@ -403,6 +409,29 @@ def _revocoded_specs(
     return out
 
 
+def _extra_tag(spec: dict) -> str:
+    """The laundering and view group of a spec within its (split, label): '' for the base clips, 'extra'
+    for re-vocoded extras (``extra: True``), else the extra's kind (e.g. 'transform')."""
+    extra = spec.get("extra")
+    return "extra" if extra is True else str(extra or "")
+
+
+def _transform_specs(us: list[S.Utterance], split: str, avail: dict[str, bool], seed: int, share: float) -> list[dict]:
+    """Extra spoofs of ``split``: ``share`` of its utterances (at least one) transformed by the split's
+    signal-processing transforms in turn (same speaker, text and channel), marked ``extra: 'transform'``."""
+    gens = [g for g in G.TRANSFORMS if P.GENERATOR_SPLITS.get(g) == split and avail.get(g)]
+    if not us or not gens:
+        return []
+    n = max(1, int(round(share * len(us))))
+    perm = stable_rng("transform", seed, split).permutation(len(us))[:n]
+    out = []
+    for k, i in enumerate(sorted(int(i) for i in perm)):
+        u = us[i]
+        base = {"label": "spoof", "split": split, "language": u.language, "parent": u.uid, "channel": u.channel}
+        out.append({**_resynthesis_spec({**base, "utt": asdict(u)}, u, gens[k % len(gens)]), "extra": "transform"})
+    return out
+
+
 def _resynthesis_spec(base: dict, u: S.Utterance, g: str) -> dict:
     """A spoof made by resynthesising utterance ``u`` itself with generator ``g`` (same speaker and text)."""
     return {
@@ -438,11 +467,12 @@ def _tts_spec(base: dict, u: S.Utterance, g: str, v: str, sentences, seed: int) 
 
 def _ensure_generators(specs: list[dict], avail, fest_installed, pools, seed: int) -> None:
     """Every available generator appears in its split, even in a tiny build (one spoof of the split's most
-    used generator is given to it; re-vocoded generators come as extras, :func:`_revocoded_specs`)."""
+    used generator is given to it; re-vocoded generators and transforms come only as extras,
+    :func:`_revocoded_specs` and :func:`_transform_specs`)."""
     kinds = {g: v[0] for g, v in G.GENERATORS.items()}
     for g, split in P.GENERATOR_SPLITS.items():
         present = any(s["generator"] == g for s in specs if s["split"] == split)
-        if kinds[g] == "revocoded" or not avail.get(g) or present:
+        if kinds[g] in ("revocoded", "transform") or not avail.get(g) or present:
             continue
         ss = [s for s in specs if s["split"] == split and s["label"] == "spoof" and not s.get("extra")]
         if not ss:

@@ -101,9 +101,16 @@ GENERATOR_SPLITS: dict[str, str] = {
     "festival_diphone": "train",
     "festival_clunits": "train",  # built from festvox-ru's own recordings: same split as that source
     "flite_hifigan_lj": "train",
+    # training-only transforms (extra spoofs, `--transform-share`): in no CV fold, so in every fold's training
+    "phase_vocoder": "train",
+    "minimum_phase": "train",
+    "formant_shift": "train",
 }
 
 HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.items() if s == "eval")
+# generators of the train split in no CV fold: every fold trains on them (the signal-processing transforms,
+# extra spoofs of `melcnn data build --transform-share`; the folds measure what they teach about the others)
+TRAINING_ONLY_GENERATORS: tuple[str, ...] = ("phase_vocoder", "minimum_phase", "formant_shift")
 HELD_OUT_SOURCES: tuple[str, ...] = tuple(p for p, s in SOURCE_SPLITS.items() if s == "eval")
 
 # Leave-source-out cross-validation over the train and dev material: (sources, generators) per fold.
@@ -149,7 +156,8 @@ def text_split(text: str) -> str:
 
 
 def fold_of(source: str, generator: str) -> tuple[int | None, int | None]:
-    """(fold of the source, fold of the generator); None where it is not in any fold (eval material)."""
+    """(fold of the source, fold of the generator); None where it is not in any fold (eval material, or a
+    generator of :data:`TRAINING_ONLY_GENERATORS`)."""
     fs = next((k for k, (srcs, _) in enumerate(CV_FOLDS) if source in srcs), None)
     fg = next((k for k, (_, gens) in enumerate(CV_FOLDS) if generator in gens), None)
     return fs, fg
@@ -207,6 +215,7 @@ def describe() -> dict:
         "generator_splits": GENERATOR_SPLITS,
         "held_out_sources": list(HELD_OUT_SOURCES),
         "held_out_generators": list(HELD_OUT_GENERATORS),
+        "training_only_generators": list(TRAINING_ONLY_GENERATORS),
         "cv_folds": [{"sources": list(s), "generators": list(g)} for s, g in CV_FOLDS],
         "text_rule": "sha1(sentence) % 10: 0-5 train, 6-7 dev, 8-9 eval (shared sentence pool); "
         "a source's own transcripts stay in its split",

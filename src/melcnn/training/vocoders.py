@@ -256,3 +256,58 @@ def hifigan_16k(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     with torch.inference_mode():
         y = m(torch.from_numpy(mel)[None]).squeeze().numpy().astype(np.float64)
     return _fit(y, len(x))
+
+
+# ----------------------------------------------------------------- signal-processing transforms
+# Three manipulations of the bona fide utterance itself that no fold or eval generator uses: a phase
+# vocoder, a minimum-phase spectrogram inversion and a formant shift. They are extra training spoofs
+# (`melcnn data build --transform-share`), outside every CV fold, so the cross-validation measures whether
+# they help the model recognise the held-out families (docs/training.md).
+
+
+def phase_vocoder(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pitch shift by 0.7-3 semitones up or down and a 0.88-1.12x time stretch, both by librosa's
+    phase vocoder (the voice changers' method); the length changes with the stretch."""
+    import librosa
+
+    n_fft = int(rng.choice([512, 1024, 2048]))
+    steps = float(rng.uniform(0.7, 3.0) * rng.choice([-1.0, 1.0]))
+    y = librosa.effects.pitch_shift(x, sr=SR, n_steps=steps, n_fft=n_fft)
+    return librosa.effects.time_stretch(y, rate=float(rng.uniform(0.88, 1.12)), n_fft=n_fft)
+
+
+def minimum_phase(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The STFT magnitude kept, each frame's phase replaced by its minimum phase (folded real cepstrum):
+    a one-pass spectrogram inversion, unlike Griffin-Lim's iterations."""
+    import librosa
+
+    n_fft = int(rng.choice([512, 1024]))
+    hop = n_fft // 4
+    mag = np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop))
+    cep = np.fft.irfft(np.log(mag + 1e-7), n=n_fft, axis=0)
+    fold = np.zeros(n_fft)
+    fold[0] = fold[n_fft // 2] = 1.0
+    fold[1 : n_fft // 2] = 2.0
+    phase = np.imag(np.fft.rfft(cep * fold[:, None], n=n_fft, axis=0))
+    y = librosa.istft(mag * np.exp(1j * phase), hop_length=hop, n_fft=n_fft, length=len(x))
+    return _fit(y, len(x))
+
+
+def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The STFT magnitude stretched along frequency by 0.85-0.95 or 1.05-1.18 (formants and harmonics
+    move together), the original phase kept."""
+    import librosa
+
+    n_fft = int(rng.choice([512, 1024]))
+    hop = n_fft // 4
+    spec = librosa.stft(x, n_fft=n_fft, hop_length=hop)
+    mag, phase = np.abs(spec), np.angle(spec)
+    alpha = float(rng.uniform(0.85, 0.95) if rng.random() < 0.5 else rng.uniform(1.05, 1.18))
+    bins = mag.shape[0]
+    src = np.clip(np.arange(bins) / alpha, 0, bins - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, bins - 1)
+    w = (src - lo)[:, None]
+    warped = mag[lo] * (1 - w) + mag[hi] * w
+    y = librosa.istft(warped * np.exp(1j * phase), hop_length=hop, n_fft=n_fft, length=len(x))
+    return _fit(y, len(x))
