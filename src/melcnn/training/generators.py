@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 
 import numpy as np
 
@@ -219,31 +220,27 @@ def voices_by_language(generator: str, installed: set[str] | None = None) -> dic
 # ---------------------------------------------------------------------------------------- resynthesis
 
 
+_RESYNTHESISERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "world": world,
+    "world_vc": world_vc,
+    "griffinlim_linear": griffinlim_linear,
+    "griffinlim_mel": griffinlim_mel,
+    "lpc": lpc,
+    "hifigan_lj": lambda x, rng: hifigan(x, rng, "LJSpeech"),
+    "hifigan_universal": lambda x, rng: hifigan(x, rng, "universal"),
+    "hifigan_16k": hifigan_16k,
+    "phase_vocoder": phase_vocoder,
+    "minimum_phase": minimum_phase,
+    "formant_shift": formant_shift,
+}
+
+
 def resynthesise(name: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Bona fide samples ``x`` resynthesised (or transformed) by the generator ``name`` (RESYNTH or TRANSFORMS)."""
-    if name == "world":
-        return world(x, rng)
-    if name == "world_vc":
-        return world_vc(x, rng)
-    if name == "griffinlim_linear":
-        return griffinlim_linear(x, rng)
-    if name == "griffinlim_mel":
-        return griffinlim_mel(x, rng)
-    if name == "lpc":
-        return lpc(x, rng)
-    if name == "hifigan_lj":
-        return hifigan(x, rng, "LJSpeech")
-    if name == "hifigan_universal":
-        return hifigan(x, rng, "universal")
-    if name == "hifigan_16k":
-        return hifigan_16k(x, rng)
-    if name == "phase_vocoder":
-        return phase_vocoder(x, rng)
-    if name == "minimum_phase":
-        return minimum_phase(x, rng)
-    if name == "formant_shift":
-        return formant_shift(x, rng)
-    raise ValueError(f"unknown resynthesis generator {name!r}")
+    fn = _RESYNTHESISERS.get(name)
+    if fn is None:
+        raise ValueError(f"unknown resynthesis generator {name!r}")
+    return fn(x, rng)
 
 
 # ------------------------------------------------------------------------------------------------ TTS

@@ -290,14 +290,7 @@ def make_plan(
         tts_counter: Counter = Counter()
         voice_counter: Counter = Counter()
         for k, u in enumerate(perm):
-            base = {
-                "label": "spoof",
-                "split": split,
-                "language": u.language,
-                "parent": u.uid,
-                "channel": u.channel,
-                "utt": asdict(u),
-            }
+            base = _spoof_base(u, split)
             opts = [(g, v) for g in tts if (v := _tts_voices(g, u.language, fest_installed))]
             if (k < n_res and resyn) or (not opts and resyn):
                 specs.append(_resynthesis_spec(base, u, next(res_cycle)))
@@ -390,12 +383,9 @@ def _revocoded_specs(
     gens = [g for g in G.REVOCODED if P.GENERATOR_SPLITS.get(g) == split and avail.get(g)]
     if not us or not gens:
         return []
-    n = max(1, int(round(share * len(us))))
-    perm = stable_rng("revocoded", seed, split).permutation(len(us))[:n]
     out = []
     counter: Counter = Counter()
-    for k, i in enumerate(sorted(int(i) for i in perm)):
-        u = us[i]
+    for k, u in enumerate(_extra_draw(us, share, "revocoded", seed, split)):
         g = gens[k % len(gens)]
         voices = _tts_voices(g, u.language, fest_installed) or [
             v for vs in G.voices_by_language(g, fest_installed).values() for v in vs
@@ -404,9 +394,27 @@ def _revocoded_specs(
             continue
         voice = voices[counter[g] % len(voices)]
         counter[g] += 1
-        base = {"label": "spoof", "split": split, "language": u.language, "parent": u.uid, "channel": u.channel}
-        out.append({**_tts_spec({**base, "utt": asdict(u)}, u, g, voice, sentences, seed), "extra": True})
+        out.append({**_tts_spec(_spoof_base(u, split), u, g, voice, sentences, seed), "extra": True})
     return out
+
+
+def _spoof_base(u: S.Utterance, split: str) -> dict:
+    """The fields every spoof spec of utterance ``u`` shares (its partner, extras): split, language, channel."""
+    return {
+        "label": "spoof",
+        "split": split,
+        "language": u.language,
+        "parent": u.uid,
+        "channel": u.channel,
+        "utt": asdict(u),
+    }
+
+
+def _extra_draw(us: list[S.Utterance], share: float, kind: str, seed: int, split: str) -> list[S.Utterance]:
+    """The ``share`` of ``us`` (at least one) that get an extra spoof of ``kind``, drawn per (kind, seed, split),
+    in their order in ``us``."""
+    n = max(1, int(round(share * len(us))))
+    return [us[int(i)] for i in sorted(stable_rng(kind, seed, split).permutation(len(us))[:n])]
 
 
 def _extra_tag(spec: dict) -> str:
@@ -422,14 +430,11 @@ def _transform_specs(us: list[S.Utterance], split: str, avail: dict[str, bool], 
     gens = [g for g in G.TRANSFORMS if P.GENERATOR_SPLITS.get(g) == split and avail.get(g)]
     if not us or not gens:
         return []
-    n = max(1, int(round(share * len(us))))
-    perm = stable_rng("transform", seed, split).permutation(len(us))[:n]
-    out = []
-    for k, i in enumerate(sorted(int(i) for i in perm)):
-        u = us[i]
-        base = {"label": "spoof", "split": split, "language": u.language, "parent": u.uid, "channel": u.channel}
-        out.append({**_resynthesis_spec({**base, "utt": asdict(u)}, u, gens[k % len(gens)]), "extra": "transform"})
-    return out
+    draw = _extra_draw(us, share, "transform", seed, split)
+    return [
+        {**_resynthesis_spec(_spoof_base(u, split), u, gens[k % len(gens)]), "extra": "transform"}
+        for k, u in enumerate(draw)
+    ]
 
 
 def _resynthesis_spec(base: dict, u: S.Utterance, g: str) -> dict:
