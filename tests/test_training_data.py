@@ -326,7 +326,7 @@ def test_transform_spoofs_are_train_extras_in_every_fold_that_leave_the_plan_unc
     train = [s for s in specs if s["split"] == "train" and not s.get("view_of")]
     bona = {s["parent"]: s for s in train if s["label"] == "bonafide"}
     assert len(base) == max(1, round(PL.TRANSFORM_SHARE * len(bona)))
-    assert {s["generator"] for s in base} == set(G.TRANSFORMS)
+    assert {s["generator"] for s in base} == set(G.TRANSFORMS) - set(P.CANDIDATE_TRANSFORMS)  # the three
     assert all(s["extra"] == "transform" and s["label"] == "spoof" and s["split"] == "train" for s in extras)
     for s in base:  # a transform of the utterance itself
         b = bona[s["parent"]]
@@ -341,6 +341,51 @@ def test_transform_spoofs_are_train_extras_in_every_fold_that_leave_the_plan_unc
         for s in base:
             assert P.fold_role(k, s["source"], s["generator"], "spoof") == ("drop" if s["source"] in srcs else "train")
     assert any(P.fold_role(k, s["source"], s["generator"], "spoof") == "train" for s in base for k in range(5))
+
+
+def test_candidate_transforms_are_drawn_each_on_its_own_and_change_no_other_clip():
+    """A candidate transform adds only its own clips (the rotation's transforms and the other candidate's
+    stay as they were), made from a sixth of the train utterances, trained on by every fold."""
+    from melcnn.training import generators as G
+
+    def plan(cands):
+        return PL.make_plan(
+            _fake_utterances(),
+            minutes=None,
+            seed=0,
+            avail=dict.fromkeys(G.GENERATORS, True),
+            fest_installed=set(G.FESTIVAL_VOICES),
+            sentences=PL.load_sentences(),
+            views=2,
+            noise_files=3,
+            revocoded_share=PL.REVOCODED_SHARE,
+            transform_share=PL.TRANSFORM_SHARE,
+            candidate_transforms=cands,
+        )
+
+    without, one, both = plan(()), plan(("highband_noise",)), plan(tuple(P.CANDIDATE_TRANSFORMS))
+    assert set(P.CANDIDATE_TRANSFORMS) <= set(G.TRANSFORMS) and set(P.CANDIDATE_TRANSFORMS) <= set(
+        P.TRAINING_ONLY_GENERATORS
+    )
+    hashes = {s["clip_id"]: s["spec_hash"] for s in both}
+    for smaller in (without, one):
+        assert all(hashes.get(s["clip_id"]) == s["spec_hash"] for s in smaller)  # nothing made again
+    old = {s["clip_id"] for s in without}
+    n_bona = sum(s["split"] == "train" and s["label"] == "bonafide" and not s.get("view_of") for s in without)
+    parents = {}
+    for g in P.CANDIDATE_TRANSFORMS:
+        mine = [s for s in both if s["clip_id"] not in old and s["generator"] == g]
+        base = [s for s in mine if not s.get("view_of")]
+        assert len(base) == max(1, round(PL.CANDIDATE_SHARE * n_bona)) and len(mine) == 3 * len(base)
+        assert all(s["extra"] == f"transform:{g}" and s["split"] == "train" and s["label"] == "spoof" for s in mine)
+        assert all(P.fold_of(s["source"], g)[1] is None for s in base)  # in no fold: every fold trains on it
+        parents[g] = {s["parent"] for s in base}
+    assert parents["highband_noise"] != parents["mel_envelope"]  # drawn each on its own
+    assert {s["clip_id"] for s in one} - old == {
+        s["clip_id"] for s in both if s["clip_id"] not in old and s["generator"] == "highband_noise"
+    }
+    with pytest.raises(ValueError, match="unknown candidate"):
+        plan(("world",))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -374,6 +419,31 @@ def test_transforms_do_what_they_say(seed):
     diff = mel_db(fs) - mel_db(x)
     assert np.mean(np.abs(diff - diff.mean())) > 1.5  # the spectral shape does not (dB, level difference removed)
     assert np.array_equal(fs, G.resynthesise("formant_shift", x, np.random.default_rng(seed)))  # seeded
+
+    # the candidates change the upper band only: the mel envelope there loses its harmonics' contrast ...
+    def bands(y):  # the signal below 900 Hz and above 3 kHz
+        f, z = np.fft.rfftfreq(len(y), 1 / SR), np.fft.rfft(y)
+        return np.fft.irfft(z * (f < 900), n=len(y)), np.fft.irfft(z * (f > 3000), n=len(y))
+
+    def contrast(y, lo_hz, hi_hz):  # median over the louder frames of the band's peak-to-mean power, dB
+        p = np.abs(librosa.stft(y, n_fft=1024, hop_length=256)) ** 2
+        band = p[int(lo_hz * 1024 / SR) : int(hi_hz * 1024 / SR)]
+        loud = p.sum(0) > np.median(p.sum(0))
+        return float(np.median(10 * np.log10(band.max(0) / band.mean(0))[loud]))
+
+    me = G.resynthesise("mel_envelope", x, np.random.default_rng(seed))
+    assert len(me) == len(x) and np.isfinite(me).all()
+    assert np.corrcoef(bands(me)[0], bands(x)[0])[0, 1] > 0.99  # the lower band stays
+    assert contrast(me, 3000, 5000) < contrast(x, 3000, 5000) - 0.8  # the upper harmonics flatten
+    assert abs(contrast(me, 300, 900) - contrast(x, 300, 900)) < 0.3
+    # ... and the upper-band noise keeps the lower band's waveform, not the upper band's
+    hb = G.resynthesise("highband_noise", x, np.random.default_rng(seed))
+    assert len(hb) == len(x) and np.isfinite(hb).all()
+    assert np.corrcoef(bands(hb)[0], bands(x)[0])[0, 1] > 0.99
+    f, zh, zx = np.fft.rfftfreq(len(x), 1 / SR), np.fft.rfft(hb), np.fft.rfft(x)
+    top = [np.fft.irfft(z * (f > 5500), n=len(x)) for z in (zh, zx)]
+    assert abs(np.corrcoef(*top)[0, 1]) < 0.3
+    assert np.array_equal(hb, G.resynthesise("highband_noise", x, np.random.default_rng(seed)))  # seeded
 
 
 def test_revocoded_tts_is_the_engine_rendered_again_by_the_vocoder(rng):
@@ -702,6 +772,30 @@ def test_smoke_revocoded_share_added_to_a_finished_build_makes_only_the_new_spoo
 
 @_needs_tools[0]
 @_needs_tools[1]
+def test_smoke_candidate_transforms_added_to_a_finished_build_make_only_their_spoofs(tiny_dataset, tmp_path):
+    """Candidate transforms added to a finished build: only their own train spoofs (and views) are made,
+    each candidate's with its name, and every CV fold trains on them."""
+    src, _, _ = tiny_dataset
+    data = tmp_path / "data"
+    shutil.copytree(src, data)
+    rows = M.read_manifest(data / "manifest.csv")
+    mtimes = {r["path"]: (data / r["path"]).stat().st_mtime_ns for r in rows}
+    B.build_dataset(
+        data, minutes=1.5, seed=0, workers=2, packages=SMOKE_PACKAGES, candidate_transforms=P.CANDIDATE_TRANSFORMS
+    )
+    after = M.read_manifest(data / "manifest.csv")
+    new = [r for r in after if r["path"] not in mtimes]
+    assert all((data / p).stat().st_mtime_ns == t for p, t in mtimes.items())  # no old clip was made again
+    assert {r["generator"] for r in new} == set(P.CANDIDATE_TRANSFORMS)
+    assert {(r["label"], r["split"]) for r in new} == {("spoof", "train")} and any(r["view_of"] for r in new)
+    assert P.check_protocol(after) == []
+    assert json.loads((data / "plan.json").read_text())["candidate_transforms"] == list(P.CANDIDATE_TRANSFORMS)
+    bad = _melcnn("data", "build", str(tmp_path / "other"), "--candidate-transforms", "world")
+    assert bad.returncode == 2 and "expected distinct names among" in bad.stderr
+
+
+@_needs_tools[0]
+@_needs_tools[1]
 def test_smoke_train_and_eval(tiny_dataset, tmp_path):
     """build -> train -> eval end to end, through the same commands users run."""
     import json
@@ -754,14 +848,16 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     dropped = train_gens[0]
     out = tmp_path / "cv"
     options = f"--cv --epochs 2 --time-stats mean,std --seed 1 --drop-generators {dropped} --balance-domains".split()
-    options += "--band-dropout 0.2 --adversary 0.5".split()
+    options += "--band-dropout 0.2 --adversary 0.5 --cv-hidden 64,32".split()
     p = _melcnn("eval", "--data", data, *options, "--out", out)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "time statistics mean+std" in p.stdout and f"without the spoofs of {dropped}" in p.stdout
     assert "domains balanced" in p.stdout and "band dropout 0.2" in p.stdout and "domain adversary 0.5" in p.stdout
+    assert "mlp head 64-32" in p.stdout
     cv = json.loads((out / "cv.json").read_text())
     assert cv["time_stats"] == ["mean", "std"] and cv["drop_generators"] == [dropped] and cv["seed"] == 1
     assert cv["balance_domains"] is True and cv["band_dropout"] == 0.2 and cv["adversary"] == 0.5
+    assert cv["hidden"] == [64, 32]
     assert cv["folds"] and 0.0 <= cv["mean_eer"] <= 1.0
     fold0 = next(f for f in cv["folds"] if f["fold"] == 0)  # the dev split: trains on the train split's spoofs
     kept = cross_validate(data, epochs=1, folds=[0], time_stats=("mean", "std"))["folds"][0]
@@ -771,6 +867,8 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     assert bad.returncode == 2 and "unknown generators" in bad.stderr
     bad = _melcnn("eval", "--data", str(data), "--cv", "--band-dropout", "1")
     assert bad.returncode == 2 and "[0, 1)" in bad.stderr
+    bad = _melcnn("eval", "--data", str(data), "--cv", "--cv-hidden", "256,0")
+    assert bad.returncode == 2 and "positive layer sizes" in bad.stderr
 
 
 @_needs_tools[0]

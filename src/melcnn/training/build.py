@@ -57,6 +57,7 @@ def build_dataset(
     views: int = DEFAULT_VIEWS,
     revocoded_share: float = 0.0,
     transform_share: float = 0.0,
+    candidate_transforms: tuple[str, ...] = (),
     manifest_only: bool = False,
     packages: list[str] | None = None,
     progress: Progress | None = None,
@@ -69,6 +70,9 @@ def build_dataset(
     :mod:`melcnn.training.plan`); adding it to a finished build makes only the new clips.
     transform_share: share of the train split's utterances that get an extra spoof from a signal-processing
     transform of the utterance (phase vocoder, minimum phase, formant shift; 0: none); also only new clips.
+    candidate_transforms: transforms of :data:`~melcnn.training.protocol.CANDIDATE_TRANSFORMS` that each add
+    an extra spoof to :data:`~melcnn.training.plan.CANDIDATE_SHARE` of the train split's utterances, each
+    drawn on its own (to be screened by the cross-validation); also only new clips.
     manifest_only: make no clip; write the manifest, summary and audit of the clips already finished
     (the build runs in rounds of whole utterances, so any prefix of it is a balanced data set).
     packages: build from these bona fide packages only (default: all of :data:`sources.PACKAGES`).
@@ -136,6 +140,7 @@ def build_dataset(
         noise_files=len(noise),
         revocoded_share=revocoded_share,
         transform_share=transform_share,
+        candidate_transforms=tuple(candidate_transforms),
     )
     A.write_text_atomic(
         data_dir / "plan.json",
@@ -146,6 +151,7 @@ def build_dataset(
                 "views": views,
                 "revocoded_share": revocoded_share,
                 "transform_share": transform_share,
+                "candidate_transforms": list(candidate_transforms),
                 "clips": [{k: v for k, v in s.items() if k != "utt"} for s in specs],
             },
             ensure_ascii=False,

@@ -15,6 +15,7 @@ from typing import Any
 from .._cli_common import _DEFAULT_OVERLAPS, _VARIANTS, EXIT_OK, EXIT_USAGE, _non_negative_float
 from ..config import TIME_STATS
 from ..registry import MODELS
+from .protocol import CANDIDATE_TRANSFORMS
 
 
 def add_commands(sub: Any) -> None:
@@ -48,6 +49,15 @@ def add_commands(sub: Any) -> None:
         help="share of the train split's utterances that get one extra spoof made by a signal-processing "
         "transform of the utterance itself (phase-vocoder pitch shift, minimum-phase inversion, formant shift); "
         "only the new clips are made (default 0: none)",
+    )
+    db.add_argument(
+        "--candidate-transforms",
+        type=_candidate_list,
+        default=(),
+        metavar="NAME[,NAME]",
+        help="candidate transforms that each add one more extra spoof to a sixth of the train split's "
+        "utterances, drawn for each alone, to be screened with `melcnn eval --cv --drop-generators NAME` "
+        f"(among {', '.join(CANDIDATE_TRANSFORMS)}); only the new clips are made (default: none)",
     )
     db.add_argument(
         "--manifest-only",
@@ -126,6 +136,14 @@ def add_commands(sub: Any) -> None:
     )
     ev.add_argument("--cv-head", choices=("mlp", "logreg"), default="mlp", help="head trained per fold (default mlp)")
     ev.add_argument("--bands", type=int, default=2, help="frequency bands of the head input with --cv (default 2)")
+    ev.add_argument(
+        "--cv-hidden",
+        type=_layer_sizes,
+        default=None,
+        metavar="N[,N...]",
+        help="with --cv and the mlp head: its hidden layers, e.g. 256,128 for a quick screen (default the "
+        "specification's 1024,512,128)",
+    )
     _add_time_stats_option(ev, "with --cv: statistics over time of the head input, among {} (default mean)")
     ev.add_argument(
         "--drop-generators",
@@ -170,6 +188,26 @@ def _generator_list(text: str) -> tuple[str, ...]:
     if not gens or unknown:
         raise argparse.ArgumentTypeError(f"unknown generators {unknown}; known: {','.join(GENERATOR_SPLITS)}")
     return gens
+
+
+def _layer_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        sizes = ()
+    if not 1 <= len(sizes) <= 3 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 to 3 positive layer sizes, e.g. 256,128, got {text!r}")
+    return sizes
+
+
+def _candidate_list(text: str) -> tuple[str, ...]:
+    names = tuple(g.strip() for g in text.split(",") if g.strip())
+    unknown = sorted(set(names) - set(CANDIDATE_TRANSFORMS))
+    if not names or unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct names among {','.join(CANDIDATE_TRANSFORMS)}, got {text!r}"
+        )
+    return names
 
 
 def _add_time_stats_option(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -261,6 +299,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
         views=args.views,
         revocoded_share=args.revocoded_share,
         transform_share=args.transform_share,
+        candidate_transforms=args.candidate_transforms,
         manifest_only=args.manifest_only,
         progress=_Progress(),
     )
@@ -311,6 +350,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             model=args.cv_head,
             freq_bands=args.bands,
             time_stats=args.time_stats,
+            hidden=args.cv_hidden,
             drop_generators=args.drop_generators,
             epochs=args.epochs,
             seed=args.seed,
@@ -325,6 +365,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             progress=_Progress(),
         )
         name = f"{args.cv_head}-b{args.bands}-e{args.epochs}"
+        name += "-h" + "x".join(map(str, args.cv_hidden)) if args.cv_hidden else ""
         name += "-" + "+".join(args.time_stats) if args.time_stats != ("mean",) else ""
         name += "-without-" + "+".join(args.drop_generators) if args.drop_generators else ""
         name += f"-seed{args.seed}" if args.seed else ""

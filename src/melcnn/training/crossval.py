@@ -133,6 +133,7 @@ def cross_validate(
     model: str = "mlp",
     freq_bands: int = 2,
     time_stats: tuple[str, ...] = ("mean",),
+    hidden: tuple[int, ...] | None = None,
     epochs: int = 12,
     seed: int = 0,
     views: bool = True,
@@ -151,7 +152,9 @@ def cross_validate(
 
     ``consistency``, ``average_from``, ``balance_domains``, ``mixup``, ``band_dropout`` and ``adversary`` are
     :class:`~melcnn.training.train.TrainConfig`'s (the MLP head);
-    ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`).
+    ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`); ``hidden``
+    the MLP's hidden layers (default the specification's 1024-512-128; smaller ones, each with the dropout
+    of the specification's layer of the same depth from the end, make a quick screen).
     ``drop_generators``: spoofs of these generators never enter any fold's training (their test clips
     stay), to measure what a generator family teaches about the others.
     """
@@ -159,6 +162,10 @@ def cross_validate(
     if unknown:
         raise ValueError(f"unknown generators {sorted(unknown)}; known: {', '.join(P.GENERATOR_SPLITS)}")
     head = replace(HeadConfig(), freq_bands=freq_bands, time_stats=tuple(time_stats))
+    if hidden is not None:
+        if not hidden or len(hidden) > len(head.hidden) or min(hidden) < 1:
+            raise ValueError(f"hidden: 1 to {len(head.hidden)} positive layer sizes, got {list(hidden)}")
+        head = replace(head, hidden=tuple(hidden), dropout=head.dropout[len(head.dropout) - len(hidden) :])
     clips = [c for c in read_clips(data_dir) if c.split in ("train", "dev") and (views or not c.is_view)]
     root = cache_features(
         data_dir,
@@ -185,6 +192,7 @@ def cross_validate(
         "model": model,
         "freq_bands": freq_bands,
         "time_stats": list(head.time_stats),
+        "hidden": list(head.hidden),
         "drop_generators": sorted(drop_generators),
         "epochs": epochs,
         "seed": seed,
@@ -241,7 +249,9 @@ def cross_validate(
 
 def markdown(cv: dict[str, Any]) -> str:
     lines = [
-        f"Leave-source-out cross-validation: {cv['model']} head, {cv['freq_bands']} bands, "
+        f"Leave-source-out cross-validation: {cv['model']} head"
+        + (f" {'-'.join(map(str, cv['hidden']))}" if cv["model"] == "mlp" and cv.get("hidden") else "")
+        + f", {cv['freq_bands']} bands, "
         f"time statistics {'+'.join(cv.get('time_stats', ['mean']))}, {cv['epochs']} epochs, "
         f"views {'on' if cv['views'] else 'off'}"
         + (f", without the spoofs of {', '.join(cv['drop_generators'])}" if cv.get("drop_generators") else "")

@@ -49,7 +49,9 @@ from .vocoders import (
     griffinlim_mel,
     hifigan,
     hifigan_16k,
+    highband_noise,
     lpc,
+    mel_envelope,
     minimum_phase,
     phase_vocoder,
     warp_envelope,
@@ -81,9 +83,11 @@ __all__ = [
     "griffinlim_mel",
     "hifigan",
     "hifigan_16k",
+    "highband_noise",
     "limit_threads",
     "lpc",
     "mbrola_voices_installed",
+    "mel_envelope",
     "minimum_phase",
     "phase_vocoder",
     "resynthesise",
@@ -134,6 +138,10 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "phase_vocoder": ("transform", False, "pitch shift and time stretch by librosa's phase vocoder"),
     "minimum_phase": ("transform", False, "STFT magnitude with each frame's minimum phase (cepstral inversion)"),
     "formant_shift": ("transform", False, "STFT magnitude stretched along frequency, original phase kept"),
+    # candidate transforms: not in `--transform-share`'s rotation; a build adds each on request
+    # (`melcnn data build --candidate-transforms`) so that the cross-validation can screen it first
+    "mel_envelope": ("transform", False, "STFT magnitude above 1-2.5 kHz replaced by its mel envelope, phase kept"),
+    "highband_noise": ("transform", False, "STFT magnitude kept, phase random above 2-5 kHz"),
 }
 
 # re-vocoded generator -> (TTS engine, vocoder)
@@ -165,6 +173,8 @@ LICENCES: dict[str, str] = {
     "phase_vocoder": "librosa: ISC",
     "minimum_phase": "librosa + numpy: ISC / BSD",
     "formant_shift": "librosa: ISC",
+    "mel_envelope": "librosa + numpy: ISC / BSD",
+    "highband_noise": "librosa + numpy: ISC / BSD",
 }
 for _g, (_tts, _voc) in REVOCODED.items():
     LICENCES[_g] = f"{LICENCES[_tts]}; {LICENCES[_voc]}"
@@ -194,6 +204,8 @@ def available_generators() -> dict[str, bool]:
         "phase_vocoder": has_mod("librosa"),
         "minimum_phase": has_mod("librosa"),
         "formant_shift": has_mod("librosa"),
+        "mel_envelope": has_mod("librosa"),
+        "highband_noise": has_mod("librosa"),
         "hifigan_lj": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "hifigan_universal": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "espeak": shutil.which("espeak-ng") is not None,
@@ -232,6 +244,8 @@ _RESYNTHESISERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarra
     "phase_vocoder": phase_vocoder,
     "minimum_phase": minimum_phase,
     "formant_shift": formant_shift,
+    "mel_envelope": mel_envelope,
+    "highband_noise": highband_noise,
 }
 
 

@@ -38,6 +38,9 @@ RESYNTH_SHARE = 0.5  # share of bona fide utterances whose spoof partner is thei
 GENERATOR_WEIGHT = {"hifigan_lj": 0.35, "hifigan_universal": 0.35, "hifigan_16k": 0.35, "griffinlim_linear": 0.5}
 REVOCODED_SHARE = 0.12  # the share measured in docs/training.md (`melcnn data build --revocoded-share`)
 TRANSFORM_SHARE = 0.5  # the share measured in docs/training.md (`melcnn data build --transform-share`)
+# each candidate transform's share (`--candidate-transforms`): a third of TRANSFORM_SHARE, what each of the
+# rotation's three transforms gets
+CANDIDATE_SHARE = TRANSFORM_SHARE / 3
 VIEW_SPLITS = ("train", "dev")  # splits whose clips get channel-augmented views (eval: the invariance report)
 MIN_BONAFIDE = {"train": 4, "dev": 4, "eval": 6}  # per split, even for a tiny --minutes (eval: 1 per generator)
 MIN_TTS_S = 4.0  # seconds of speech asked of a TTS spoof at least (one 3 s chunk after trimming)
@@ -245,11 +248,17 @@ def make_plan(
     noise_files: int = 0,
     revocoded_share: float = 0.0,
     transform_share: float = 0.0,
+    candidate_transforms: tuple[str, ...] = (),
+    candidate_share: float = CANDIDATE_SHARE,
 ) -> list[dict]:
     """Every clip to make: bona fide utterances, one spoof partner each (same split), ``revocoded_share`` of
     them an extra re-vocoded TTS spoof (0: none), ``transform_share`` of the train split's an extra spoof
-    made by a signal-processing transform of the utterance itself (0: none), and ``views``
-    channel-augmented views of each train/dev clip."""
+    made by a signal-processing transform of the utterance itself (0: none), for each of
+    ``candidate_transforms`` (:data:`~melcnn.training.protocol.CANDIDATE_TRANSFORMS`) ``candidate_share``
+    of them one more, drawn on its own, and ``views`` channel-augmented views of each train/dev clip."""
+    unknown = set(candidate_transforms) - set(P.CANDIDATE_TRANSFORMS)
+    if unknown:
+        raise ValueError(f"unknown candidate transforms {sorted(unknown)}; known: {', '.join(P.CANDIDATE_TRANSFORMS)}")
     chosen = _select(utts, minutes, seed)
     pools = sentence_pools(sentences, extra_train_texts)
     kinds = {g: v[0] for g, v in G.GENERATORS.items()}
@@ -309,6 +318,8 @@ def make_plan(
             specs += _revocoded_specs(us, split, avail, fest_installed, pools[split], seed, revocoded_share)
         if transform_share > 0:
             specs += _transform_specs(us, split, avail, seed, transform_share)
+        for g in candidate_transforms:
+            specs += _candidate_specs(us, split, avail, seed, candidate_share, g)
     _ensure_generators(specs, avail, fest_installed, pools, seed)
     # laundering of the base clips: the same stratified shares in every (split, label) group (each kind of
     # extra spoof in a group of its own, drawn from the same shares)
@@ -427,13 +438,31 @@ def _extra_tag(spec: dict) -> str:
 def _transform_specs(us: list[S.Utterance], split: str, avail: dict[str, bool], seed: int, share: float) -> list[dict]:
     """Extra spoofs of ``split``: ``share`` of its utterances (at least one) transformed by the split's
     signal-processing transforms in turn (same speaker, text and channel), marked ``extra: 'transform'``."""
-    gens = [g for g in G.TRANSFORMS if P.GENERATOR_SPLITS.get(g) == split and avail.get(g)]
+    gens = [
+        g
+        for g in G.TRANSFORMS
+        if g not in P.CANDIDATE_TRANSFORMS and P.GENERATOR_SPLITS.get(g) == split and avail.get(g)
+    ]
     if not us or not gens:
         return []
     draw = _extra_draw(us, share, "transform", seed, split)
     return [
         {**_resynthesis_spec(_spoof_base(u, split), u, gens[k % len(gens)]), "extra": "transform"}
         for k, u in enumerate(draw)
+    ]
+
+
+def _candidate_specs(
+    us: list[S.Utterance], split: str, avail: dict[str, bool], seed: int, share: float, g: str
+) -> list[dict]:
+    """Extra spoofs of ``split`` by the candidate transform ``g``: ``share`` of its utterances (at least one),
+    drawn for ``g`` alone (so adding or dropping another candidate changes none of these), marked
+    ``extra: 'transform:<g>'`` (laundered and viewed as a group of their own)."""
+    if not us or P.GENERATOR_SPLITS.get(g) != split or not avail.get(g):
+        return []
+    return [
+        {**_resynthesis_spec(_spoof_base(u, split), u, g), "extra": f"transform:{g}"}
+        for u in _extra_draw(us, share, f"transform:{g}", seed, split)
     ]
 
 

@@ -311,3 +311,48 @@ def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     warped = mag[lo] * (1 - w) + mag[hi] * w
     y = librosa.istft(warped * np.exp(1j * phase), hop_length=hop, n_fft=n_fft, length=len(x))
     return _fit(y, len(x))
+
+
+# ------------------------------------------------- candidate transforms (screened before they are used)
+# Two more training-only manipulations of the upper band, not in `--transform-share`'s rotation: a build
+# adds each on request (`melcnn data build --candidate-transforms`), drawn on its own, so that the
+# cross-validation can say what each teaches (`melcnn eval --cv --drop-generators NAME`) before it is used.
+
+
+def _upper_band(n_fft: int, rng: np.random.Generator, lo_hz: float, hi_hz: float) -> int:
+    """First STFT bin of an upper band starting at a cutoff drawn in ``lo_hz``-``hi_hz``."""
+    return int(round(rng.uniform(lo_hz, hi_hz) * n_fft / SR))
+
+
+def mel_envelope(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Above a cutoff of 1-2.5 kHz the STFT magnitude is replaced by its 40-80 band mel envelope (the band
+    means interpolated back along the triangles), so the upper harmonics, narrower than a band, are lost, as
+    behind the mel bottleneck of neural TTS; the phase and the lower band are kept."""
+    import librosa
+
+    n_fft = int(rng.choice([512, 1024]))
+    hop = n_fft // 4
+    spec = librosa.stft(x, n_fft=n_fft, hop_length=hop)
+    mag = np.abs(spec)
+    fb = librosa.filters.mel(sr=SR, n_fft=n_fft, n_mels=int(rng.choice([40, 64, 80])), norm=None)  # peaks of 1
+    bands = (fb @ mag) / np.maximum(fb.sum(axis=1), 1e-9)[:, None]  # each band's mean magnitude
+    cut = _upper_band(n_fft, rng, 1000.0, 2500.0)
+    mag[cut:] = ((fb.T @ bands) / np.maximum(fb.sum(axis=0), 1e-9)[:, None])[cut:]
+    y = librosa.istft(mag * np.exp(1j * np.angle(spec)), hop_length=hop, n_fft=n_fft, length=len(x))
+    return _fit(y, len(x))
+
+
+def highband_noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The STFT magnitude kept; above a cutoff of 2-5 kHz every bin's phase drawn at random, so the upper
+    band turns to shaped noise (as vocoders with an aperiodic or poorly modelled upper band make); the lower
+    band is untouched."""
+    import librosa
+
+    n_fft = int(rng.choice([512, 1024]))
+    hop = n_fft // 4
+    spec = librosa.stft(x, n_fft=n_fft, hop_length=hop)
+    cut = _upper_band(n_fft, rng, 2000.0, 5000.0)
+    phase = np.angle(spec)
+    phase[cut:] = rng.uniform(-np.pi, np.pi, size=phase[cut:].shape)
+    y = librosa.istft(np.abs(spec) * np.exp(1j * phase), hop_length=hop, n_fft=n_fft, length=len(x))
+    return _fit(y, len(x))
