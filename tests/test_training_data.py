@@ -153,7 +153,7 @@ def _fake_utterances() -> list[S.Utterance]:
     return utts
 
 
-def _plan(minutes=None, seed=0, views=0, revocoded_share=PL.REVOCODED_SHARE):
+def _plan(minutes=None, seed=0, views=0, revocoded_share=PL.REVOCODED_SHARE, transform_share=0.0, candidates=()):
     from melcnn.training import generators as G
 
     avail = dict.fromkeys(G.GENERATORS, True)
@@ -168,6 +168,8 @@ def _plan(minutes=None, seed=0, views=0, revocoded_share=PL.REVOCODED_SHARE):
         views=views,
         noise_files=3,
         revocoded_share=revocoded_share,
+        transform_share=transform_share,
+        candidate_transforms=candidates,
     )
 
 
@@ -306,18 +308,7 @@ def test_transform_spoofs_are_train_extras_in_every_fold_that_leave_the_plan_unc
     from melcnn.training import generators as G
 
     without = _plan(views=2)
-    specs = PL.make_plan(
-        _fake_utterances(),
-        minutes=None,
-        seed=0,
-        avail=dict.fromkeys(G.GENERATORS, True),
-        fest_installed=set(G.FESTIVAL_VOICES),
-        sentences=PL.load_sentences(),
-        views=2,
-        noise_files=3,
-        revocoded_share=PL.REVOCODED_SHARE,
-        transform_share=PL.TRANSFORM_SHARE,
-    )
+    specs = _plan(views=2, transform_share=PL.TRANSFORM_SHARE)
     new = {s["clip_id"]: s["spec_hash"] for s in specs}
     assert all(new.get(s["clip_id"]) == s["spec_hash"] for s in without)
     old = {s["clip_id"] for s in without}
@@ -349,19 +340,7 @@ def test_candidate_transforms_are_drawn_each_on_its_own_and_change_no_other_clip
     from melcnn.training import generators as G
 
     def plan(cands):
-        return PL.make_plan(
-            _fake_utterances(),
-            minutes=None,
-            seed=0,
-            avail=dict.fromkeys(G.GENERATORS, True),
-            fest_installed=set(G.FESTIVAL_VOICES),
-            sentences=PL.load_sentences(),
-            views=2,
-            noise_files=3,
-            revocoded_share=PL.REVOCODED_SHARE,
-            transform_share=PL.TRANSFORM_SHARE,
-            candidate_transforms=cands,
-        )
+        return _plan(views=2, transform_share=PL.TRANSFORM_SHARE, candidates=cands)
 
     without, one, both = plan(()), plan(("highband_noise",)), plan(tuple(P.CANDIDATE_TRANSFORMS))
     assert set(P.CANDIDATE_TRANSFORMS) <= set(G.TRANSFORMS) and set(P.CANDIDATE_TRANSFORMS) <= set(
