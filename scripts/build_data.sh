@@ -3,8 +3,9 @@
 # RHVoice, MBROLA), then build. Usage: scripts/build_data.sh [DATA_DIR] [MINUTES] [SEED] [VIEWS]
 #   DATA_DIR defaults to $MELCNN_DATA or ../data/melcnn-v3 beside the repository (never inside it).
 #   MINUTES: approximate bona fide minutes, spoofs matched one to one; "all" (the default) uses every
-#   minute of every source (about 1,030), as the shipped weights were trained (an earlier 400-minute build
-#   took 73 min on 2 cores; see the README). VIEWS: channel-augmented views per train/dev clip (default 2).
+#   minute of every source (about 1,030), as the shipped weights were trained (from scratch, the whole plan
+#   with --transform-share 0.5, 69,290 clips, took 113 min on 2 cores; see the README and docs/training.md).
+#   VIEWS: channel-augmented views per train/dev clip (default 2).
 #   Resumable: rerun after an interruption. It runs in rounds of whole utterances, so
 #   `python -m melcnn.training build DATA_DIR ... --manifest-only` writes a balanced manifest of the
 #   clips finished so far.
