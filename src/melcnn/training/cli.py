@@ -173,11 +173,16 @@ def add_commands(sub: Any) -> None:
     ev.set_defaults(func=_cmd_eval)
 
 
+def _distinct_names(text: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated distinct names among ``known`` (at least one), or an argparse error."""
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not names or len(set(names)) != len(names) or not set(names) <= set(known):
+        raise argparse.ArgumentTypeError(f"expected distinct names among {','.join(known)}, got {text!r}")
+    return names
+
+
 def _time_stats(text: str) -> tuple[str, ...]:
-    stats = tuple(s.strip() for s in text.split(",") if s.strip())
-    if not stats or len(set(stats)) != len(stats) or not set(stats) <= set(TIME_STATS):
-        raise argparse.ArgumentTypeError(f"expected distinct names among {','.join(TIME_STATS)}, got {text!r}")
-    return stats
+    return _distinct_names(text, TIME_STATS)
 
 
 def _generator_list(text: str) -> tuple[str, ...]:
@@ -201,13 +206,7 @@ def _layer_sizes(text: str) -> tuple[int, ...]:
 
 
 def _candidate_list(text: str) -> tuple[str, ...]:
-    names = tuple(g.strip() for g in text.split(",") if g.strip())
-    unknown = sorted(set(names) - set(CANDIDATE_TRANSFORMS))
-    if not names or unknown or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(
-            f"expected distinct names among {','.join(CANDIDATE_TRANSFORMS)}, got {text!r}"
-        )
-    return names
+    return _distinct_names(text, CANDIDATE_TRANSFORMS)
 
 
 def _add_time_stats_option(parser: argparse.ArgumentParser, help_text: str) -> None:

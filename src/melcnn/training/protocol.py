@@ -112,16 +112,10 @@ GENERATOR_SPLITS: dict[str, str] = {
 HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.items() if s == "eval")
 # generators of the train split in no CV fold: every fold trains on them (the signal-processing transforms,
 # extra spoofs of `melcnn data build --transform-share`; the folds measure what they teach about the others)
-TRAINING_ONLY_GENERATORS: tuple[str, ...] = (
-    "phase_vocoder",
-    "minimum_phase",
-    "formant_shift",
-    "mel_envelope",
-    "highband_noise",
-)
 # the training-only transforms outside `--transform-share`'s rotation: a build adds each on its own on request
 # (`melcnn data build --candidate-transforms`), to be screened by the cross-validation first
 CANDIDATE_TRANSFORMS: tuple[str, ...] = ("mel_envelope", "highband_noise")
+TRAINING_ONLY_GENERATORS: tuple[str, ...] = ("phase_vocoder", "minimum_phase", "formant_shift", *CANDIDATE_TRANSFORMS)
 HELD_OUT_SOURCES: tuple[str, ...] = tuple(p for p, s in SOURCE_SPLITS.items() if s == "eval")
 
 # Leave-source-out cross-validation over the train and dev material: (sources, generators) per fold.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -276,41 +277,48 @@ def phase_vocoder(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return librosa.effects.time_stretch(y, rate=float(rng.uniform(0.88, 1.12)), n_fft=n_fft)
 
 
-def minimum_phase(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The STFT magnitude kept, each frame's phase replaced by its minimum phase (folded real cepstrum):
-    a one-pass spectrogram inversion, unlike Griffin-Lim's iterations."""
+def _stft_edit(x: np.ndarray, rng: np.random.Generator, edit: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """``x`` through an STFT (n_fft 512 or 1024 drawn from ``rng`` first, hop n_fft/4), ``edit`` (complex
+    spectrogram and n_fft -> complex spectrogram, drawing anything else it needs from ``rng``) and back,
+    at ``x``'s length."""
     import librosa
 
     n_fft = int(rng.choice([512, 1024]))
     hop = n_fft // 4
-    mag = np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop))
-    cep = np.fft.irfft(np.log(mag + 1e-7), n=n_fft, axis=0)
-    fold = np.zeros(n_fft)
-    fold[0] = fold[n_fft // 2] = 1.0
-    fold[1 : n_fft // 2] = 2.0
-    phase = np.imag(np.fft.rfft(cep * fold[:, None], n=n_fft, axis=0))
-    y = librosa.istft(mag * np.exp(1j * phase), hop_length=hop, n_fft=n_fft, length=len(x))
-    return _fit(y, len(x))
+    spec = edit(librosa.stft(x, n_fft=n_fft, hop_length=hop), n_fft)
+    return librosa.istft(spec, hop_length=hop, n_fft=n_fft, length=len(x))
+
+
+def minimum_phase(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The STFT magnitude kept, each frame's phase replaced by its minimum phase (folded real cepstrum):
+    a one-pass spectrogram inversion, unlike Griffin-Lim's iterations."""
+
+    def edit(spec: np.ndarray, n_fft: int) -> np.ndarray:
+        mag = np.abs(spec)
+        cep = np.fft.irfft(np.log(mag + 1e-7), n=n_fft, axis=0)
+        fold = np.zeros(n_fft)
+        fold[0] = fold[n_fft // 2] = 1.0
+        fold[1 : n_fft // 2] = 2.0
+        return mag * np.exp(1j * np.imag(np.fft.rfft(cep * fold[:, None], n=n_fft, axis=0)))
+
+    return _stft_edit(x, rng, edit)
 
 
 def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The STFT magnitude stretched along frequency by 0.85-0.95 or 1.05-1.18 (formants and harmonics
     move together), the original phase kept."""
-    import librosa
 
-    n_fft = int(rng.choice([512, 1024]))
-    hop = n_fft // 4
-    spec = librosa.stft(x, n_fft=n_fft, hop_length=hop)
-    mag, phase = np.abs(spec), np.angle(spec)
-    alpha = float(rng.uniform(0.85, 0.95) if rng.random() < 0.5 else rng.uniform(1.05, 1.18))
-    bins = mag.shape[0]
-    src = np.clip(np.arange(bins) / alpha, 0, bins - 1)
-    lo = np.floor(src).astype(int)
-    hi = np.minimum(lo + 1, bins - 1)
-    w = (src - lo)[:, None]
-    warped = mag[lo] * (1 - w) + mag[hi] * w
-    y = librosa.istft(warped * np.exp(1j * phase), hop_length=hop, n_fft=n_fft, length=len(x))
-    return _fit(y, len(x))
+    def edit(spec: np.ndarray, n_fft: int) -> np.ndarray:
+        mag, phase = np.abs(spec), np.angle(spec)
+        alpha = float(rng.uniform(0.85, 0.95) if rng.random() < 0.5 else rng.uniform(1.05, 1.18))
+        bins = mag.shape[0]
+        src = np.clip(np.arange(bins) / alpha, 0, bins - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, bins - 1)
+        w = (src - lo)[:, None]
+        return (mag[lo] * (1 - w) + mag[hi] * w) * np.exp(1j * phase)
+
+    return _stft_edit(x, rng, edit)
 
 
 # ------------------------------------------------- candidate transforms (screened before they are used)
@@ -330,29 +338,26 @@ def mel_envelope(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     behind the mel bottleneck of neural TTS; the phase and the lower band are kept."""
     import librosa
 
-    n_fft = int(rng.choice([512, 1024]))
-    hop = n_fft // 4
-    spec = librosa.stft(x, n_fft=n_fft, hop_length=hop)
-    mag = np.abs(spec)
-    fb = librosa.filters.mel(sr=SR, n_fft=n_fft, n_mels=int(rng.choice([40, 64, 80])), norm=None)  # peaks of 1
-    bands = (fb @ mag) / np.maximum(fb.sum(axis=1), 1e-9)[:, None]  # each band's mean magnitude
-    cut = _upper_band(n_fft, rng, 1000.0, 2500.0)
-    mag[cut:] = ((fb.T @ bands) / np.maximum(fb.sum(axis=0), 1e-9)[:, None])[cut:]
-    y = librosa.istft(mag * np.exp(1j * np.angle(spec)), hop_length=hop, n_fft=n_fft, length=len(x))
-    return _fit(y, len(x))
+    def edit(spec: np.ndarray, n_fft: int) -> np.ndarray:
+        mag = np.abs(spec)
+        fb = librosa.filters.mel(sr=SR, n_fft=n_fft, n_mels=int(rng.choice([40, 64, 80])), norm=None)  # peaks 1
+        bands = (fb @ mag) / np.maximum(fb.sum(axis=1), 1e-9)[:, None]  # each band's mean magnitude
+        cut = _upper_band(n_fft, rng, 1000.0, 2500.0)
+        mag[cut:] = ((fb.T @ bands) / np.maximum(fb.sum(axis=0), 1e-9)[:, None])[cut:]
+        return mag * np.exp(1j * np.angle(spec))
+
+    return _stft_edit(x, rng, edit)
 
 
 def highband_noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The STFT magnitude kept; above a cutoff of 2-5 kHz every bin's phase drawn at random, so the upper
     band turns to shaped noise (as vocoders with an aperiodic or poorly modelled upper band make); the lower
     band is untouched."""
-    import librosa
 
-    n_fft = int(rng.choice([512, 1024]))
-    hop = n_fft // 4
-    spec = librosa.stft(x, n_fft=n_fft, hop_length=hop)
-    cut = _upper_band(n_fft, rng, 2000.0, 5000.0)
-    phase = np.angle(spec)
-    phase[cut:] = rng.uniform(-np.pi, np.pi, size=phase[cut:].shape)
-    y = librosa.istft(np.abs(spec) * np.exp(1j * phase), hop_length=hop, n_fft=n_fft, length=len(x))
-    return _fit(y, len(x))
+    def edit(spec: np.ndarray, n_fft: int) -> np.ndarray:
+        cut = _upper_band(n_fft, rng, 2000.0, 5000.0)
+        phase = np.angle(spec)
+        phase[cut:] = rng.uniform(-np.pi, np.pi, size=phase[cut:].shape)
+        return np.abs(spec) * np.exp(1j * phase)
+
+    return _stft_edit(x, rng, edit)
