@@ -4,8 +4,9 @@
 #   calibrated on cross-fitted scores: each train/dev file scored by a head trained without its CV fold) ->
 #   V3 = the same chunk classifier calibrated on overlapping chunks -> evaluate both on the held-out eval split
 #   -> copy into the package -> record the sha256 -> remake the regression fixtures.
-# Usage: scripts/recipe.sh [DATA_DIR] [MINUTES] [SEED] [BANDS]
-#   (defaults: ../data/melcnn-v3 beside the repository, all, 0, 16: the settings of the shipped weights;
+# Usage: scripts/recipe.sh [DATA_DIR] [MINUTES] [SEED] [BANDS] [TRAIN_SEED]
+#   (defaults: ../data/melcnn-v3 beside the repository, all, 0, 16, 1: the settings of the shipped weights,
+#   SEED the data build's seed and TRAIN_SEED the heads';
 #   MINUTES "all" builds every minute of every source, a number about that many bona fide minutes)
 # Every step resumes after an interruption; rerun the script to continue.
 set -euo pipefail
@@ -14,14 +15,15 @@ DATA_DIR="${1:-${MELCNN_DATA:-$HERE/../data/melcnn-v3}}"
 MINUTES="${2:-all}"
 SEED="${3:-0}"
 BANDS="${4:-16}"
+TRAIN_SEED="${5:-1}"
 export PYTHONPATH="$HERE/src${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, and the weights it ships
 CKPT="${MELCNN_CKPT:-$(dirname "$(realpath -m "$DATA_DIR")")/ckpt-$(basename "$DATA_DIR")}"
 
 "$HERE/scripts/build_data.sh" "$DATA_DIR" "$MINUTES" "$SEED"
 python3 -m melcnn eval --data "$DATA_DIR" --cv --bands "$BANDS" --balance-domains --out "$CKPT/cv"
 START=$(date +%s)
-python3 -m melcnn train --data "$DATA_DIR" --model v2 --bands "$BANDS" --epochs 20 --balance-domains --fit-on train+dev --out "$CKPT/v2" --seed "$SEED"
-python3 -m melcnn train --data "$DATA_DIR" --model v3 --chunk-classifier "$CKPT/v2" --out "$CKPT/v3" --seed "$SEED"
+python3 -m melcnn train --data "$DATA_DIR" --model v2 --bands "$BANDS" --epochs 20 --balance-domains --fit-on train+dev --out "$CKPT/v2" --seed "$TRAIN_SEED"
+python3 -m melcnn train --data "$DATA_DIR" --model v3 --chunk-classifier "$CKPT/v2" --out "$CKPT/v3" --seed "$TRAIN_SEED"
 echo "training and evaluation took $(( $(date +%s) - START )) s"
 WEIGHTS="$HERE/src/melcnn/weights"
 for v in v2 v3; do
