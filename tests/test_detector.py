@@ -270,3 +270,27 @@ def test_torch_engine_scores_equal_the_cpu_engines():
         torch.set_num_threads(threads)
     with pytest.raises(MelcnnError, match="device must be"):
         melcnn.load_model("v2", device="tpu")
+
+
+def test_telephone_band_recordings_carry_a_warning(v2, tmp_path):
+    """A recording sampled at 8 kHz (a mu-law telephone WAV, an 8 kHz MP3) gets the narrowband warning in
+    its report; the same speech at 11.025 and 16 kHz does not."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    x = bonafide_signal(6.5, seed=503)
+    files = {
+        "ulaw_8k.wav": (resample_poly(x, 1, 2), 8000, "WAV", "ULAW"),
+        "mp3_8k.mp3": (resample_poly(x, 1, 2), 8000, "MP3", "MPEG_LAYER_III"),
+        "pcm_11k.wav": (resample_poly(x, 11025, SR), 11025, "WAV", "PCM_16"),
+        "flac_16k.flac": (x, SR, "FLAC", "PCM_16"),
+    }
+    for name, (y, rate, fmt, subtype) in files.items():
+        sf.write(tmp_path / name, np.clip(y, -1, 1), rate, format=fmt, subtype=subtype)
+        r = v2.analyze(media_path=tmp_path / name)
+        narrow = [w for w in r["warnings"] if "telephone band" in w]
+        if rate <= 8000:
+            assert r["properties"]["original_sample_rate"] == 8000
+            assert len(narrow) == 1 and "sampled at 8000 Hz" in narrow[0] and "REAL verdict" in narrow[0], name
+        else:
+            assert narrow == [], name

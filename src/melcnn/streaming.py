@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .audio import AudioInfo, stream_audio
+from .audio import AudioInfo, narrowband_warning, stream_audio
 from .chunking import ChunkStream, unscored_tail_warning
 from .config import FeatureConfig
 from .metrics import PitchMeasurer, SignalMeasurer
@@ -310,7 +310,10 @@ def analyze_stream(
             "overview": stream.picture_s + time.perf_counter() - t,
         },
     )
-    tail = unscored_tail_warning(info.duration_s, result.analyzed_s, cfg.chunk_s)
-    if tail:
-        warnings.append(tail)
+    for extra in (
+        unscored_tail_warning(info.duration_s, result.analyzed_s, cfg.chunk_s),
+        narrowband_warning(info.original_sample_rate),
+    ):
+        if extra:
+            warnings.append(extra)
     return result
