@@ -273,24 +273,48 @@ def test_torch_engine_scores_equal_the_cpu_engines():
 
 
 def test_telephone_band_recordings_carry_a_warning(v2, tmp_path):
-    """A recording sampled at 8 kHz (a mu-law telephone WAV, an 8 kHz MP3) gets the narrowband warning in
-    its report; the same speech at 11.025 and 16 kHz does not."""
+    """Telephone-band audio gets the warning in its report: a file sampled at 8 kHz (a mu-law WAV, an 8 kHz
+    MP3), and 8 kHz audio stored at 16 and 44.1 kHz (FLAC, MP3); the same speech at full band does not."""
     import soundfile as sf
     from scipy.signal import resample_poly
 
     x = bonafide_signal(6.5, seed=503)
+    phone = resample_poly(resample_poly(x, 1, 2), 2, 1)  # through an 8 kHz line, back at 16 kHz
     files = {
-        "ulaw_8k.wav": (resample_poly(x, 1, 2), 8000, "WAV", "ULAW"),
-        "mp3_8k.mp3": (resample_poly(x, 1, 2), 8000, "MP3", "MPEG_LAYER_III"),
-        "pcm_11k.wav": (resample_poly(x, 11025, SR), 11025, "WAV", "PCM_16"),
-        "flac_16k.flac": (x, SR, "FLAC", "PCM_16"),
+        "ulaw_8k.wav": (resample_poly(x, 1, 2), 8000, "WAV", "ULAW", "sampled at 8000 Hz"),
+        "mp3_8k.mp3": (resample_poly(x, 1, 2), 8000, "MP3", "MPEG_LAYER_III", "sampled at 8000 Hz"),
+        "phone_16k.flac": (phone, SR, "FLAC", "PCM_16", "almost nothing above 4 kHz"),
+        "phone_44k.mp3": (resample_poly(phone, 441, 160), 44100, "MP3", "MPEG_LAYER_III", "almost nothing above"),
+        "pcm_11k.wav": (resample_poly(x, 11025, SR), 11025, "WAV", "PCM_16", None),
+        "flac_16k.flac": (x, SR, "FLAC", "PCM_16", None),
+        "mp3_44k.mp3": (resample_poly(x, 441, 160), 44100, "MP3", "MPEG_LAYER_III", None),
     }
-    for name, (y, rate, fmt, subtype) in files.items():
+    for name, (y, rate, fmt, subtype, why) in files.items():
         sf.write(tmp_path / name, np.clip(y, -1, 1), rate, format=fmt, subtype=subtype)
         r = v2.analyze(media_path=tmp_path / name)
-        narrow = [w for w in r["warnings"] if "telephone band" in w]
-        if rate <= 8000:
-            assert r["properties"]["original_sample_rate"] == 8000
-            assert len(narrow) == 1 and "sampled at 8000 Hz" in narrow[0] and "REAL verdict" in narrow[0], name
+        assert r["properties"]["original_sample_rate"] == rate, name
+        phone_warnings = [w for w in r["warnings"] if w.startswith("telephone-band audio")]
+        if why:
+            assert len(phone_warnings) == 1 and why in phone_warnings[0] and "REAL verdict" in phone_warnings[0], name
         else:
-            assert narrow == [], name
+            assert phone_warnings == [], name
+
+
+def test_telephone_band_measure_does_not_depend_on_blocks():
+    """The band-edge measure is the same however the signal is cut into blocks, and tells a band limit
+    at 4 kHz from full-band speech."""
+    from scipy.signal import resample_poly
+
+    from melcnn.metrics import TELEPHONE_EDGE_DB, TelephoneBand
+
+    x = bonafide_signal(6.5, seed=504).astype(np.float32)
+    phone = resample_poly(resample_poly(x, 1, 2), 2, 1).astype(np.float32)
+    for y, narrow in ((x, False), (phone, True)):
+        edges = []
+        for step in (100, 4096, len(y)):
+            band = TelephoneBand(SR)
+            for i in range(0, len(y), step):
+                band.push(y[i : i + step])
+            edges.append(band.edge_db())
+        assert max(edges) - min(edges) < 1e-6
+        assert (edges[0] > TELEPHONE_EDGE_DB) == narrow

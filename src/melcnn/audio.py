@@ -140,24 +140,6 @@ class DecodedAudio:
 
 
 # ------------------------------------------------------------------------------------- validation
-#: Recordings sampled at this rate or below (telephone audio) have no content above half of it, where much
-#: of the model's evidence lies: on the held-out eval split, files band-limited to 4 kHz were ranked at
-#: 18.9 % EER against 12.1 % for the others, and an 8 kHz telephone round trip turned 44 % of the fakes
-#: REAL (README, "Re-encoding invariance").
-NARROWBAND_MAX_RATE = 8000
-
-
-def narrowband_warning(original_sample_rate: int) -> str | None:
-    """The report's warning for a recording sampled at :data:`NARROWBAND_MAX_RATE` Hz or less, else ``None``."""
-    if original_sample_rate > NARROWBAND_MAX_RATE:
-        return None
-    return (
-        f"the recording is sampled at {original_sample_rate} Hz (telephone band, nothing above "
-        f"{original_sample_rate / 2000:g} kHz): the model misses more fakes in such audio, and a fake passed "
-        "through a telephone line is often scored REAL, so read a REAL verdict as weak evidence"
-    )
-
-
 def validate_audio(samples: np.ndarray, *, sample_rate: int, min_duration_s: float) -> None:
     """Check that decoded audio can be judged.
 

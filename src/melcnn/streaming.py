@@ -24,10 +24,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .audio import AudioInfo, narrowband_warning, stream_audio
+from .audio import AudioInfo, stream_audio
 from .chunking import ChunkStream, unscored_tail_warning
 from .config import FeatureConfig
-from .metrics import PitchMeasurer, SignalMeasurer
+from .metrics import PitchMeasurer, SignalMeasurer, TelephoneBand, telephone_band_warning
 from .spectrogram import OverviewMel
 
 #: chunks per batch handed to ``on_batch`` (the feature path's batch, :data:`melcnn.features.BATCH_CHUNKS`)
@@ -168,6 +168,7 @@ class _FileStream:
             self.signal = _Background(measurer, self.submit) if self.submit is not None else measurer
             self.pitch = PitchMeasurer(cfg.sample_rate)
         self.overview = OverviewMel(cfg=cfg) if self.with_overview else None
+        self.band = TelephoneBand(cfg.sample_rate)
         self.last_chunk: np.ndarray | None = None
 
     def push(self, block: np.ndarray) -> None:
@@ -176,6 +177,7 @@ class _FileStream:
             if self.signal is not None and self.pitch is not None:
                 self.signal.push(block)
                 self.pitch.push(block)  # tracks a segment when one is complete (holds the GIL)
+            self.band.push(block)
             t1 = time.perf_counter()
             if self.overview is not None:
                 self.overview.push(block)
@@ -312,7 +314,7 @@ def analyze_stream(
     )
     for extra in (
         unscored_tail_warning(info.duration_s, result.analyzed_s, cfg.chunk_s),
-        narrowband_warning(info.original_sample_rate),
+        telephone_band_warning(info.original_sample_rate, stream.band.edge_db()),
     ):
         if extra:
             warnings.append(extra)
