@@ -695,7 +695,6 @@ class TelephoneBand:
         freq = np.fft.rfftfreq(_EDGE_N_FFT, d=1.0 / sample_rate)
         self._below = (freq >= _EDGE_BELOW_HZ[0]) & (freq <= _EDGE_BELOW_HZ[1])
         self._above = (freq >= _EDGE_ABOVE_HZ[0]) & (freq <= _EDGE_ABOVE_HZ[1])
-        self._window = np.hanning(_EDGE_N_FFT).astype(np.float32)
         self._buf = np.zeros(0, np.float32)
         self._power = np.zeros(2)  # summed power: below, above the edge
 
@@ -707,8 +706,7 @@ class TelephoneBand:
         hop = _EDGE_N_FFT // 2
         n = 1 + (len(buf) - _EDGE_N_FFT) // hop if len(buf) >= _EDGE_N_FFT else 0
         if n:
-            frames = np.lib.stride_tricks.sliding_window_view(buf, _EDGE_N_FFT)[::hop][:n]
-            power = np.abs(np.fft.rfft(frames * self._window, axis=1)) ** 2
+            power = _stft_frames(buf[: (n - 1) * hop + _EDGE_N_FFT], _EDGE_N_FFT, hop)[0] ** 2
             self._power += [float(power[:, self._below].sum()), float(power[:, self._above].sum())]
         self._buf = buf[n * hop :]
 
