@@ -688,7 +688,7 @@ _EDGE_ABOVE_HZ = (4300.0, 5000.0)
 class TelephoneBand:
     """Whether a signal arriving in blocks is telephone-band audio: the drop of its long-term power
     spectrum across 4 kHz (Hann frames of 512 samples, hop 256, the power summed over all frames).
-    Always computed beside the analysis (about 0.1 ms per second of audio)."""
+    Always computed beside the analysis (0.8 CPU-ms per second of audio measured beside a test run)."""
 
     def __init__(self, sample_rate: int):
         self.sample_rate = sample_rate
