@@ -2,7 +2,8 @@
 
 The 15 s, 16 kHz input is the bundled real-speech example clip, repeated to 15 s. Prints the best
 and median wall-clock time (and the best CPU time, less sensitive to a busy machine) of several runs
-of our whole metrics (pitch + energy + spectral) and of our pitch tracker alone, the same for
+of our whole metrics (pitch + energy + spectral), of our pitch tracker alone and of the telephone-band
+measure (which runs beside every analysis, also without measurements), the same for
 ``librosa.pyin`` (fmin C2, fmax C7, the reference of the tests), and the mean F0 of both::
 
     python benchmarks/bench_metrics.py [--repeats 20] [--pyin-repeats 2]
@@ -63,6 +64,14 @@ def main() -> None:
     sections, _ = metrics.audio_metrics(x, sample_rate=sr)
     print(_fmt("melcnn audio_metrics (all)", _times(lambda: metrics.audio_metrics(x, sample_rate=sr), args.repeats)))
     print(_fmt("melcnn pitch_track (Praat)", _times(lambda: metrics.pitch_track(x, sample_rate=sr), args.repeats)))
+
+    def telephone_band() -> None:  # fed as a decoder feeds it: an MP3 frame's 1152 samples at 44.1 kHz -> 418
+        band = metrics.TelephoneBand(sr)
+        for i in range(0, len(x), 418):
+            band.push(x[i : i + 418])
+        band.edge_db()
+
+    print(_fmt("melcnn TelephoneBand", _times(telephone_band, args.repeats)))
 
     import librosa
 
