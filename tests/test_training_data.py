@@ -423,6 +423,13 @@ def test_transforms_do_what_they_say(seed):
     top = [np.fft.irfft(z * (f > 5500), n=len(x)) for z in (zh, zx)]
     assert abs(np.corrcoef(*top)[0, 1]) < 0.3
     assert np.array_equal(hb, G.resynthesise("highband_noise", x, np.random.default_rng(seed)))  # seeded
+    # the source-filter vocoder keeps the pitch and the spectral envelope, but rebuilds the waveform
+    sf = G.resynthesise("source_filter", x, np.random.default_rng(seed))
+    assert len(sf) == len(x) and np.isfinite(sf).all()
+    assert abs(12 * np.log2(f0(sf) / f0(x))) < 0.5
+    assert np.corrcoef(mel_db(sf).ravel(), mel_db(x).ravel())[0, 1] > 0.9
+    assert abs(np.corrcoef(bands(sf)[0], bands(x)[0])[0, 1]) < 0.9  # (the others keep it at > 0.99)
+    assert np.array_equal(sf, G.resynthesise("source_filter", x, np.random.default_rng(seed)))  # seeded
 
 
 def test_revocoded_tts_is_the_engine_rendered_again_by_the_vocoder(rng):

@@ -54,6 +54,7 @@ from .vocoders import (
     mel_envelope,
     minimum_phase,
     phase_vocoder,
+    source_filter,
     warp_envelope,
     world,
     world_vc,
@@ -92,6 +93,7 @@ __all__ = [
     "phase_vocoder",
     "resynthesise",
     "rhvoice_voices_installed",
+    "source_filter",
     "synthesise",
     "tts_espeak",
     "tts_festival",
@@ -142,6 +144,7 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     # (`melcnn data build --candidate-transforms`) so that the cross-validation can screen it first
     "mel_envelope": ("transform", False, "STFT magnitude above 1-2.5 kHz replaced by its mel envelope, phase kept"),
     "highband_noise": ("transform", False, "STFT magnitude kept, phase random above 2-5 kHz"),
+    "source_filter": ("transform", False, "pulse/noise excitation from Praat's F0 through a cepstral envelope"),
 }
 
 # re-vocoded generator -> (TTS engine, vocoder)
@@ -175,6 +178,7 @@ LICENCES: dict[str, str] = {
     "formant_shift": "librosa: ISC",
     "mel_envelope": "librosa + numpy: ISC / BSD",
     "highband_noise": "librosa + numpy: ISC / BSD",
+    "source_filter": "librosa + scipy + Praat (parselmouth): ISC / BSD / GPL-3.0",
 }
 for _g, (_tts, _voc) in REVOCODED.items():
     LICENCES[_g] = f"{LICENCES[_tts]}; {LICENCES[_voc]}"
@@ -206,6 +210,7 @@ def available_generators() -> dict[str, bool]:
         "formant_shift": has_mod("librosa"),
         "mel_envelope": has_mod("librosa"),
         "highband_noise": has_mod("librosa"),
+        "source_filter": has_mod("librosa") and has_mod("parselmouth"),
         "hifigan_lj": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "hifigan_universal": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "espeak": shutil.which("espeak-ng") is not None,
@@ -246,6 +251,7 @@ _RESYNTHESISERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarra
     "formant_shift": formant_shift,
     "mel_envelope": mel_envelope,
     "highband_noise": highband_noise,
+    "source_filter": source_filter,
 }
 
 

@@ -322,9 +322,10 @@ def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ------------------------------------------------- candidate transforms (screened before they are used)
-# Two more training-only manipulations of the upper band, not in `--transform-share`'s rotation: a build
-# adds each on request (`melcnn data build --candidate-transforms`), drawn on its own, so that the
-# cross-validation can say what each teaches (`melcnn eval --cv --drop-generators NAME`) before it is used.
+# Three more training-only manipulations (two of the upper band, one source-filter vocoder), not in
+# `--transform-share`'s rotation: a build adds each on request (`melcnn data build --candidate-transforms`),
+# drawn on its own, so that the cross-validation can say what each teaches (`melcnn eval --cv
+# --drop-generators NAME`) before it is used.
 
 
 def _upper_band(n_fft: int, rng: np.random.Generator, lo_hz: float, hi_hz: float) -> int:
@@ -361,3 +362,64 @@ def highband_noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.abs(spec) * np.exp(1j * phase)
 
     return _stft_edit(x, rng, edit)
+
+
+def _frame_rms_normalised(spec: np.ndarray) -> np.ndarray:
+    """Each frame (column) of a complex spectrogram scaled to unit mean power over its bins (silent
+    frames stay zero)."""
+    rms = np.sqrt(np.mean(np.abs(spec) ** 2, axis=0, keepdims=True))
+    return np.divide(spec, rms, out=np.zeros_like(spec), where=rms > 1e-12)
+
+
+def source_filter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A source-filter vocoder of the WORLD family by analyses WORLD does not use: Praat's F0 track, a
+    cepstrally smoothed spectral envelope (the power averaged over 300-450 Hz, lifter 18-40 samples) and a
+    pulse-train excitation (white noise in unvoiced frames, and above an aperiodicity cutoff of 2.5-6 kHz in
+    voiced ones), each frame's power matched to the original's. The harmonics are rebuilt from the F0
+    alone, not kept."""
+    import librosa
+    from scipy.ndimage import uniform_filter1d
+
+    from ..metrics import PITCH_TIME_STEP_S, pitch_track
+
+    n_fft = int(rng.choice([512, 1024]))
+    hop = n_fft // 4
+    lifter = int(rng.integers(18, 41))
+    cut = _upper_band(n_fft, rng, 2500.0, 6000.0)
+    x = np.asarray(x, dtype=np.float64)
+    f0_frames = pitch_track(x, sample_rate=SR)
+    n = len(x)
+    if f0_frames.size:  # Praat centres its frames in the signal
+        t = (n / SR - (f0_frames.size - 1) * PITCH_TIME_STEP_S) / 2 + PITCH_TIME_STEP_S * np.arange(f0_frames.size)
+        nearest = np.clip(np.round((np.arange(n) / SR - t[0]) / PITCH_TIME_STEP_S).astype(int), 0, t.size - 1)
+        voiced = f0_frames[nearest] > 0
+        f0 = np.where(voiced, np.interp(np.arange(n) / SR, t, np.where(f0_frames > 0, f0_frames, np.nan)), 0.0)
+        f0 = np.nan_to_num(f0)  # np.interp of NaN neighbours (voicing edges)
+    else:
+        f0 = np.zeros(n)
+    phase = np.cumsum(f0 / SR)
+    pulses = np.zeros(n)
+    pulses[1:][np.diff(np.floor(phase)) > 0] = 1.0
+    noise = rng.standard_normal(n)
+
+    spec = librosa.stft(x, n_fft=n_fft, hop_length=hop)
+    exc_pulse = _frame_rms_normalised(librosa.stft(pulses, n_fft=n_fft, hop_length=hop))
+    exc_noise = _frame_rms_normalised(librosa.stft(noise, n_fft=n_fft, hop_length=hop))
+    frame_voiced = np.abs(exc_pulse).sum(axis=0) > 0
+    exc = exc_noise.copy()
+    low = exc_pulse[:cut] + 0.1 * exc_noise[:cut]  # a little aspiration under the cutoff
+    exc[:cut, frame_voiced] = low[:, frame_voiced]
+    # spectral envelope: the power averaged over a 300-450 Hz band around each bin (the valleys between
+    # harmonics filled, as CheapTrick's F0-wide window does), then its log's cepstrum kept below the lifter
+    width = max(3, int(round(rng.uniform(300.0, 450.0) * n_fft / SR)))
+    smooth = uniform_filter1d(np.abs(spec) ** 2, size=width, axis=0, mode="nearest")
+    cep = np.fft.irfft(0.5 * np.log(smooth + 1e-14), n=n_fft, axis=0)
+    cep[lifter : n_fft - lifter + 1] = 0.0
+    envelope = np.exp(np.fft.rfft(cep, n=n_fft, axis=0).real)
+    out = envelope * exc
+    dc = int(60.0 * n_fft / SR) + 1  # below 60 Hz the original (the pulses' DC is not speech)
+    out[:dc] = spec[:dc]
+    power_in = np.sum(np.abs(spec) ** 2, axis=0)
+    power_out = np.sum(np.abs(out) ** 2, axis=0)
+    out *= np.sqrt(np.divide(power_in, power_out, out=np.zeros_like(power_in), where=power_out > 0))
+    return librosa.istft(out, hop_length=hop, n_fft=n_fft, length=n)
