@@ -845,6 +845,19 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     assert cv["balance_domains"] is True and cv["band_dropout"] == 0.2 and cv["adversary"] == 0.5
     assert cv["hidden"] == [64, 32]
     assert cv["folds"] and 0.0 <= cv["mean_eer"] <= 1.0
+    # every held-out file's score, in its fold: the fold's EER follows from them
+    import csv
+
+    from melcnn.training.evaluate import eer
+
+    with open(out / "cv_scores.csv", newline="") as f:
+        scored = list(csv.DictReader(f))
+    assert "file_scores" not in cv
+    for fold in cv["folds"]:
+        mine = [r for r in scored if int(r["fold"]) == fold["fold"]]
+        labels = np.array([int(r["label"]) for r in mine])
+        assert (labels == 0).sum() == fold["test_files_bonafide"] and (labels == 1).sum() == fold["test_files_spoof"]
+        assert abs(eer(np.array([float(r["score"]) for r in mine]), labels)[0] - fold["eer"]) < 1e-3
     fold0 = next(f for f in cv["folds"] if f["fold"] == 0)  # the dev split: trains on the train split's spoofs
     kept = cross_validate(data, epochs=1, folds=[0], time_stats=("mean", "std"))["folds"][0]
     assert kept["train_chunks"] > fold0["train_chunks"]  # the dropped generator's spoofs were left out

@@ -9,6 +9,7 @@ Eval material never enters. Needs torch (the specification's head) or scikit-lea
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Callable
@@ -127,6 +128,9 @@ def eer_per_generator(clips: list[Clip], scores: np.ndarray) -> dict[str, float]
     return out
 
 
+FILE_SCORE_FIELDS = ("clip_id", "fold", "label", "generator", "source", "augmentation", "score")
+
+
 def cross_validate(
     data_dir: Path,
     *,
@@ -204,6 +208,7 @@ def cross_validate(
         "band_dropout": band_dropout,
         "adversary": adversary,
         "folds": [],
+        "file_scores": [],
     }
     for k in folds if folds is not None else range(len(P.CV_FOLDS)):
         t0 = time.perf_counter()
@@ -216,6 +221,18 @@ def cross_validate(
         _, fscore = file_scores(chunk, te.clip_index)
         labels = np.array([c.label for c in te.clips])
         e, _ = ev.eer(fscore, labels)
+        out["file_scores"] += [
+            {
+                "clip_id": c.clip_id,
+                "fold": k,
+                "label": c.label,
+                "generator": c.generator,
+                "source": c.source,
+                "augmentation": c.augmentation,
+                "score": round(float(v), 6),
+            }
+            for c, v in zip(te.clips, fscore, strict=True)
+        ]
         gens = {g: round(e, 4) for g, e in eer_per_generator(te.clips, fscore).items()}
         srcs = {}
         spoof = labels == 1
@@ -276,6 +293,13 @@ def markdown(cv: dict[str, Any]) -> str:
 
 
 def write(cv: dict[str, Any], out_dir: Path) -> None:
+    """``cv.json`` (the figures), ``cv.md`` (their table) and ``cv_scores.csv`` (every held-out file's
+    score in its fold: to compare or combine runs file by file) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "cv.json").write_text(json.dumps(cv, indent=2) + "\n")
+    rows = cv.get("file_scores", [])
+    (out_dir / "cv.json").write_text(json.dumps({k: v for k, v in cv.items() if k != "file_scores"}, indent=2) + "\n")
     (out_dir / "cv.md").write_text(markdown(cv))
+    with open(out_dir / "cv_scores.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FILE_SCORE_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
