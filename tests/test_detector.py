@@ -318,3 +318,10 @@ def test_telephone_band_measure_does_not_depend_on_blocks():
             edges.append(band.edge_db())
         assert max(edges) - min(edges) < 1e-6
         assert (edges[0] > TELEPHONE_EDGE_DB) == narrow
+        band, buffer = TelephoneBand(SR), np.empty(1000, np.float32)  # a caller that reuses its buffer
+        for i in range(0, len(y) - 999, 1000):
+            buffer[:] = y[i : i + 1000]
+            band.push(buffer)
+        whole = TelephoneBand(SR)
+        whole.push(y[: (len(y) // 1000) * 1000])
+        assert abs(band.edge_db() - whole.edge_db()) < 1e-6

@@ -707,7 +707,7 @@ class TelephoneBand:
         """Add the next samples (1-D)."""
         if self.sample_rate < 2 * _EDGE_ABOVE_HZ[1]:
             return
-        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        block = np.array(block, dtype=np.float32).reshape(-1)  # a copy: the caller may reuse its buffer
         self._pending.append(block)
         self._pending_n += block.size
         if self._pending_n >= _EDGE_BLOCK:
@@ -720,8 +720,8 @@ class TelephoneBand:
             windowed = buf[: n * _EDGE_N_FFT].reshape(n, _EDGE_N_FFT) * _dsp.hann(_EDGE_N_FFT)
             spectrum = _dsp.rfft(windowed, overwrite_x=True)
             for i, (lo, hi) in enumerate(self._bins):
-                band = spectrum[:, lo:hi].view(np.float32)  # (re, im) pairs
-                self._power[i] += float(np.einsum("ij,ij->", band, band, dtype=np.float64))
+                band = spectrum[:, lo:hi].astype(np.complex128)  # summed in double precision
+                self._power[i] += float(np.vdot(band, band).real)
         rest = buf[n * _EDGE_N_FFT :]
         self._pending, self._pending_n = ([rest] if rest.size else []), rest.size
 
