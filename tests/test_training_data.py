@@ -432,6 +432,34 @@ def test_transforms_do_what_they_say(seed):
     assert np.array_equal(sf, G.resynthesise("source_filter", x, np.random.default_rng(seed)))  # seeded
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("rate", [2000, 4000])
+def test_upsampling_artefacts_add_images_and_a_stage_tone_and_keep_the_waveform(seed, rate):
+    """A 700 Hz tone through the candidate: images appear at the stage rate +- 700 Hz and a tone at the
+    stage rate, where the input has nothing; the waveform itself stays; seeded."""
+    from melcnn.training import generators as G
+    from melcnn.training import vocoders as V
+
+    t = np.arange(3 * SR) / SR
+    x = 0.3 * np.sin(2 * np.pi * 700 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    y = V.upsampling_artefacts(x, np.random.default_rng(seed), rate=rate)
+    assert len(y) == len(x) and np.isfinite(y).all()
+    assert np.corrcoef(x, y)[0, 1] > 0.85
+    f = np.fft.rfftfreq(len(x), 1 / SR)
+
+    def level(z, hz):  # dB relative to the input's peak, over +-3 bins
+        mag = np.abs(np.fft.rfft(z * np.hanning(len(z))))
+        i = int(np.argmin(np.abs(f - hz)))
+        ref = np.abs(np.fft.rfft(x * np.hanning(len(x)))).max()
+        return 20 * np.log10(mag[i - 3 : i + 4].max() / ref + 1e-15)
+
+    for hz in (rate - 700, rate + 700, rate):
+        assert level(x, hz) < -150 and -45 < level(y, hz) < -5, hz
+    assert abs(level(y, 700) - level(x, 700)) < 4.0  # at most the interpolation's in-band droop (sinc^2: 3.6 dB)
+    z = G.resynthesise("upsampling_artefacts", x, np.random.default_rng(seed))
+    assert np.array_equal(z, G.resynthesise("upsampling_artefacts", x, np.random.default_rng(seed)))
+
+
 def test_revocoded_tts_is_the_engine_rendered_again_by_the_vocoder(rng):
     """flite's speech through HiFi-GAN (LJSpeech): same length and words, a different waveform."""
     from melcnn.training import generators as G

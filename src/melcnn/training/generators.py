@@ -55,6 +55,7 @@ from .vocoders import (
     minimum_phase,
     phase_vocoder,
     source_filter,
+    upsampling_artefacts,
     warp_envelope,
     world,
     world_vc,
@@ -94,6 +95,7 @@ __all__ = [
     "resynthesise",
     "rhvoice_voices_installed",
     "source_filter",
+    "upsampling_artefacts",
     "synthesise",
     "tts_espeak",
     "tts_festival",
@@ -145,6 +147,7 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "mel_envelope": ("transform", False, "STFT magnitude above 1-2.5 kHz replaced by its mel envelope, phase kept"),
     "highband_noise": ("transform", False, "STFT magnitude kept, phase random above 2-5 kHz"),
     "source_filter": ("transform", False, "pulse/noise excitation from Praat's F0 through a cepstral envelope"),
+    "upsampling_artefacts": ("transform", False, "a learned upsampler's spectral images and stage-rate tone added"),
 }
 
 # re-vocoded generator -> (TTS engine, vocoder)
@@ -179,6 +182,7 @@ LICENCES: dict[str, str] = {
     "mel_envelope": "librosa + numpy: ISC / BSD",
     "highband_noise": "librosa + numpy: ISC / BSD",
     "source_filter": "librosa + scipy + Praat (parselmouth): ISC / BSD / GPL-3.0",
+    "upsampling_artefacts": "soxr + numpy: LGPL-2.1 / BSD",
 }
 for _g, (_tts, _voc) in REVOCODED.items():
     LICENCES[_g] = f"{LICENCES[_tts]}; {LICENCES[_voc]}"
@@ -211,6 +215,7 @@ def available_generators() -> dict[str, bool]:
         "mel_envelope": has_mod("librosa"),
         "highband_noise": has_mod("librosa"),
         "source_filter": has_mod("librosa") and has_mod("parselmouth"),
+        "upsampling_artefacts": has_mod("soxr"),
         "hifigan_lj": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "hifigan_universal": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "espeak": shutil.which("espeak-ng") is not None,
@@ -252,6 +257,7 @@ _RESYNTHESISERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarra
     "mel_envelope": mel_envelope,
     "highband_noise": highband_noise,
     "source_filter": source_filter,
+    "upsampling_artefacts": upsampling_artefacts,
 }
 
 

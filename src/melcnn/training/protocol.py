@@ -108,6 +108,7 @@ GENERATOR_SPLITS: dict[str, str] = {
     "mel_envelope": "train",  # candidates (`--candidate-transforms`), screened by the cross-validation
     "highband_noise": "train",
     "source_filter": "train",
+    "upsampling_artefacts": "train",
 }
 
 HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.items() if s == "eval")
@@ -115,7 +116,7 @@ HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.item
 # extra spoofs of `melcnn data build --transform-share`; the folds measure what they teach about the others)
 # the training-only transforms outside `--transform-share`'s rotation: a build adds each on its own on request
 # (`melcnn data build --candidate-transforms`), to be screened by the cross-validation first
-CANDIDATE_TRANSFORMS: tuple[str, ...] = ("mel_envelope", "highband_noise", "source_filter")
+CANDIDATE_TRANSFORMS: tuple[str, ...] = ("mel_envelope", "highband_noise", "source_filter", "upsampling_artefacts")
 TRAINING_ONLY_GENERATORS: tuple[str, ...] = ("phase_vocoder", "minimum_phase", "formant_shift", *CANDIDATE_TRANSFORMS)
 HELD_OUT_SOURCES: tuple[str, ...] = tuple(p for p, s in SOURCE_SPLITS.items() if s == "eval")
 

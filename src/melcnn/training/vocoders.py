@@ -322,7 +322,8 @@ def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ------------------------------------------------- candidate transforms (screened before they are used)
-# Three more training-only manipulations (two of the upper band, one source-filter vocoder), not in
+# Four more training-only manipulations (two of the upper band, a source-filter vocoder, a learned
+# upsampler's artefacts), not in
 # `--transform-share`'s rotation: a build adds each on request (`melcnn data build --candidate-transforms`),
 # drawn on its own, so that the cross-validation can say what each teaches (`melcnn eval --cv
 # --drop-generators NAME`) before it is used.
@@ -423,3 +424,34 @@ def source_filter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     power_out = np.sum(np.abs(out) ** 2, axis=0)
     out *= np.sqrt(np.divide(power_in, power_out, out=np.zeros_like(power_in), where=power_out > 0))
     return librosa.istft(out, hop_length=hop, n_fft=n_fft, length=n)
+
+
+UPSAMPLING_STAGE_RATES = (2000, 4000, 5500, 8000)  # Hz: where a vocoder's upsampling stages hand over, roughly
+
+
+def upsampling_artefacts(x: np.ndarray, rng: np.random.Generator, rate: int | None = None) -> np.ndarray:
+    """The two artefacts of a neural vocoder's learned upsampling (Pons et al., ICASSP 2021) added to the real
+    waveform, which is otherwise kept: the signal at an intermediate stage rate (``rate``, drawn from
+    :data:`UPSAMPLING_STAGE_RATES`) brought back to 16 kHz by linear interpolation or the nearest sample
+    (one drawn), whose spectral images
+    (mirrors of the band below ``rate``/2 around ``rate`` and its multiples) are mixed in at 0 to -12 dB of
+    their own level, and a tone at the stage rate whose amplitude follows the signal's 20 ms envelope,
+    25-40 dB below it (a transposed convolution's periodic pattern)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    r = int(rate if rate is not None else rng.choice(UPSAMPLING_STAGE_RATES))
+    low = A.resample(x, SR, r)
+    pos = np.arange(n) * (r / SR)
+    if rng.random() < 0.5:  # linear interpolation: images weighted by sinc^2, no delay
+        up = np.interp(pos, np.arange(len(low)), low)
+    else:  # the nearest sample (a centred hold): images weighted by sinc, no delay
+        up = low[np.minimum(np.round(pos).astype(int), len(low) - 1)]
+    ideal = A.resample(low, r, SR)[:n]
+    images = up - np.pad(ideal, (0, n - len(ideal)))
+    out = x + images * 10 ** (-float(rng.uniform(0.0, 12.0)) / 20)
+    frame = int(0.02 * SR)
+    env = np.sqrt(np.convolve(x**2, np.ones(frame) / frame, mode="same"))
+    tone = env * np.sqrt(2.0) * np.cos(2 * np.pi * r * np.arange(n) / SR + float(rng.uniform(0, 2 * np.pi)))
+    if r >= SR // 2:  # at the Nyquist rate the cosine's phase sets its amplitude: use the alternating sign itself
+        tone = env * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    return out + tone * 10 ** (-float(rng.uniform(25.0, 40.0)) / 20)
