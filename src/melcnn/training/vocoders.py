@@ -323,8 +323,8 @@ def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 # ------------------------------------------------- candidate transforms (screened before they are used)
 # Four more training-only manipulations (two of the upper band, a source-filter vocoder, a learned
-# upsampler's artefacts), not in
-# `--transform-share`'s rotation: a build adds each on request (`melcnn data build --candidate-transforms`),
+# upsampler's artefacts), not in `--transform-share`'s rotation: a build adds each on request (`melcnn data
+# build --candidate-transforms`),
 # drawn on its own, so that the cross-validation can say what each teaches (`melcnn eval --cv
 # --drop-generators NAME`) before it is used.
 
@@ -433,10 +433,9 @@ def upsampling_artefacts(x: np.ndarray, rng: np.random.Generator, rate: int | No
     """The two artefacts of a neural vocoder's learned upsampling (Pons et al., ICASSP 2021) added to the real
     waveform, which is otherwise kept: the signal at an intermediate stage rate (``rate``, drawn from
     :data:`UPSAMPLING_STAGE_RATES`) brought back to 16 kHz by linear interpolation or the nearest sample
-    (one drawn), whose spectral images
-    (mirrors of the band below ``rate``/2 around ``rate`` and its multiples) are mixed in at 0 to -12 dB of
-    their own level, and a tone at the stage rate whose amplitude follows the signal's 20 ms envelope,
-    25-40 dB below it (a transposed convolution's periodic pattern)."""
+    (one drawn), whose spectral images (mirrors of the band below ``rate``/2 around ``rate`` and its
+    multiples) are mixed in at 0 to -12 dB of their own level, and a tone at the stage rate whose amplitude
+    follows the signal's 20 ms envelope, 25-40 dB below it (a transposed convolution's periodic pattern)."""
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
     r = int(rate if rate is not None else rng.choice(UPSAMPLING_STAGE_RATES))
@@ -451,7 +450,9 @@ def upsampling_artefacts(x: np.ndarray, rng: np.random.Generator, rate: int | No
     out = x + images * 10 ** (-float(rng.uniform(0.0, 12.0)) / 20)
     frame = int(0.02 * SR)
     env = np.sqrt(np.convolve(x**2, np.ones(frame) / frame, mode="same"))
-    tone = env * np.sqrt(2.0) * np.cos(2 * np.pi * r * np.arange(n) / SR + float(rng.uniform(0, 2 * np.pi)))
-    if r >= SR // 2:  # at the Nyquist rate the cosine's phase sets its amplitude: use the alternating sign itself
-        tone = env * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
-    return out + tone * 10 ** (-float(rng.uniform(25.0, 40.0)) / 20)
+    phase = float(rng.uniform(0, 2 * np.pi))
+    if r >= SR // 2:  # at the Nyquist rate a cosine's phase would set its amplitude: the alternating sign itself
+        carrier = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    else:  # unit RMS, like the alternating sign
+        carrier = np.sqrt(2.0) * np.cos(2 * np.pi * r * np.arange(n) / SR + phase)
+    return out + env * carrier * 10 ** (-float(rng.uniform(25.0, 40.0)) / 20)
