@@ -118,7 +118,6 @@ def clip_features(
 def _compute(args: tuple[str, str, dict, float, tuple[str, ...]]) -> tuple[str, int, str | None]:
     """Worker: features of one clip, saved atomically. Returns (clip id, n chunks, error or None)."""
     clip_path, out_path, cfg_dict, overlap_s, time_stats = args
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from ..errors import MelcnnError
 
     cfg = FeatureConfig.from_dict(cfg_dict)
