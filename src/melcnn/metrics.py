@@ -742,9 +742,8 @@ def telephone_band_warning(original_sample_rate: int, edge_db: float | None) -> 
     """The report's warning for telephone-band audio (sampled at :data:`TELEPHONE_MAX_RATE` Hz or less,
     or with :data:`TELEPHONE_EDGE_DB` less power above 4 kHz than below it), else ``None``.
 
-    On the held-out eval split, files band-limited to 4 kHz were ranked at 18.9 % EER against 12.1 % for
-    the others, and an 8 kHz telephone round trip turned 44 % of the fakes REAL (README, "Re-encoding
-    invariance")."""
+    On the held-out eval split an 8 kHz telephone round trip turns most of the fakes that the shipped
+    models find REAL (README, "Re-encoding invariance")."""
     if original_sample_rate <= TELEPHONE_MAX_RATE:
         how = f"sampled at {original_sample_rate} Hz"
     elif edge_db is not None and edge_db > TELEPHONE_EDGE_DB:

@@ -155,9 +155,9 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
-#: the model ``melcnn analyze`` uses and ``melcnn serve`` answers with when a request names none. V2: the
-#: same file EER as V3 on the eval split (20.7 %) with the better minDCF (0.74 against 0.86) and fewer real
-#: recordings called fake at the 0.5 threshold (7.2 % against 10.2 %), in about two thirds of V3's time.
+#: the model ``melcnn analyze`` uses and ``melcnn serve`` answers with when a request names none. V2, the
+#: specification's default: both share one chunk classifier and rank alike on the eval split (README), and
+#: V2 takes about two thirds of V3's time.
 DEFAULT_MODEL = "v2"
 #: what ``melcnn serve`` loads without --model: the default first, then every other variant
 SERVE_MODELS = (DEFAULT_MODEL, *(v for v in MODELS if v != DEFAULT_MODEL))
