@@ -55,6 +55,7 @@ from .vocoders import (
     minimum_phase,
     phase_vocoder,
     source_filter,
+    unit_splice,
     upsampling_artefacts,
     warp_envelope,
     world,
@@ -103,6 +104,7 @@ __all__ = [
     "tts_pico",
     "tts_piper",
     "tts_rhvoice",
+    "unit_splice",
     "upsampling_artefacts",
     "voices_by_language",
     "warp_envelope",
@@ -148,6 +150,7 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "highband_noise": ("transform", False, "STFT magnitude kept, phase random above 2-5 kHz"),
     "source_filter": ("transform", False, "pulse/noise excitation from Praat's F0 through a cepstral envelope"),
     "upsampling_artefacts": ("transform", False, "a learned upsampler's spectral images and stage-rate tone added"),
+    "unit_splice": ("transform", False, "the utterance cut into units and joined again as unit selection joins them"),
 }
 
 # re-vocoded generator -> (TTS engine, vocoder)
@@ -183,6 +186,7 @@ LICENCES: dict[str, str] = {
     "highband_noise": "librosa + numpy: ISC / BSD",
     "source_filter": "librosa + scipy + Praat (parselmouth): ISC / BSD / GPL-3.0",
     "upsampling_artefacts": "soxr + numpy: LGPL-2.1 / BSD",
+    "unit_splice": "soxr + numpy: LGPL-2.1 / BSD",
 }
 for _g, (_tts, _voc) in REVOCODED.items():
     LICENCES[_g] = f"{LICENCES[_tts]}; {LICENCES[_voc]}"
@@ -216,6 +220,7 @@ def available_generators() -> dict[str, bool]:
         "highband_noise": has_mod("librosa"),
         "source_filter": has_mod("librosa") and has_mod("parselmouth"),
         "upsampling_artefacts": has_mod("soxr"),
+        "unit_splice": has_mod("soxr"),
         "hifigan_lj": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "hifigan_universal": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "espeak": shutil.which("espeak-ng") is not None,
@@ -258,6 +263,7 @@ _RESYNTHESISERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarra
     "highband_noise": highband_noise,
     "source_filter": source_filter,
     "upsampling_artefacts": upsampling_artefacts,
+    "unit_splice": unit_splice,
 }
 
 

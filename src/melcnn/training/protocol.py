@@ -109,6 +109,7 @@ GENERATOR_SPLITS: dict[str, str] = {
     "highband_noise": "train",
     "source_filter": "train",
     "upsampling_artefacts": "train",
+    "unit_splice": "train",
 }
 
 HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.items() if s == "eval")
@@ -116,7 +117,13 @@ HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.item
 # extra spoofs of `melcnn data build --transform-share`; the folds measure what they teach about the others)
 # the training-only transforms outside `--transform-share`'s rotation: a build adds each on its own on request
 # (`melcnn data build --candidate-transforms`), to be screened by the cross-validation first
-CANDIDATE_TRANSFORMS: tuple[str, ...] = ("mel_envelope", "highband_noise", "source_filter", "upsampling_artefacts")
+CANDIDATE_TRANSFORMS: tuple[str, ...] = (
+    "mel_envelope",
+    "highband_noise",
+    "source_filter",
+    "upsampling_artefacts",
+    "unit_splice",
+)
 TRAINING_ONLY_GENERATORS: tuple[str, ...] = ("phase_vocoder", "minimum_phase", "formant_shift", *CANDIDATE_TRANSFORMS)
 HELD_OUT_SOURCES: tuple[str, ...] = tuple(p for p, s in SOURCE_SPLITS.items() if s == "eval")
 

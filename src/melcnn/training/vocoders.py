@@ -322,11 +322,10 @@ def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ------------------------------------------------- candidate transforms (screened before they are used)
-# Four more training-only manipulations (two of the upper band, a source-filter vocoder, a learned
-# upsampler's artefacts), not in `--transform-share`'s rotation: a build adds each on request (`melcnn data
-# build --candidate-transforms`),
-# drawn on its own, so that the cross-validation can say what each teaches (`melcnn eval --cv
-# --drop-generators NAME`) before it is used.
+# Five more training-only manipulations (two of the upper band, a source-filter vocoder, a learned
+# upsampler's artefacts, unit-selection joins), not in `--transform-share`'s rotation: a build adds each
+# on request (`melcnn data build --candidate-transforms`), drawn on its own, so that the cross-validation
+# can say what each teaches (`melcnn eval --cv --drop-generators NAME`) before it is used.
 
 
 def _upper_band(n_fft: int, rng: np.random.Generator, lo_hz: float, hi_hz: float) -> int:
@@ -456,3 +455,47 @@ def upsampling_artefacts(x: np.ndarray, rng: np.random.Generator, rate: int | No
     else:  # unit RMS, like the alternating sign
         carrier = np.sqrt(2.0) * np.cos(2 * np.pi * r * np.arange(n) / SR + phase)
     return out + env * carrier * 10 ** (-float(rng.uniform(25.0, 40.0)) / 20)
+
+
+def _rising_zero_crossing(v: np.ndarray, i: int, width: int) -> int:
+    """The rising zero crossing of ``v`` nearest to sample ``i`` within ``width`` samples (``i`` if none)."""
+    lo, hi = max(1, i - width), min(len(v) - 1, i + width)
+    if hi <= lo:
+        return i
+    zc = np.flatnonzero((v[lo - 1 : hi - 1] < 0) & (v[lo:hi] >= 0)) + lo
+    return int(zc[np.argmin(np.abs(zc - i))]) if zc.size else i
+
+
+def unit_splice(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The joins of concatenative (unit-selection) synthesis, made from the utterance itself: it is cut into
+    units of 50-250 ms at rising zero crossings; each unit is taken from one of three renderings of the
+    utterance (itself, and two resampled by 0.94-0.97 and 1.03-1.06, so pitch, formants and duration move
+    together, as in units recorded in other contexts), a quarter of them from another place in the
+    utterance (a context that does not match its neighbours), each with a level step of up to 3 dB, and
+    joined by cross-fades of 0-4 ms. The waveform inside each unit is real speech; what is fake is where
+    the units meet. The length is kept."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    factors = (1.0, float(rng.uniform(0.94, 0.97)), float(rng.uniform(1.03, 1.06)))
+    renderings = [x] + [A.resample(x, SR, int(round(SR * f))) for f in factors[1:]]
+    snap = int(0.005 * SR)
+    out = np.zeros(2 * n + SR)
+    filled, t = 0, 0  # samples written; position in the utterance's own timeline
+    while filled < n:
+        length = int(rng.integers(int(0.05 * SR), int(0.25 * SR) + 1))
+        start = t if (t + length <= n and rng.random() >= 0.25) else int(rng.integers(0, max(1, n - length)))
+        k = int(rng.choice(3, p=(0.4, 0.3, 0.3)))
+        v, f = renderings[k], factors[k]
+        a = _rising_zero_crossing(v, int(round(start * f)), snap)
+        b = _rising_zero_crossing(v, min(len(v), int(round((start + length) * f))), snap)
+        unit = v[a:b] * 10 ** (float(rng.uniform(-3.0, 3.0)) / 20)
+        t = start + length
+        if unit.size == 0:
+            continue
+        fade = min(int(rng.integers(0, int(0.004 * SR) + 1)), unit.size, filled)
+        if fade:
+            w = np.sin(0.5 * np.pi * (np.arange(fade) + 0.5) / fade) ** 2
+            out[filled - fade : filled] = out[filled - fade : filled] * (1 - w) + unit[:fade] * w
+        out[filled : filled + unit.size - fade] = unit[fade:]
+        filled += unit.size - fade
+    return out[:n]
