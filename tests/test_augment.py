@@ -111,7 +111,8 @@ def test_reencoding_report_says_which_way_each_class_flips(tmp_path, rng):
     clip = tmp_path / "clip.flac"
     sf.write(str(clip), vowel_train(rng, 4.0, harmonics=49, noise=0.003), SR)
     ckpt = load_model("MEL-Spectrogram-CNN-V2").checkpoint
-    rep = I.reencoding_report([clip, clip], [0.0, 1.0], ckpt, labels=[0, 1])
+    records = []
+    rep = I.reencoding_report([clip, clip], [0.0, 1.0], ckpt, labels=[0, 1], records=records)
     assert list(rep) == list(I.CONDITIONS)
     for cond, m in rep.items():
         s1 = m["bonafide_mean_change"]  # the re-encoded copy's score (base 0)
@@ -120,6 +121,15 @@ def test_reencoding_report_says_which_way_each_class_flips(tmp_path, rng):
         assert m["bonafide_to_fake"] == float(s1 >= ckpt.threshold), cond
         assert m["spoof_to_real"] == float(s1 < ckpt.threshold), cond
         assert abs(m["spoof_mean_change"] - (s1 - 1.0)) < 1e-3, cond
+        # before: both verdicts right and the two files apart; after: one score for both, so one verdict
+        # right, and the EER of two equal scores is a coin's
+        assert m["bonafide_real_before"] == m["spoof_fake_before"] == 1.0 and m["eer_before"] == 0.0, cond
+        assert m["bonafide_real_after"] == float(s1 < ckpt.threshold), cond
+        assert m["spoof_fake_after"] == float(s1 >= ckpt.threshold), cond
+        assert m["eer_after"] == 0.5, cond
+        rows = [r for r in records if r["condition"] == cond]
+        assert [(r["label"], r["score_before"]) for r in rows] == [(0, 0.0), (1, 1.0)], cond
+        assert all(abs(r["score_after"] - s1) < 1e-3 for r in rows), cond
     # without labels the report keeps its pooled figures only
     pooled = I.reencoding_report([clip], [0.0], ckpt)
     assert "bonafide_to_fake" not in pooled["mp3_128k"] and pooled["mp3_128k"]["files"] == 1

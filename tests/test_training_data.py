@@ -460,6 +460,31 @@ def test_upsampling_artefacts_add_images_and_a_stage_tone_and_keep_the_waveform(
     assert np.array_equal(z, G.resynthesise("upsampling_artefacts", x, np.random.default_rng(seed)))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unit_splice_joins_real_units_at_other_pitches_and_places(seed):
+    """A rising chirp through the candidate: each stretch of the output is the input's own waveform (a
+    unit) at the input's pitch or one moved by 3-6 %, units come from other places of the utterance (the
+    instantaneous frequency jumps backwards somewhere), the length is kept; seeded."""
+    from melcnn.training import generators as G
+    from melcnn.training import vocoders as V
+
+    t = np.arange(3 * SR) / SR
+    hz = 200 + 200 * t  # 200 -> 800 Hz over 3 s: the frequency says where in the utterance a unit came from
+    x = 0.3 * np.sin(2 * np.pi * np.cumsum(hz) / SR)
+    y = V.unit_splice(x, np.random.default_rng(seed))
+    assert len(y) == len(x) and np.isfinite(y).all()
+    assert 0.5 < np.sqrt(np.mean(y**2)) / np.sqrt(np.mean(x**2)) < 2.0
+    frame = 800  # 50 ms: the instantaneous frequency by zero crossings per frame
+    rising = (y[:-1] < 0) & (y[1:] >= 0)
+    f_out = np.add.reduceat(rising, np.arange(0, len(rising), frame))[:-1] * SR / frame
+    assert np.any(np.diff(f_out) < -40)  # a unit from an earlier place (the chirp only rises)
+    assert np.ptp(f_out) > 300
+    # each unit is the input resampled by 1 or 0.94-1.06: its frequency lies on the chirp's range, scaled
+    assert f_out.min() > 200 / 1.07 - 25 and f_out.max() < 800 / 0.93 + 25
+    z = G.resynthesise("unit_splice", x, np.random.default_rng(seed))
+    assert np.array_equal(z, G.resynthesise("unit_splice", x, np.random.default_rng(seed)))
+
+
 def test_revocoded_tts_is_the_engine_rendered_again_by_the_vocoder(rng):
     """flite's speech through HiFi-GAN (LJSpeech): same length and words, a different waveform."""
     from melcnn.training import generators as G
@@ -837,6 +862,19 @@ def test_smoke_train_and_eval(tiny_dataset, tmp_path):
     assert result["seconds_per_file"] > 0
     assert set(HELD_OUT_GENERATORS) & set(result["per_generator"])
     assert "shortcut_audit" in result
+    # the re-encoding report: its figures per condition, and every file's scores before and after in a CSV
+    import csv
+
+    reenc = result["reencoding"]
+    rows = list(csv.DictReader((ckpt / "eval" / "reencoding.csv").open()))
+    assert len(rows) == sum(m["files"] for m in reenc.values()) > 0
+    for cond, m in reenc.items():
+        mine = [r for r in rows if r["condition"] == cond]
+        flips = [(float(r["score_before"]) >= 0.5) != (float(r["score_after"]) >= 0.5) for r in mine]
+        assert m["flip_rate"] == pytest.approx(np.mean(flips), abs=1e-4), cond
+        assert 0.0 <= m["eer_before"] <= 1.0 and 0.0 <= m["eer_after"] <= 1.0, cond
+        assert all((data / r["path"]).is_file() for r in mine), cond  # paths relative to the data
+    assert "EER before / after" in (ckpt / "eval" / "eval.md").read_text()
     # the trained checkpoint is a working detector
     clip = next((data / "clips").rglob("*.flac"))
     report = melcnn.load_model(ckpt).analyze(media_path=clip)

@@ -68,19 +68,27 @@ def reencoding_report(
     ckpt,
     *,
     labels: list[int] | None = None,
+    records: list[dict[str, Any]] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Per condition: share of flipped verdicts and mean |score change| over ``paths`` (16 kHz clips).
 
     With ``labels`` (1 = spoof, 0 = bona fide) each condition also says which way the verdicts flip:
     ``bonafide_to_fake`` (share of the bona fide files called REAL before and FAKE after: false alarms the
-    codec makes), ``spoof_to_real`` (spoofs called FAKE before and REAL after: fakes it hides), and the
-    mean score change within each class.
+    codec makes), ``spoof_to_real`` (spoofs called FAKE before and REAL after: fakes it hides), the mean
+    score change within each class, what each class's verdicts are before and after (``bonafide_real_before``
+    / ``_after``: the share of bona fide files called REAL; ``spoof_fake_before`` / ``_after``: the share of
+    spoofs called FAKE), and the EER of the same files before and after (``eer_before`` / ``eer_after``):
+    a condition can flip few verdicts and still leave the score uninformative, or flip many that were wrong.
+    ``records``, when given, receives one row per file and condition (path, label, condition, score before
+    and after).
     """
     import soundfile as sf
 
     thr = ckpt.threshold
-    res: dict[str, dict[str, list[float]]] = {c: {"delta": [], "flip": [], "label": []} for c in CONDITIONS}
+    res: dict[str, dict[str, list[float]]] = {
+        c: {"delta": [], "flip": [], "label": [], "before": []} for c in CONDITIONS
+    }
     labels = [-1] * len(paths) if labels is None else list(labels)
     with tempfile.TemporaryDirectory(prefix="melcnn-reenc-") as td:
         for i, (p, s0, y) in enumerate(zip(paths, base_scores, labels, strict=True)):
@@ -94,6 +102,11 @@ def reencoding_report(
                 res[cond]["delta"].append(s1 - s0)
                 res[cond]["flip"].append(float((s1 >= thr) != (s0 >= thr)))
                 res[cond]["label"].append(y)
+                res[cond]["before"].append(s0)
+                if records is not None:
+                    records.append(
+                        {"path": str(p), "label": y, "condition": cond, "score_before": s0, "score_after": s1}
+                    )
             if progress:
                 progress("re-encoding", i + 1, len(paths))
     out = {}
@@ -115,4 +128,17 @@ def reencoding_report(
                 out[cond][f"{name}_files"] = int(m.sum())
                 out[cond][towards] = round(float(np.mean(wrong)), 4)
                 out[cond][f"{name}_mean_change"] = round(float(np.mean(d[m])), 4)
+        before = np.array(r["before"])
+        after = before + d
+        for cls, key in ((0, "bonafide_real"), (1, "spoof_fake")):
+            m = cls_of == cls
+            if m.any():  # the share of the class's files given the right verdict
+                for when, s in (("before", before[m]), ("after", after[m])):
+                    out[cond][f"{key}_{when}"] = round(float(np.mean((s >= thr) == bool(cls))), 4)
+        if (cls_of == 0).any() and (cls_of == 1).any():
+            from .evaluate import eer
+
+            known = cls_of >= 0
+            out[cond]["eer_before"] = round(eer(before[known], cls_of[known])[0], 4)
+            out[cond]["eer_after"] = round(eer(after[known], cls_of[known])[0], 4)
     return out

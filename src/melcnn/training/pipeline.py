@@ -465,11 +465,13 @@ def evaluate_model(
         from .invariance import reencoding_report
 
         pick = np.linspace(0, len(fs.clips) - 1, min(reencode_files, len(fs.clips))).astype(int)
+        reencoded: list[dict[str, Any]] = []
         result["reencoding"] = reencoding_report(
             [fs.clips[i].path for i in pick],
             [float(file_mean[i]) for i in pick],
             ckpt,
             labels=[fs.clips[i].label for i in pick],
+            records=reencoded,
             progress=progress,
         )
     # end-to-end time per file through Detector.analyze on a few files
@@ -482,7 +484,29 @@ def evaluate_model(
     result["shortcut_audit"] = dataset_audit(Path(data_dir))
     if out_dir is not None:
         write_report(result, file_mean, labels, Path(out_dir))
+        if reencode_files:
+            _write_reencoded(reencoded, Path(data_dir), Path(out_dir) / "reencoding.csv")
     return result
+
+
+def _write_reencoded(rows: list[dict[str, Any]], data_dir: Path, path: Path) -> None:
+    """The re-encoding report's files, one row per file and condition (paths relative to the data)."""
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "condition", "score_before", "score_after"])
+        w.writeheader()
+        for r in rows:
+            p = Path(r["path"])
+            rel = p.relative_to(data_dir) if p.is_relative_to(data_dir) else p
+            w.writerow(
+                {
+                    **r,
+                    "path": str(rel),
+                    "score_before": f"{r['score_before']:.5f}",
+                    "score_after": f"{r['score_after']:.5f}",
+                }
+            )
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -531,9 +555,13 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("")
     if result.get("reencoding"):
         by_class = all("bonafide_to_fake" in m and "spoof_to_real" in m for m in result["reencoding"].values())
+        # reports written before the before/after figures were added lack them
+        before_after = by_class and all("eer_after" in m for m in result["reencoding"].values() if m["files"])
         head = "| re-encoding | files | verdicts flipped | mean abs score change | mean change |"
         if by_class:
             head += " bona fide -> FAKE | spoof -> REAL | mean change bona fide / spoof |"
+        if before_after:
+            head += " bona fide called REAL before / after | spoofs called FAKE before / after | EER before / after |"
         lines += [head, "|---" * (head.count("|") - 1) + "|"]
         for cond, m in result["reencoding"].items():
             if m["files"]:
@@ -545,6 +573,12 @@ def markdown(result: dict[str, Any]) -> str:
                     row += (
                         f" {m['bonafide_to_fake']:.1%} | {m['spoof_to_real']:.1%} | "
                         f"{m['bonafide_mean_change']:+.3f} / {m['spoof_mean_change']:+.3f} |"
+                    )
+                if before_after:
+                    row += (
+                        f" {m['bonafide_real_before']:.1%} / {m['bonafide_real_after']:.1%} |"
+                        f" {m['spoof_fake_before']:.1%} / {m['spoof_fake_after']:.1%} |"
+                        f" {m['eer_before']:.1%} / {m['eer_after']:.1%} |"
                     )
                 lines.append(row)
         lines.append("")
