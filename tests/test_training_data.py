@@ -483,6 +483,8 @@ def test_unit_splice_joins_real_units_at_other_pitches_and_places(seed):
     assert f_out.min() > 200 / 1.07 - 25 and f_out.max() < 800 / 0.93 + 25
     z = G.resynthesise("unit_splice", x, np.random.default_rng(seed))
     assert np.array_equal(z, G.resynthesise("unit_splice", x, np.random.default_rng(seed)))
+    for n in (0, 5, 100, 1000):  # utterances shorter than a unit or the snapping window end, length kept
+        assert len(V.unit_splice(x[:n], np.random.default_rng(seed))) == n
 
 
 def test_revocoded_tts_is_the_engine_rendered_again_by_the_vocoder(rng):

@@ -488,10 +488,12 @@ def unit_splice(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         v, f = renderings[k], factors[k]
         a = _rising_zero_crossing(v, int(round(start * f)), snap)
         b = _rising_zero_crossing(v, min(len(v), int(round((start + length) * f))), snap)
+        if b <= a:  # an utterance shorter than the snapping window: the unit as drawn
+            a, b = int(round(start * f)), min(len(v), int(round((start + length) * f)))
         unit = v[a:b] * 10 ** (float(rng.uniform(-3.0, 3.0)) / 20)
         t = start + length
-        if unit.size == 0:
-            continue
+        if unit.size == 0:  # nothing left to take (an empty utterance)
+            break
         fade = min(int(rng.integers(0, int(0.004 * SR) + 1)), unit.size, filled)
         if fade:
             w = np.sin(0.5 * np.pi * (np.arange(fade) + 0.5) / fade) ** 2
