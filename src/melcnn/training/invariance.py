@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .evaluate import eer
+
 # name -> (file suffix, PyAV format, encoder, sample rate, bit rate); None: FLAC with a level change
 CONDITIONS: dict[str, tuple[str, str, str, int, int] | None] = {
     "mp3_128k": (".mp3", "mp3", "libmp3lame", 44100, 128_000),
@@ -120,7 +122,12 @@ def reencoding_report(
         }
         cls_of = np.array(r["label"])
         flip = np.array(r["flip"], dtype=bool)
-        for cls, name, towards in ((0, "bonafide", "bonafide_to_fake"), (1, "spoof", "spoof_to_real")):
+        before = np.array(r["before"])
+        after = before + d
+        for cls, name, towards, right in (
+            (0, "bonafide", "bonafide_to_fake", "bonafide_real"),
+            (1, "spoof", "spoof_to_real", "spoof_fake"),
+        ):
             m = cls_of == cls
             if m.any():
                 # a flip of a bona fide file that was called FAKE goes the right way (towards REAL): not counted
@@ -128,17 +135,9 @@ def reencoding_report(
                 out[cond][f"{name}_files"] = int(m.sum())
                 out[cond][towards] = round(float(np.mean(wrong)), 4)
                 out[cond][f"{name}_mean_change"] = round(float(np.mean(d[m])), 4)
-        before = np.array(r["before"])
-        after = before + d
-        for cls, key in ((0, "bonafide_real"), (1, "spoof_fake")):
-            m = cls_of == cls
-            if m.any():  # the share of the class's files given the right verdict
-                for when, s in (("before", before[m]), ("after", after[m])):
-                    out[cond][f"{key}_{when}"] = round(float(np.mean((s >= thr) == bool(cls))), 4)
-        if (cls_of == 0).any() and (cls_of == 1).any():
-            from .evaluate import eer
-
-            known = cls_of >= 0
-            out[cond]["eer_before"] = round(eer(before[known], cls_of[known])[0], 4)
-            out[cond]["eer_after"] = round(eer(after[known], cls_of[known])[0], 4)
+                for when, s in (("before", before[m]), ("after", after[m])):  # the share given the right verdict
+                    out[cond][f"{right}_{when}"] = round(float(np.mean((s >= thr) == bool(cls))), 4)
+        if (cls_of == 0).any() and (cls_of == 1).any():  # labels are given (all 0 or 1)
+            out[cond]["eer_before"] = round(eer(before, cls_of)[0], 4)
+            out[cond]["eer_after"] = round(eer(after, cls_of)[0], 4)
     return out

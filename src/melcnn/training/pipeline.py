@@ -461,11 +461,11 @@ def evaluate_model(
         "files_without_features": len(clips) - len(fs.clips),
     }
     result["score_cue_correlation"] = score_cue_correlation(fs, file_mean)
+    reencoded: list[dict[str, Any]] = []  # every re-encoded file's scores, for reencoding.csv
     if reencode_files:
         from .invariance import reencoding_report
 
         pick = np.linspace(0, len(fs.clips) - 1, min(reencode_files, len(fs.clips))).astype(int)
-        reencoded: list[dict[str, Any]] = []
         result["reencoding"] = reencoding_report(
             [fs.clips[i].path for i in pick],
             [float(file_mean[i]) for i in pick],

@@ -479,7 +479,7 @@ def unit_splice(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     factors = (1.0, float(rng.uniform(0.94, 0.97)), float(rng.uniform(1.03, 1.06)))
     renderings = [x] + [A.resample(x, SR, int(round(SR * f))) for f in factors[1:]]
     snap = int(0.005 * SR)
-    out = np.zeros(2 * n + SR)
+    out = np.zeros(n + SR)  # the last unit starts before n and is shorter than a second
     filled, t = 0, 0  # samples written; position in the utterance's own timeline
     while filled < n:
         length = int(rng.integers(int(0.05 * SR), int(0.25 * SR) + 1))
