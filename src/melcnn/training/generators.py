@@ -54,6 +54,7 @@ from .vocoders import (
     mel_envelope,
     minimum_phase,
     phase_vocoder,
+    psola_prosody,
     source_filter,
     unit_splice,
     upsampling_artefacts,
@@ -93,6 +94,7 @@ __all__ = [
     "mel_envelope",
     "minimum_phase",
     "phase_vocoder",
+    "psola_prosody",
     "resynthesise",
     "rhvoice_voices_installed",
     "source_filter",
@@ -151,6 +153,7 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "source_filter": ("transform", False, "pulse/noise excitation from Praat's F0 through a cepstral envelope"),
     "upsampling_artefacts": ("transform", False, "a learned upsampler's spectral images and stage-rate tone added"),
     "unit_splice": ("transform", False, "the utterance cut into units and joined again as unit selection joins them"),
+    "psola_prosody": ("transform", False, "the utterance's own pitch periods overlap-added on a new, stylized contour"),
 }
 
 # re-vocoded generator -> (TTS engine, vocoder)
@@ -187,6 +190,7 @@ LICENCES: dict[str, str] = {
     "source_filter": "librosa + scipy + Praat (parselmouth): ISC / BSD / GPL-3.0",
     "upsampling_artefacts": "soxr + numpy: LGPL-2.1 / BSD",
     "unit_splice": "soxr + numpy: LGPL-2.1 / BSD",
+    "psola_prosody": "Praat (parselmouth): GPL-3.0",
 }
 for _g, (_tts, _voc) in REVOCODED.items():
     LICENCES[_g] = f"{LICENCES[_tts]}; {LICENCES[_voc]}"
@@ -221,6 +225,7 @@ def available_generators() -> dict[str, bool]:
         "source_filter": has_mod("librosa") and has_mod("parselmouth"),
         "upsampling_artefacts": has_mod("soxr"),
         "unit_splice": has_mod("soxr"),
+        "psola_prosody": has_mod("parselmouth"),
         "hifigan_lj": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "hifigan_universal": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "espeak": shutil.which("espeak-ng") is not None,
@@ -264,6 +269,7 @@ _RESYNTHESISERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarra
     "source_filter": source_filter,
     "upsampling_artefacts": upsampling_artefacts,
     "unit_splice": unit_splice,
+    "psola_prosody": psola_prosody,
 }
 
 

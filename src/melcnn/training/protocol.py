@@ -110,6 +110,7 @@ GENERATOR_SPLITS: dict[str, str] = {
     "source_filter": "train",
     "upsampling_artefacts": "train",
     "unit_splice": "train",
+    "psola_prosody": "train",
 }
 
 HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.items() if s == "eval")
@@ -123,6 +124,7 @@ CANDIDATE_TRANSFORMS: tuple[str, ...] = (
     "source_filter",
     "upsampling_artefacts",
     "unit_splice",
+    "psola_prosody",
 )
 TRAINING_ONLY_GENERATORS: tuple[str, ...] = ("phase_vocoder", "minimum_phase", "formant_shift", *CANDIDATE_TRANSFORMS)
 HELD_OUT_SOURCES: tuple[str, ...] = tuple(p for p, s in SOURCE_SPLITS.items() if s == "eval")

@@ -501,3 +501,51 @@ def unit_splice(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out[filled : filled + unit.size - fade] = unit[fade:]
         filled += unit.size - fade
     return out[:n]
+
+
+def psola_prosody(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """New prosody on the utterance's own pitch periods, by Praat's pitch-synchronous overlap-add (TD-PSOLA,
+    the waveform method of diphone synthesis and of prosody-transplanting voice changers): the F0 contour is
+    stylized to a piecewise-linear line (1-3 semitone resolution, so jitter and micro-prosody go), its range
+    around the median scaled by 0.5-1.5, shifted by 1-4 semitones either way, and the tempo bent by a
+    duration tier of a few points in 0.85-1.15. Every period is a real one, placed where the new contour says
+    (repeated or dropped as needed); the spectral envelope moves with nothing. The length follows the tempo.
+    An utterance too short for a pitch analysis (under 0.1 s) is returned unchanged."""
+    import parselmouth
+    from parselmouth.praat import call
+
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < int(0.1 * SR):
+        return x.copy()
+    # Praat's overlap-add draws from its own generator (where periods are dropped or repeated): seed it
+    # from ``rng`` so that a build is reproducible, then give Praat back an unpredictable seed
+    parselmouth.praat.run(f"random_initializeWithSeedUnsafelyButPredictably ({int(rng.integers(1, 2**31))})")
+    try:
+        return _psola_prosody(x, rng, parselmouth, call)
+    finally:
+        parselmouth.praat.run("random_initializeSafelyAndUnpredictably ()")
+
+
+def _psola_prosody(x: np.ndarray, rng: np.random.Generator, parselmouth: Any, call: Callable[..., Any]) -> np.ndarray:
+    snd = parselmouth.Sound(x, SR)
+    t0, t1 = snd.xmin, snd.xmax
+    manip = call(snd, "To Manipulation", 0.01, 75, 600)
+    tier = call(manip, "Extract pitch tier")
+    call(tier, "Stylize...", float(rng.uniform(1.0, 3.0)), "Semitones")
+    n_points = int(call(tier, "Get number of points"))
+    if n_points:
+        times = np.array([call(tier, "Get time from index", i) for i in range(1, n_points + 1)])
+        f0 = np.array([call(tier, "Get value at index", i) for i in range(1, n_points + 1)])
+        median = float(np.median(f0))
+        shift = 2 ** (float(rng.choice([-1, 1]) * rng.uniform(1.0, 4.0)) / 12)
+        new_f0 = np.clip(median * (f0 / median) ** float(rng.uniform(0.5, 1.5)) * shift, 60.0, 500.0)
+        new_tier = call("Create PitchTier", "new", t0, t1)
+        for t, f in zip(times, new_f0, strict=True):
+            call(new_tier, "Add point", float(t), float(f))
+        call([new_tier, manip], "Replace pitch tier")
+    tempo = call("Create DurationTier", "tempo", t0, t1)
+    for t in np.sort(rng.uniform(t0, t1, size=int(rng.integers(2, 6)))):
+        call(tempo, "Add point", float(t), float(rng.uniform(0.85, 1.15)))
+    call([manip, tempo], "Replace duration tier")
+    out = call(manip, "Get resynthesis (overlap-add)")
+    return np.asarray(out.values[0], dtype=np.float64)
