@@ -1,5 +1,5 @@
 """The head trainer's regularisers: view-group batches, the view-consistency penalty, weight averaging,
-domain balancing, mixup, band dropout, the domain adversary."""
+domain balancing, mixup, band dropout, the domain adversary, the partner ranking loss."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from melcnn.training.train import (  # noqa: E402
     _batches,
     _domain_weights,
     _drop_bands,
+    _group_members,
     _mix,
-    _view_group_members,
+    _partner_ranking,
     _view_variance,
     fit_head,
 )
@@ -33,7 +34,7 @@ def _groups(n_groups: int, views: int, chunks: int) -> np.ndarray:
 
 def test_group_batches_cover_every_chunk_once_and_keep_groups_whole() -> None:
     groups = _groups(n_groups=37, views=2, chunks=3)
-    batches = _batches(len(groups), 20, np.random.default_rng(0), _view_group_members(groups))
+    batches = _batches(len(groups), 20, np.random.default_rng(0), _group_members(groups[:, 1]))
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(len(groups)))
     where = {int(i): b for b, idx in enumerate(batches) for i in idx}
@@ -163,7 +164,7 @@ def test_mixup_trains_a_head_that_still_separates_the_classes() -> None:
     assert roc_auc(Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights).logits(xt), yt) > 0.65
     groups = _groups(len(y) // 4, 1, 2)  # a clip and one view, two chunks each
     assert len(groups) == len(y)
-    with pytest.raises(ValueError, match="do not combine"):
+    with pytest.raises(ValueError, match="does not combine"):
         fit_head(x, y, None, None, train_groups=groups, head=HEAD, cfg=TrainConfig(epochs=1, consistency=1, mixup=0.4))
 
 
@@ -240,3 +241,74 @@ def test_domain_adversary_hides_the_domain_from_the_hidden_layer() -> None:
         fit_head(x, y, None, None, head=HEAD, cfg=TrainConfig(epochs=1, adversary=1.0))
     with pytest.raises(ValueError, match="mixup"):
         fit_head(x, y, None, None, train_domains=domain, head=HEAD, cfg=TrainConfig(epochs=1, adversary=1, mixup=0.4))
+
+
+def test_partner_ranking_is_softplus_of_each_spoofs_gap_to_its_utterances_bona_fide_mean() -> None:
+    # (clip, view group, utterance) per chunk; utterance 0: bona fide clips 0 (2 chunks) and 1 (its view),
+    # spoof clip 2; utterance 1: spoof clip 3 only (no bona fide partner in the batch: left out)
+    groups = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0], [2, 2, 0], [2, 2, 0], [3, 3, 1]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    logits = torch.tensor([1.0, 3.0, -1.0, 0.0, 1.0, -5.0], requires_grad=True)
+    bona_mean = (2.0 + -1.0) / 2  # the mean of the bona fide clips' mean logits
+    expected = np.log1p(np.exp(bona_mean - 0.5))
+    loss = _partner_ranking(logits, labels, groups)
+    assert float(loss) == pytest.approx(expected)
+    loss.backward()
+    assert logits.grad[3] < 0 and logits.grad[0] > 0 and logits.grad[5] == 0  # spoof up, bona fide down
+    # clip weights are the mean of their chunks' weights; with one paired spoof they change nothing
+    weighted = _partner_ranking(logits, labels, groups, torch.tensor([1.0, 1.0, 1.0, 2.0, 4.0, 9.0]))
+    assert float(weighted) == pytest.approx(expected)
+    # an utterance without a bona fide clip gives no loss at all
+    assert float(_partner_ranking(logits[5:], labels[5:], groups[5:])) == 0.0
+
+
+def _paired_data(seed: int, n_pairs: int, n_single: int, channel_sd: float):
+    """Utterances: ``n_pairs`` paired (a bona fide clip and its spoof partner, 2 chunks each, sharing the
+    utterance's content and channel) and ``n_single`` unpaired (one clip alone). Input 0 carries the
+    generator's weak evidence on top of the utterance's content; input 1 the channel, which on the unpaired
+    clips gives the label away (bona fide +2, spoof -2) and on the pairs says nothing."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        (u, label, ch, content)
+        for u, ch, content in zip(
+            range(n_pairs), rng.normal(0, channel_sd, n_pairs), rng.normal(0, 1.0, n_pairs), strict=True
+        )
+        for label in (0, 1)
+    ]
+    for u in range(n_pairs, n_pairs + n_single):
+        label = int(rng.integers(0, 2))
+        rows.append((u, label, rng.normal(2.0 if label == 0 else -2.0, 0.5), rng.normal(0, 1.0)))
+    x, y, groups = [], [], []
+    for clip, (utt, label, ch, content) in enumerate(rows):
+        for _ in range(2):
+            f = np.exp(rng.normal(0, 0.3, (HEAD.n_channels, HEAD.n_rows))).astype(np.float32)
+            f[0, 0] = np.exp(content + 0.8 * label + rng.normal(0, 0.3))
+            f[1, 0] = np.exp(ch + rng.normal(0, 0.1))
+            x.append(f)
+            y.append(label)
+            groups.append((clip, clip, utt))
+    return np.array(x), np.array(y), np.array(groups)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_partner_ranking_moves_the_head_from_the_channel_to_what_the_generator_changed(seed: int) -> None:
+    """Trained where the channel gives the label away on unpaired clips, the head leans on it; the partner
+    ranking loss, which the channel (equal within a pair) cannot lower, moves it to the evidence, and on
+    new channels (pairs only, the channel unrelated to the class) it ranks better."""
+    x, y, groups = _paired_data(0, n_pairs=150, n_single=150, channel_sd=1.0)
+    xt, yt, _ = _paired_data(2, n_pairs=400, n_single=0, channel_sd=2.0)
+    auc = {}
+    for weight in (0.0, 3.0):
+        cfg = TrainConfig(epochs=25, batch_size=64, seed=seed, pairing=weight, patience=100)
+        weights, _, history = fit_head(x, y, None, None, train_groups=groups, head=HEAD, cfg=cfg)
+        assert len(history) == 25
+        auc[weight] = roc_auc(Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights).fake_scores(xt), yt)
+    assert auc[3.0] > auc[0.0] + 0.04, auc
+
+
+def test_partner_ranking_needs_utterances_and_does_not_mix() -> None:
+    x, y, groups = _paired_data(0, n_pairs=10, n_single=0, channel_sd=1.0)
+    with pytest.raises(ValueError, match="utterance"):
+        fit_head(x, y, None, None, train_groups=groups[:, :2], head=HEAD, cfg=TrainConfig(epochs=1, pairing=1))
+    with pytest.raises(ValueError, match="mixup"):
+        fit_head(x, y, None, None, train_groups=groups, head=HEAD, cfg=TrainConfig(epochs=1, pairing=1, mixup=0.4))

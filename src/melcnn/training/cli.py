@@ -231,8 +231,8 @@ def _probability(text: str) -> float:
 
 
 def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_help: str, average_help: str) -> None:
-    """``--consistency W``, ``--average-from E``, ``--balance-domains``, ``--mixup A``, ``--band-dropout P``
-    and ``--adversary W``
+    """``--consistency W``, ``--average-from E``, ``--balance-domains``, ``--mixup A``, ``--band-dropout P``,
+    ``--adversary W`` and ``--pairing W``
     (:class:`~melcnn.training.train.TrainConfig`'s)."""
     parser.add_argument("--consistency", type=_non_negative_float, default=0.0, metavar="W", help=consistency_help)
     parser.add_argument("--average-from", type=int, default=0, metavar="E", help=average_help)
@@ -266,6 +266,15 @@ def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_hel
         help="train a domain adversary of weight W: a classifier of each chunk's source (bona fide) or "
         "generator (spoof) on the head's last hidden layer, its gradient reversed, so the head learns to "
         "hide them; not with --mixup (default 0: off)",
+    )
+    parser.add_argument(
+        "--pairing",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="W",
+        help="add W times a partner ranking loss: every spoof made from (or beside) a bona fide utterance is "
+        "asked to score above that utterance's bona fide clips, so a shift that a source or channel gives "
+        "both cancels; not with --mixup (default 0: off)",
     )
 
 
@@ -327,6 +336,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         mixup=args.mixup,
         band_dropout=args.band_dropout,
         adversary=args.adversary,
+        pairing=args.pairing,
         evaluate=not args.no_eval,
         fit_on=args.fit_on,
         progress=_Progress(),
@@ -360,6 +370,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             mixup=args.mixup,
             band_dropout=args.band_dropout,
             adversary=args.adversary,
+            pairing=args.pairing,
             workers=args.workers,
             progress=_Progress(),
         )
@@ -374,6 +385,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         name += f"-m{args.mixup:g}" if args.mixup else ""
         name += f"-bd{args.band_dropout:g}" if args.band_dropout else ""
         name += f"-adv{args.adversary:g}" if args.adversary else ""
+        name += f"-pair{args.pairing:g}" if args.pairing else ""
         out = args.out or Path(args.data) / "cv" / name
         crossval.write(cv, out)
         print(crossval.markdown(cv))

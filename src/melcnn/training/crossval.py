@@ -147,6 +147,7 @@ def cross_validate(
     mixup: float = 0.0,
     band_dropout: float = 0.0,
     adversary: float = 0.0,
+    pairing: float = 0.0,
     folds: list[int] | None = None,
     drop_generators: tuple[str, ...] = (),
     workers: int = 2,
@@ -154,7 +155,8 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level).
 
-    ``consistency``, ``average_from``, ``balance_domains``, ``mixup``, ``band_dropout`` and ``adversary`` are
+    ``consistency``, ``average_from``, ``balance_domains``, ``mixup``, ``band_dropout``, ``adversary`` and
+    ``pairing`` are
     :class:`~melcnn.training.train.TrainConfig`'s (the MLP head);
     ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`); ``hidden``
     the MLP's hidden layers (default the specification's 1024-512-128; smaller ones, each with the dropout
@@ -191,6 +193,7 @@ def cross_validate(
         mixup=mixup,
         band_dropout=band_dropout,
         adversary=adversary,
+        pairing=pairing,
     )
     out: dict[str, Any] = {
         "model": model,
@@ -207,6 +210,7 @@ def cross_validate(
         "mixup": mixup,
         "band_dropout": band_dropout,
         "adversary": adversary,
+        "pairing": pairing,
         "folds": [],
         "file_scores": [],
     }
@@ -277,7 +281,8 @@ def markdown(cv: dict[str, Any]) -> str:
         + (", domains balanced" if cv.get("balance_domains") else "")
         + (f", mixup {cv['mixup']:g}" if cv.get("mixup") else "")
         + (f", band dropout {cv['band_dropout']:g}" if cv.get("band_dropout") else "")
-        + (f", domain adversary {cv['adversary']:g}" if cv.get("adversary") else ""),
+        + (f", domain adversary {cv['adversary']:g}" if cv.get("adversary") else "")
+        + (f", partner ranking {cv['pairing']:g}" if cv.get("pairing") else ""),
         "",
         "| fold | held-out sources | held-out generators | bona fide / spoof files | EER | ROC AUC |",
         "|---|---|---|---|---|---|",

@@ -41,6 +41,7 @@ class Clip:
     duration_s: float
     source: str  # bona fide package (for a spoof: its partner's package, whose channel it inherits)
     view_of: str = ""  # clip id of the base clip when this clip is a channel-augmented view of it
+    parent: str = ""  # the bona fide utterance this clip is (bona fide) or was made from or beside (spoof)
 
     @property
     def is_view(self) -> bool:
@@ -68,6 +69,7 @@ def read_clips(data_dir: Path) -> list[Clip]:
             duration_s=row["duration_s"],
             source=row["source"],
             view_of=row.get("view_of") or "",
+            parent=row.get("parent") or "",
         )
         for row in read_manifest(path)
     ]
@@ -198,10 +200,20 @@ class FeatureSet:
 
 
 def view_groups(fs: FeatureSet) -> np.ndarray:
-    """Per chunk of ``fs``: its clip and the index of its view group (a base clip and its augmented views)."""
+    """Per chunk of ``fs``: its clip, the index of its view group (a base clip and its augmented views) and
+    the index of its utterance (the bona fide utterance it is or was made from or beside: ``parent``; a
+    clip without one is an utterance of its own with its views)."""
     base: dict[str, int] = {}
     group_of_clip = np.array([base.setdefault(c.view_of or c.clip_id, len(base)) for c in fs.clips], dtype=np.int64)
-    return np.stack([fs.clip_index, group_of_clip[fs.clip_index]], axis=1)
+    utterances: dict[str, int] = {}
+    utt_of_clip = np.array(
+        [
+            utterances.setdefault(c.parent or "view group " + (c.view_of or c.clip_id), len(utterances))
+            for c in fs.clips
+        ],
+        dtype=np.int64,
+    )
+    return np.stack([fs.clip_index, group_of_clip[fs.clip_index], utt_of_clip[fs.clip_index]], axis=1)
 
 
 def domain_ids(fs: FeatureSet) -> np.ndarray:

@@ -64,6 +64,7 @@ def train_model(
     mixup: float = 0.0,
     band_dropout: float = 0.0,
     adversary: float = 0.0,
+    pairing: float = 0.0,
     evaluate: bool = True,
     fit_on: str = "train",
     progress: Progress | None = None,
@@ -107,6 +108,7 @@ def train_model(
         mixup=mixup,
         band_dropout=band_dropout,
         adversary=adversary,
+        pairing=pairing,
     )
     t0 = time.perf_counter()
     history: list[dict[str, float]]  # one row per epoch (empty for a head calibrated on a given classifier)

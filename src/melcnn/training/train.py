@@ -52,6 +52,12 @@ class TrainConfig:
     #: weight to leave it guessing (domain confusion), so the hidden layer is pushed to carry no source or
     #: generator identity (0: off; needs ``train_domains``)
     adversary: float = 0.0
+    #: weight of the partner ranking loss: within each utterance of a batch, every spoof clip made from it
+    #: (its resynthesis, a transform of it, or TTS in its channel, views included) is asked to score above
+    #: the utterance's bona fide clips, softplus(bona fide mean logit - spoof clip logit); a shift of the
+    #: scores that a source or channel gives both sides of a pair cancels, so only what the generator changed
+    #: lowers it (0: off; needs ``train_groups`` with utterances)
+    pairing: float = 0.0
 
 
 def file_scores(chunk_scores: np.ndarray, file_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,10 +97,13 @@ def fit_head(
         File id of each dev chunk; early stopping and calibration use file-level scores.
         With ``x_dev=None`` the head trains for ``cfg.epochs`` epochs, is not calibrated (scale 1, bias 0),
         and the last epoch is returned (the cross-validation's folds have no dev of their own).
-    train_groups : np.ndarray [shape=(n,), 2 columns], optional
+    train_groups : np.ndarray [shape=(n,), 2 or 3 columns], optional
         Per train chunk: ``[:, 0]`` its clip, ``[:, 1]`` its view group (the base clip of a clip and its
-        channel-augmented views). With ``cfg.consistency > 0`` batches are made of whole groups and the
-        loss adds ``consistency`` times the within-group variance of the clips' mean chunk probabilities.
+        channel-augmented views), ``[:, 2]`` its utterance (a bona fide utterance and every spoof made
+        from it or in its channel, views included; :func:`melcnn.training.features.view_groups`). With
+        ``cfg.consistency > 0`` batches are made of whole view groups and the loss adds ``consistency``
+        times the within-group variance of the clips' mean chunk probabilities; with ``cfg.pairing > 0``
+        batches are made of whole utterances and the loss adds ``pairing`` times the partner ranking loss.
     train_domains : np.ndarray [shape=(n,)], optional
         Per train chunk: its domain (:func:`melcnn.training.features.domain_ids`), for
         ``cfg.balance_domains``.
@@ -153,11 +162,14 @@ def fit_head(
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
         xt_t, yt_t = torch.from_numpy(xt), torch.from_numpy(yt)
-        groups = None if train_groups is None or cfg.consistency <= 0 else np.asarray(train_groups)
-        if groups is not None and cfg.mixup > 0:  # a mixed chunk belongs to no one view group
-            raise ValueError("mixup and the view-consistency penalty do not combine")
+        grouped = cfg.consistency > 0 or cfg.pairing > 0
+        groups = None if train_groups is None or not grouped else np.asarray(train_groups)
+        if cfg.pairing > 0 and (groups is None or groups.shape[1] < 3):
+            raise ValueError("the partner ranking loss needs train_groups with an utterance column")
+        if groups is not None and cfg.mixup > 0:  # a mixed chunk belongs to no one view group or utterance
+            raise ValueError("mixup does not combine with the view-consistency penalty or the partner ranking")
         steps, step = cfg.epochs * -(-len(yt) // cfg.batch_size), 0
-        members = None if groups is None else _view_group_members(groups)
+        members = None if groups is None else _group_members(groups[:, 2 if cfg.pairing > 0 else 1])
         best: tuple[float, int, dict[str, Any]] | None = None
         history: list[dict[str, float]] = []
         averaged: dict[str, Any] | None = None
@@ -185,8 +197,10 @@ def fit_head(
                     ramp = 2.0 / (1.0 + np.exp(-10.0 * step / steps)) - 1.0  # DANN's schedule, 0 -> 1
                     loss = loss + adversary.loss(hidden, domains_t[idx], yb, adversary_w[idx], cfg.adversary * ramp)
                 step += 1
-                if groups is not None:
+                if groups is not None and cfg.consistency > 0:
                     loss = loss + cfg.consistency * _view_variance(torch.sigmoid(logits), groups[idx_np])
+                if groups is not None and cfg.pairing > 0:
+                    loss = loss + cfg.pairing * _partner_ranking(logits, yt[idx_np], groups[idx_np], wb)
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
@@ -318,15 +332,15 @@ def _domain_weights(domains: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return w * (len(w) / w.sum())
 
 
-def _view_group_members(groups: np.ndarray) -> list[np.ndarray]:
-    """Chunk indices of each view group (``groups[:, 1]``), in group order."""
-    by_group = np.argsort(groups[:, 1], kind="stable")
-    return np.split(by_group, np.flatnonzero(np.diff(groups[by_group, 1])) + 1)
+def _group_members(group: np.ndarray) -> list[np.ndarray]:
+    """Chunk indices of each group (a view group or an utterance: one id per chunk), in group order."""
+    by_group = np.argsort(group, kind="stable")
+    return np.split(by_group, np.flatnonzero(np.diff(group[by_group])) + 1)
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator, members: list[np.ndarray] | None) -> list[np.ndarray]:
-    """Shuffled mini-batches of chunk indices; with ``members`` (:func:`_view_group_members`), whole view
-    groups of about ``batch_size`` chunks."""
+    """Shuffled mini-batches of chunk indices; with ``members`` (:func:`_group_members`), whole groups in
+    batches of about ``batch_size`` chunks."""
     if members is None:
         order = rng.permutation(n)
         return [order[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -363,6 +377,48 @@ def _view_variance(p, groups: np.ndarray):  # (torch.Tensor, (n, 2) array) -> to
     var = torch.zeros(n_groups, dtype=p.dtype).index_add_(0, group_t, sq) / size
     multi = size > 1
     return var[multi].mean() if bool(multi.any()) else p.sum() * 0.0
+
+
+def _clip_means(values, clip_of_chunk: np.ndarray):  # (tensor, array) -> (tensor, array of first chunks)
+    """Mean of ``values`` over each clip's chunks (clips numbered in order of their ids), and each clip's
+    first chunk index."""
+    import torch
+
+    _, clip = np.unique(clip_of_chunk, return_inverse=True)
+    n_clips = int(clip.max()) + 1
+    clip_t = torch.from_numpy(clip)
+    counts = torch.zeros(n_clips, dtype=values.dtype).index_add_(0, clip_t, torch.ones_like(values))
+    means = torch.zeros(n_clips, dtype=values.dtype).index_add_(0, clip_t, values) / counts
+    return means, np.unique(clip, return_index=True)[1]
+
+
+def _partner_ranking(logits, labels: np.ndarray, groups: np.ndarray, weights=None):  # -> torch scalar
+    """The partner ranking loss of a batch of whole utterances: for every spoof clip whose utterance
+    (``groups[:, 2]``) has bona fide clips in the batch, softplus(mean of those bona fide clips' logits -
+    the spoof clip's logit), each clip's logit the mean over its chunks (``groups[:, 0]``); averaged over
+    those spoof clips, each weighted by the mean of its chunks' ``weights`` (a tensor; None: alike)."""
+    import torch
+    from torch.nn import functional as F
+
+    clip_logit, first = _clip_means(logits, groups[:, 0])
+    clip_label = np.asarray(labels)[first]
+    _, utt = np.unique(groups[first, 2], return_inverse=True)
+    bona = clip_label == 0
+    n_bona = np.bincount(utt[bona], minlength=int(utt.max()) + 1)
+    paired = (clip_label == 1) & (n_bona[utt] > 0)
+    if not paired.any():
+        return logits.sum() * 0.0
+    utt_t = torch.from_numpy(utt)
+    bona_sum = torch.zeros(len(n_bona), dtype=logits.dtype).index_add_(
+        0, utt_t[torch.from_numpy(bona)], clip_logit[torch.from_numpy(bona)]
+    )
+    bona_mean = bona_sum / torch.from_numpy(np.maximum(n_bona, 1)).to(logits.dtype)
+    sel = torch.from_numpy(np.flatnonzero(paired))
+    per_clip = F.softplus(bona_mean[utt_t[sel]] - clip_logit[sel])
+    if weights is None:
+        return per_clip.mean()
+    w = _clip_means(weights, groups[:, 0])[0][sel]
+    return (per_clip * w).sum() / w.sum()
 
 
 def _refresh_batchnorm(model, x, batch_size: int) -> None:  # (torch module, tensor, int)
