@@ -488,6 +488,40 @@ def test_unit_splice_joins_real_units_at_other_pitches_and_places(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frame_splice_steps_the_pitch_frame_by_frame_along_the_real_utterance(seed):
+    """The chirp through the frame-rate splice: every 50 ms the frequency is the chirp's own at that time
+    (units stay in place, unlike unit_splice's), while within it the pitch steps up and down by the
+    resampled copies' 3-6 % many times a second; the length is kept; seeded."""
+    from scipy.ndimage import median_filter
+    from scipy.signal import hilbert
+
+    from melcnn.training import generators as G
+    from melcnn.training import vocoders as V
+
+    t = np.arange(3 * SR) / SR
+    hz = 200 + 200 * t
+    x = 0.3 * np.sin(2 * np.pi * np.cumsum(hz) / SR)
+    y = V.frame_splice(x, np.random.default_rng(seed))
+    assert len(y) == len(x) and np.isfinite(y).all()
+    assert 0.7 < np.sqrt(np.mean(y**2)) / np.sqrt(np.mean(x**2)) < 1.4
+    frame = 800
+    rising = (y[:-1] < 0) & (y[1:] >= 0)
+    f_out = np.add.reduceat(rising, np.arange(0, len(rising), frame))[:-1] * SR / frame
+    ratio_50ms = f_out / hz[np.arange(0, len(rising), frame)[:-1] + frame // 2]
+    assert np.all((ratio_50ms > 0.85) & (ratio_50ms < 1.2))  # in place (a 50 ms count resolves 20 Hz)
+    phase = np.unwrap(np.angle(hilbert(y)))
+    inst = np.convolve(np.diff(phase) * SR / (2 * np.pi), np.ones(80) / 80, mode="same")[400:-400]
+    rel = inst / median_filter(inst, size=801)  # at 5 ms resolution, against its own 50 ms median
+    assert np.percentile(rel, 5) < 0.96 and np.percentile(rel, 95) > 1.04  # both copies, down and up
+    moved = np.abs(rel - 1) > 0.02
+    assert np.count_nonzero(np.diff(moved.astype(int))) > 40 * 3  # more than 40 steps a second
+    z = G.resynthesise("frame_splice", x, np.random.default_rng(seed))
+    assert np.array_equal(z, G.resynthesise("frame_splice", x, np.random.default_rng(seed)))
+    for n in (0, 5, 100, 1000):
+        assert len(V.frame_splice(x[:n], np.random.default_rng(seed))) == n
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_psola_prosody_moves_the_pitch_of_real_periods_and_removes_their_jitter(seed):
     """A jittered glottal pulse train (140 Hz, each period drawn +-4 %) through a vowel-like resonance: the
     candidate moves the median F0 by 1-4 semitones (range scaling keeps the median), the periods become

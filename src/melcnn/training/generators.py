@@ -45,6 +45,7 @@ from .vocoders import (
     _hifigan16k_file,
     _hifigan_dir,
     formant_shift,
+    frame_splice,
     griffinlim_linear,
     griffinlim_mel,
     hifigan,
@@ -83,6 +84,7 @@ __all__ = [
     "available_generators",
     "festival_voices_installed",
     "formant_shift",
+    "frame_splice",
     "griffinlim_linear",
     "griffinlim_mel",
     "hifigan",
@@ -154,6 +156,7 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "upsampling_artefacts": ("transform", False, "a learned upsampler's spectral images and stage-rate tone added"),
     "unit_splice": ("transform", False, "the utterance cut into units and joined again as unit selection joins them"),
     "psola_prosody": ("transform", False, "the utterance's own pitch periods overlap-added on a new, stylized contour"),
+    "frame_splice": ("transform", False, "the utterance cut into 10-40 ms frames of itself or resampled copies"),
 }
 
 # re-vocoded generator -> (TTS engine, vocoder)
@@ -191,6 +194,7 @@ LICENCES: dict[str, str] = {
     "upsampling_artefacts": "soxr + numpy: LGPL-2.1 / BSD",
     "unit_splice": "soxr + numpy: LGPL-2.1 / BSD",
     "psola_prosody": "Praat (parselmouth): GPL-3.0",
+    "frame_splice": "soxr + numpy: LGPL-2.1 / BSD",
 }
 for _g, (_tts, _voc) in REVOCODED.items():
     LICENCES[_g] = f"{LICENCES[_tts]}; {LICENCES[_voc]}"
@@ -226,6 +230,7 @@ def available_generators() -> dict[str, bool]:
         "upsampling_artefacts": has_mod("soxr"),
         "unit_splice": has_mod("soxr"),
         "psola_prosody": has_mod("parselmouth"),
+        "frame_splice": has_mod("soxr"),
         "hifigan_lj": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "hifigan_universal": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "espeak": shutil.which("espeak-ng") is not None,
@@ -270,6 +275,7 @@ _RESYNTHESISERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarra
     "upsampling_artefacts": upsampling_artefacts,
     "unit_splice": unit_splice,
     "psola_prosody": psola_prosody,
+    "frame_splice": frame_splice,
 }
 
 

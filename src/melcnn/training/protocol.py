@@ -111,6 +111,7 @@ GENERATOR_SPLITS: dict[str, str] = {
     "upsampling_artefacts": "train",
     "unit_splice": "train",
     "psola_prosody": "train",
+    "frame_splice": "train",
 }
 
 HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.items() if s == "eval")
@@ -125,6 +126,7 @@ CANDIDATE_TRANSFORMS: tuple[str, ...] = (
     "upsampling_artefacts",
     "unit_splice",
     "psola_prosody",
+    "frame_splice",
 )
 TRAINING_ONLY_GENERATORS: tuple[str, ...] = ("phase_vocoder", "minimum_phase", "formant_shift", *CANDIDATE_TRANSFORMS)
 HELD_OUT_SOURCES: tuple[str, ...] = tuple(p for p, s in SOURCE_SPLITS.items() if s == "eval")

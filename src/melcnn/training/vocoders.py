@@ -474,6 +474,29 @@ def unit_splice(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     utterance (a context that does not match its neighbours), each with a level step of up to 3 dB, and
     joined by cross-fades of 0-4 ms. The waveform inside each unit is real speech; what is fake is where
     the units meet. The length is kept."""
+    return _splice(x, rng, unit_s=(0.05, 0.25), elsewhere=0.25, level_db=3.0, fade_s=0.004)
+
+
+def frame_splice(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`unit_splice` at the rate of a vocoder's frames: units of 10-40 ms, every one in its own place
+    (no jumps), from the utterance or its copies resampled by 0.94-0.97 and 1.03-1.06, level steps of up to
+    1 dB, cross-fades of 0-2 ms: pitch and formants that step from frame to frame along the real
+    utterance, as a frame-wise vocoder's estimates do. The length is kept."""
+    return _splice(x, rng, unit_s=(0.01, 0.04), elsewhere=0.0, level_db=1.0, fade_s=0.002)
+
+
+def _splice(
+    x: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    unit_s: tuple[float, float],
+    elsewhere: float,
+    level_db: float,
+    fade_s: float,
+) -> np.ndarray:
+    """``x`` cut into units of ``unit_s`` seconds at rising zero crossings, each from ``x`` or one of two
+    copies resampled by 0.94-0.97 / 1.03-1.06, a share ``elsewhere`` of them from another place, each with a
+    level step of up to ``level_db``, joined by cross-fades of up to ``fade_s``; the length is kept."""
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
     factors = (1.0, float(rng.uniform(0.94, 0.97)), float(rng.uniform(1.03, 1.06)))
@@ -482,19 +505,24 @@ def unit_splice(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros(n + SR)  # the last unit starts before n and is shorter than a second
     filled, t = 0, 0  # samples written; position in the utterance's own timeline
     while filled < n:
-        length = int(rng.integers(int(0.05 * SR), int(0.25 * SR) + 1))
-        start = t if (t + length <= n and rng.random() >= 0.25) else int(rng.integers(0, max(1, n - length)))
+        length = int(rng.integers(int(unit_s[0] * SR), int(unit_s[1] * SR) + 1))
+        if t + length <= n and rng.random() >= elsewhere:
+            start = t
+        elif elsewhere == 0:  # in place only: past the end of the timeline (the units ran short), its last stretch
+            start = max(0, n - length)
+        else:
+            start = int(rng.integers(0, max(1, n - length)))
         k = int(rng.choice(3, p=(0.4, 0.3, 0.3)))
         v, f = renderings[k], factors[k]
         a = _rising_zero_crossing(v, int(round(start * f)), snap)
         b = _rising_zero_crossing(v, min(len(v), int(round((start + length) * f))), snap)
         if b <= a:  # an utterance shorter than the snapping window: the unit as drawn
             a, b = int(round(start * f)), min(len(v), int(round((start + length) * f)))
-        unit = v[a:b] * 10 ** (float(rng.uniform(-3.0, 3.0)) / 20)
+        unit = v[a:b] * 10 ** (float(rng.uniform(-level_db, level_db)) / 20)
         t = start + length
         if unit.size == 0:  # nothing left to take (an empty utterance)
             break
-        fade = min(int(rng.integers(0, int(0.004 * SR) + 1)), unit.size, filled)
+        fade = min(int(rng.integers(0, int(fade_s * SR) + 1)), unit.size, filled)
         if fade:
             w = np.sin(0.5 * np.pi * (np.arange(fade) + 0.5) / fade) ** 2
             out[filled - fade : filled] = out[filled - fade : filled] * (1 - w) + unit[:fade] * w
