@@ -44,10 +44,15 @@ NOISE_P = 0.35
 REAL_NOISE_SHARE = 0.4  # of the noisy views, those that get real non-speech sounds (where available)
 GAIN_P = 0.5
 CLIP_P = 0.08
+# Noise suppression (spectral gating, as phones, call and meeting software, and editors apply to real
+# speech): off unless a build asks for it (`--view-denoise P`); drawn after everything else, so a build
+# without it draws every other parameter as before.
+DENOISE_N_FFT = (512, 1024, 2048)
 
 
-def draw_view(channel: str, rng: np.random.Generator, noise_files: int = 0) -> dict:
-    """The parameters of one view whose channel is ``channel`` (drawn from ``rng``)."""
+def draw_view(channel: str, rng: np.random.Generator, noise_files: int = 0, denoise_p: float = 0.0) -> dict:
+    """The parameters of one view whose channel is ``channel`` (drawn from ``rng``); with probability
+    ``denoise_p`` the view also passes through a noise suppressor (after the added noise)."""
     v: dict = {"channel": channel}
     if channel == "band":
         v["cutoff_hz"] = int(rng.choice([3400, 4000, 5500, 7000]))
@@ -84,6 +89,12 @@ def draw_view(channel: str, rng: np.random.Generator, noise_files: int = 0) -> d
     if rng.random() < CLIP_P:
         v["clip_drive_db"] = round(float(rng.uniform(3.0, 12.0)), 1)
     v["floor_dbfs"] = round(float(rng.uniform(-72.0, -55.0)), 1)
+    if denoise_p > 0 and rng.random() < denoise_p:
+        v["denoise"] = {
+            "stationary": bool(rng.random() < 0.5),
+            "prop_decrease": round(float(rng.uniform(0.6, 1.0)), 2),
+            "n_fft": int(rng.choice(DENOISE_N_FFT)),
+        }
     return v
 
 
@@ -111,6 +122,10 @@ def describe_view(v: dict) -> str:
     if "snr_db" in v:
         steps.append("noise")
         detail.append(f"{v['noise']}@{v['snr_db']:g}dB")
+    if "denoise" in v:
+        d = v["denoise"]
+        steps.append("denoise")
+        detail.append(f"denoise={'s' if d['stationary'] else 'ns'}{d['prop_decrease']:g}/{d['n_fft']}")
     if "gain_db" in v:
         detail.append(f"gain={v['gain_db']:+g}dB")
     if "clip_drive_db" in v:
@@ -205,6 +220,18 @@ def _real_noise(n: int, clip: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return out / rms
 
 
+def suppress_noise(x: np.ndarray, *, stationary: bool, prop_decrease: float, n_fft: int) -> np.ndarray:
+    """Spectral-gating noise suppression (noisereduce: a noise profile from the signal itself, stationary
+    or tracked over time, its bins attenuated by ``prop_decrease``): the musical-noise residue and the
+    gated bands of denoised real recordings."""
+    import noisereduce
+
+    y = noisereduce.reduce_noise(
+        y=np.asarray(x, dtype=np.float64), sr=SR, stationary=stationary, prop_decrease=prop_decrease, n_fft=n_fft
+    )
+    return np.asarray(y, dtype=np.float64)
+
+
 def apply_view(x: np.ndarray, v: dict, rng: np.random.Generator, noise_bank: list[np.ndarray] | None = None):
     """Apply the view ``v`` (from :func:`draw_view`) to 16 kHz samples ``x``; returns the new samples."""
     y = np.asarray(x, dtype=np.float64)
@@ -239,6 +266,8 @@ def apply_view(x: np.ndarray, v: dict, rng: np.random.Generator, noise_bank: lis
         else:
             colour = v["noise"] if not v["noise"].startswith("file:") else "pink"
             y = A.add_noise_snr(y, v["snr_db"], colour, rng)
+    if "denoise" in v:
+        y = suppress_noise(y, **v["denoise"])
     if "gain_db" in v:
         y = y * 10 ** (v["gain_db"] / 20)
     if "clip_drive_db" in v:

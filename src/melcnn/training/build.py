@@ -58,6 +58,7 @@ def build_dataset(
     revocoded_share: float = 0.0,
     transform_share: float = 0.0,
     candidate_transforms: tuple[str, ...] = (),
+    view_denoise: float = 0.0,
     manifest_only: bool = False,
     packages: list[str] | None = None,
     progress: Progress | None = None,
@@ -73,6 +74,8 @@ def build_dataset(
     candidate_transforms: transforms of :data:`~melcnn.training.protocol.CANDIDATE_TRANSFORMS` that each add
     an extra spoof to :data:`~melcnn.training.plan.CANDIDATE_SHARE` of the train split's utterances, each
     drawn on its own (to be screened by the cross-validation); also only new clips.
+    view_denoise: share of the views that also pass through a noise suppressor (spectral gating; 0: none).
+    Views of a finished build that draw it are made again (their parameters change); the others are kept.
     manifest_only: make no clip; write the manifest, summary and audit of the clips already finished
     (the build runs in rounds of whole utterances, so any prefix of it is a balanced data set).
     packages: build from these bona fide packages only (default: all of :data:`sources.PACKAGES`).
@@ -141,6 +144,7 @@ def build_dataset(
         revocoded_share=revocoded_share,
         transform_share=transform_share,
         candidate_transforms=tuple(candidate_transforms),
+        view_denoise=view_denoise,
     )
     A.write_text_atomic(
         data_dir / "plan.json",
@@ -152,6 +156,7 @@ def build_dataset(
                 "revocoded_share": revocoded_share,
                 "transform_share": transform_share,
                 "candidate_transforms": list(candidate_transforms),
+                "view_denoise": view_denoise,
                 "clips": [{k: v for k, v in s.items() if k != "utt"} for s in specs],
             },
             ensure_ascii=False,

@@ -60,6 +60,15 @@ def add_commands(sub: Any) -> None:
         f"(among {', '.join(CANDIDATE_TRANSFORMS)}); only the new clips are made (default: none)",
     )
     db.add_argument(
+        "--view-denoise",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="share of the views that also pass through a noise suppressor (spectral gating, as phones, call "
+        "software and editors apply to real speech); views a finished build made that now draw it are made "
+        "again (default 0: none)",
+    )
+    db.add_argument(
         "--manifest-only",
         action="store_true",
         help="make no clip: write the manifest of the clips a (running or stopped) build finished (default off)",
@@ -308,6 +317,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
         revocoded_share=args.revocoded_share,
         transform_share=args.transform_share,
         candidate_transforms=args.candidate_transforms,
+        view_denoise=args.view_denoise,
         manifest_only=args.manifest_only,
         progress=_Progress(),
     )
