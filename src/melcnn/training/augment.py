@@ -92,7 +92,7 @@ def draw_view(channel: str, rng: np.random.Generator, noise_files: int = 0, deno
     if denoise_p > 0 and rng.random() < denoise_p:
         v["denoise"] = {
             "stationary": bool(rng.random() < 0.5),
-            "prop_decrease": round(float(rng.uniform(0.6, 1.0)), 2),
+            "prop_decrease": round(float(rng.uniform(0.5, 0.9)), 2),
             "n_fft": int(rng.choice(DENOISE_N_FFT)),
         }
     return v
