@@ -322,10 +322,11 @@ def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ------------------------------------------------- candidate transforms (screened before they are used)
-# Six more training-only manipulations (two of the upper band, a source-filter vocoder, a learned
-# upsampler's artefacts, unit-selection joins, TD-PSOLA prosody), not in `--transform-share`'s rotation: a
-# build adds each on request (`melcnn data build --candidate-transforms`), drawn on its own, so that the
-# cross-validation can say what each teaches (`melcnn eval --cv --drop-generators NAME`) before it is used.
+# Seven more training-only manipulations (two of the upper band, a source-filter vocoder, a learned
+# upsampler's artefacts, unit-selection joins and frame-rate splices, TD-PSOLA prosody), not in
+# `--transform-share`'s rotation: a build adds each on request (`melcnn data build --candidate-transforms`),
+# drawn on its own, so that the cross-validation can say what each teaches (`melcnn eval --cv
+# --drop-generators NAME`) before it is used.
 
 
 def _upper_band(n_fft: int, rng: np.random.Generator, lo_hz: float, hi_hz: float) -> int:
