@@ -12,12 +12,13 @@ python scripts/seed_eval.py DATA_DIR CKPT [CKPT ...] [--retrain-seed S]
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from melcnn.classifier import Checkpoint, load_checkpoint
+from melcnn.training.crossval import eer_per_generator
 from melcnn.training.evaluate import eer
 from melcnn.training.features import FeatureSet, cache_features, domain_ids, load_features, read_clips, view_groups
 from melcnn.training.train import TrainConfig, file_scores, fit_head
@@ -25,12 +26,11 @@ from melcnn.training.train import TrainConfig, file_scores, fit_head
 
 def report(name: str, logits: np.ndarray, fs: FeatureSet) -> None:
     ids, scores = file_scores(logits, fs.clip_index)
-    label = np.array([fs.clips[i].label for i in ids])
-    generator = np.array([fs.clips[i].generator for i in ids])
+    clips = [fs.clips[i] for i in ids]
+    label = np.array([c.label for c in clips])
     print(f"{name}: file EER {100 * eer(scores, label)[0]:.1f} % ({(label == 0).sum()} / {(label == 1).sum()} files)")
-    for g in sorted(set(generator[label == 1])):
-        keep = (label == 0) | (generator == g)
-        print(f"    {g}: {100 * eer(scores[keep], label[keep])[0]:.1f} %")
+    for g, value in eer_per_generator(clips, scores).items():
+        print(f"    {g}: {100 * value:.1f} %")
 
 
 def main() -> None:
@@ -51,8 +51,7 @@ def main() -> None:
         return
     stored = first.extra.get("training", {}).get("config", {})
     known = {f.name for f in fields(TrainConfig)}
-    settings = {k: v for k, v in stored.items() if k in known}
-    cfg = TrainConfig(**{**settings, "seed": args.retrain_seed, "patience": settings.get("epochs", 60)})
+    cfg = replace(TrainConfig(**{k: v for k, v in stored.items() if k in known}), seed=args.retrain_seed)
     tr = load_features(root, fit, first.head.time_stats)
     weights, _, _ = fit_head(
         tr.x, tr.y, None, None, train_groups=view_groups(tr), train_domains=domain_ids(tr), head=first.head, cfg=cfg

@@ -362,12 +362,8 @@ def _view_variance(p, groups: np.ndarray):  # (torch.Tensor, (n, 2) array) -> to
     """Mean over view groups of the variance of their clips' mean chunk probabilities."""
     import torch
 
-    _, clip = np.unique(groups[:, 0], return_inverse=True)
-    n_clips = int(clip.max()) + 1
-    clip_t = torch.from_numpy(clip)
-    counts = torch.zeros(n_clips, dtype=p.dtype).index_add_(0, clip_t, torch.ones_like(p))
-    clip_mean = torch.zeros(n_clips, dtype=p.dtype).index_add_(0, clip_t, p) / counts
-    first = np.unique(clip, return_index=True)[1]
+    clip, first = _clips_of(groups[:, 0])
+    clip_mean = _clip_means(p, clip)
     _, group = np.unique(groups[first, 1], return_inverse=True)
     n_groups = int(group.max()) + 1
     group_t = torch.from_numpy(group)
@@ -379,17 +375,20 @@ def _view_variance(p, groups: np.ndarray):  # (torch.Tensor, (n, 2) array) -> to
     return var[multi].mean() if bool(multi.any()) else p.sum() * 0.0
 
 
-def _clip_means(values, clip_of_chunk: np.ndarray):  # (tensor, array) -> (tensor, array of first chunks)
-    """Mean of ``values`` over each clip's chunks (clips numbered in order of their ids), and each clip's
-    first chunk index."""
+def _clips_of(clip_of_chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each chunk's clip numbered 0.. in order of the clip ids, and each clip's first chunk index."""
+    _, clip = np.unique(clip_of_chunk, return_inverse=True)
+    return clip, np.unique(clip, return_index=True)[1]
+
+
+def _clip_means(values, clip: np.ndarray):  # (tensor, array from _clips_of) -> tensor
+    """Mean of ``values`` over each clip's chunks."""
     import torch
 
-    _, clip = np.unique(clip_of_chunk, return_inverse=True)
     n_clips = int(clip.max()) + 1
     clip_t = torch.from_numpy(clip)
     counts = torch.zeros(n_clips, dtype=values.dtype).index_add_(0, clip_t, torch.ones_like(values))
-    means = torch.zeros(n_clips, dtype=values.dtype).index_add_(0, clip_t, values) / counts
-    return means, np.unique(clip, return_index=True)[1]
+    return torch.zeros(n_clips, dtype=values.dtype).index_add_(0, clip_t, values) / counts
 
 
 def _partner_ranking(logits, labels: np.ndarray, groups: np.ndarray, weights=None):  # -> torch scalar
@@ -400,7 +399,8 @@ def _partner_ranking(logits, labels: np.ndarray, groups: np.ndarray, weights=Non
     import torch
     from torch.nn import functional as F
 
-    clip_logit, first = _clip_means(logits, groups[:, 0])
+    clip, first = _clips_of(groups[:, 0])
+    clip_logit = _clip_means(logits, clip)
     clip_label = np.asarray(labels)[first]
     _, utt = np.unique(groups[first, 2], return_inverse=True)
     bona = clip_label == 0
@@ -417,7 +417,7 @@ def _partner_ranking(logits, labels: np.ndarray, groups: np.ndarray, weights=Non
     per_clip = F.softplus(bona_mean[utt_t[sel]] - clip_logit[sel])
     if weights is None:
         return per_clip.mean()
-    w = _clip_means(weights, groups[:, 0])[0][sel]
+    w = _clip_means(weights, clip)[sel]
     return (per_clip * w).sum() / w.sum()
 
 

@@ -541,7 +541,6 @@ def psola_prosody(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     (repeated or dropped as needed); the spectral envelope moves with nothing. The length follows the tempo.
     An utterance too short for a pitch analysis (under 0.1 s) is returned unchanged."""
     import parselmouth
-    from parselmouth.praat import call
 
     x = np.asarray(x, dtype=np.float64)
     if len(x) < int(0.1 * SR):
@@ -550,12 +549,16 @@ def psola_prosody(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # from ``rng`` so that a build is reproducible, then give Praat back an unpredictable seed
     parselmouth.praat.run(f"random_initializeWithSeedUnsafelyButPredictably ({int(rng.integers(1, 2**31))})")
     try:
-        return _psola_prosody(x, rng, parselmouth, call)
+        return _psola_prosody(x, rng)
     finally:
         parselmouth.praat.run("random_initializeSafelyAndUnpredictably ()")
 
 
-def _psola_prosody(x: np.ndarray, rng: np.random.Generator, parselmouth: Any, call: Callable[..., Any]) -> np.ndarray:
+def _psola_prosody(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`psola_prosody`'s Praat manipulation, once Praat's generator is seeded."""
+    import parselmouth
+    from parselmouth.praat import call
+
     snd = parselmouth.Sound(x, SR)
     t0, t1 = snd.xmin, snd.xmax
     manip = call(snd, "To Manipulation", 0.01, 75, 600)
