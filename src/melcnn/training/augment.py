@@ -48,11 +48,18 @@ CLIP_P = 0.08
 # speech): off unless a build asks for it (`--view-denoise P`); drawn after everything else, so a build
 # without it draws every other parameter as before.
 DENOISE_N_FFT = (512, 1024, 2048)
+# A VoIP leg through Opus 1.5's decoder with its neural post-filters (LACE, NoLACE; or none), as real calls
+# reach users: off unless a build asks for it (`--view-opus-ml P`); drawn after the noise suppression, so a
+# build without it draws every other parameter as before. Below ~9 kbit/s the post-filters do nothing.
+OPUS_ML_BITRATES = (9000, 12000, 16000)
 
 
-def draw_view(channel: str, rng: np.random.Generator, noise_files: int = 0, denoise_p: float = 0.0) -> dict:
+def draw_view(
+    channel: str, rng: np.random.Generator, noise_files: int = 0, denoise_p: float = 0.0, opus_ml_p: float = 0.0
+) -> dict:
     """The parameters of one view whose channel is ``channel`` (drawn from ``rng``); with probability
-    ``denoise_p`` the view also passes through a noise suppressor (after the added noise)."""
+    ``denoise_p`` the view also passes through a noise suppressor (after the added noise), with probability
+    ``opus_ml_p`` through a VoIP leg decoded by Opus 1.5 with or without its post-filters (after that)."""
     v: dict = {"channel": channel}
     if channel == "band":
         v["cutoff_hz"] = int(rng.choice([3400, 4000, 5500, 7000]))
@@ -95,6 +102,10 @@ def draw_view(channel: str, rng: np.random.Generator, noise_files: int = 0, deno
             "prop_decrease": round(float(rng.uniform(0.5, 0.9)), 2),
             "n_fft": int(rng.choice(DENOISE_N_FFT)),
         }
+    if opus_ml_p > 0 and rng.random() < opus_ml_p:
+        from .opus_ml import MODES
+
+        v["opus_ml"] = {"bitrate": int(rng.choice(OPUS_ML_BITRATES)), "mode": str(rng.choice(MODES))}
     return v
 
 
@@ -126,6 +137,9 @@ def describe_view(v: dict) -> str:
         d = v["denoise"]
         steps.append("denoise")
         detail.append(f"denoise={'s' if d['stationary'] else 'ns'}{d['prop_decrease']:g}/{d['n_fft']}")
+    if "opus_ml" in v:
+        steps.append("voip")
+        detail.append(f"voip-opus/{v['opus_ml']['bitrate'] // 1000}k/{v['opus_ml']['mode']}")
     if "gain_db" in v:
         detail.append(f"gain={v['gain_db']:+g}dB")
     if "clip_drive_db" in v:
@@ -268,6 +282,10 @@ def apply_view(x: np.ndarray, v: dict, rng: np.random.Generator, noise_bank: lis
             y = A.add_noise_snr(y, v["snr_db"], colour, rng)
     if "denoise" in v:
         y = suppress_noise(y, **v["denoise"])
+    if "opus_ml" in v:
+        from .opus_ml import roundtrip
+
+        y = roundtrip(y, v["opus_ml"]["bitrate"], v["opus_ml"]["mode"])
     if "gain_db" in v:
         y = y * 10 ** (v["gain_db"] / 20)
     if "clip_drive_db" in v:

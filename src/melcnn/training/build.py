@@ -59,6 +59,7 @@ def build_dataset(
     transform_share: float = 0.0,
     candidate_transforms: tuple[str, ...] = (),
     view_denoise: float = 0.0,
+    view_opus_ml: float = 0.0,
     manifest_only: bool = False,
     packages: list[str] | None = None,
     progress: Progress | None = None,
@@ -76,11 +77,18 @@ def build_dataset(
     drawn on its own (to be screened by the cross-validation); also only new clips.
     view_denoise: share of the views that also pass through a noise suppressor (spectral gating; 0: none).
     Views of a finished build that draw it are made again (their parameters change); the others are kept.
+    view_opus_ml: share of the views that also pass through a VoIP leg, Opus at 9-16 kbit/s decoded by libopus
+    1.5 with its LACE or NoLACE post-filter or none (:mod:`melcnn.training.opus_ml`; 0: none); as for
+    ``view_denoise``, only the views that draw it are made again.
     manifest_only: make no clip; write the manifest, summary and audit of the clips already finished
     (the build runs in rounds of whole utterances, so any prefix of it is a balanced data set).
     packages: build from these bona fide packages only (default: all of :data:`sources.PACKAGES`).
     """
     t0 = time.time()
+    if view_opus_ml > 0 and not manifest_only:
+        from .opus_ml import Decoder
+
+        Decoder().close()  # fail now, with what to install, rather than in the first view that draws it
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     sources_dir = data_dir / "sources"
@@ -145,6 +153,7 @@ def build_dataset(
         transform_share=transform_share,
         candidate_transforms=tuple(candidate_transforms),
         view_denoise=view_denoise,
+        view_opus_ml=view_opus_ml,
     )
     A.write_text_atomic(
         data_dir / "plan.json",
@@ -157,6 +166,7 @@ def build_dataset(
                 "transform_share": transform_share,
                 "candidate_transforms": list(candidate_transforms),
                 "view_denoise": view_denoise,
+                "view_opus_ml": view_opus_ml,
                 "clips": [{k: v for k, v in s.items() if k != "utt"} for s in specs],
             },
             ensure_ascii=False,

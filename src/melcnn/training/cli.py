@@ -69,6 +69,16 @@ def add_commands(sub: Any) -> None:
         "again (default 0: none)",
     )
     db.add_argument(
+        "--view-opus-ml",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="share of the views that also pass through a VoIP leg: Opus at 9-16 kbit/s decoded by libopus 1.5 "
+        "with its neural post-filter (LACE or NoLACE) or none, as real calls reach users; needs node and the npm "
+        "decoder (scripts/install_training_deps.sh); views a finished build made that now draw it are made again "
+        "(default 0: none)",
+    )
+    db.add_argument(
         "--manifest-only",
         action="store_true",
         help="make no clip: write the manifest of the clips a (running or stopped) build finished (default off)",
@@ -318,6 +328,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
         transform_share=args.transform_share,
         candidate_transforms=args.candidate_transforms,
         view_denoise=args.view_denoise,
+        view_opus_ml=args.view_opus_ml,
         manifest_only=args.manifest_only,
         progress=_Progress(),
     )

@@ -2,8 +2,10 @@
 
 Each evaluated file is written again as a real file in six ways a recording reaches a user (MP3 at
 128 and 32 kbit/s, AAC 64 kbit/s in M4A, Opus 24 kbit/s, an 8 kHz G.711 telephone WAV, and a level
-change of -10 dB), decoded by melcnn's own audio loader, and scored by the checkpoint. Per condition:
-the share of verdicts that flip at the threshold and the mean absolute change of the file score.
+change of -10 dB), decoded by melcnn's own audio loader, and scored by the checkpoint. Where the Opus 1.5
+decoder is installed (:mod:`melcnn.training.opus_ml`), three more: a VoIP leg at 12 kbit/s decoded plainly,
+with the LACE and with the NoLACE post-filter, saved as 16 kHz WAV as a recorded call would be. Per
+condition: the share of verdicts that flip at the threshold and the mean absolute change of the file score.
 Needs PyAV and soundfile.
 """
 
@@ -28,6 +30,20 @@ CONDITIONS: dict[str, tuple[str, str, str, int, int] | None] = {
     "level_-10dB": None,
 }
 LEVEL_DB = -10.0
+# name -> (bit rate, Opus 1.5 post-filter): a VoIP leg (libopus, VoIP mode, 16 kHz), saved as 16-bit WAV
+VOIP_CONDITIONS: dict[str, tuple[int, str]] = {
+    "voip_opus_12k": (12_000, "none"),
+    "voip_opus_12k_lace": (12_000, "lace"),
+    "voip_opus_12k_nolace": (12_000, "nolace"),
+}
+
+
+def conditions() -> list[str]:
+    """The report's conditions here: :data:`CONDITIONS`, and :data:`VOIP_CONDITIONS` where the Opus ML decoder
+    is installed."""
+    from .opus_ml import available
+
+    return list(CONDITIONS) + (list(VOIP_CONDITIONS) if available() else [])
 
 
 def encode_file(x: np.ndarray, sr: int, condition: str, out: Path) -> Path:
@@ -36,6 +52,13 @@ def encode_file(x: np.ndarray, sr: int, condition: str, out: Path) -> Path:
 
     from . import audio as A
 
+    if condition in VOIP_CONDITIONS:
+        from .opus_ml import roundtrip
+
+        path = out.with_suffix(".wav")
+        y = roundtrip(A.resample(x, sr, A.SR), *VOIP_CONDITIONS[condition])
+        sf.write(str(path), A.to_int16(np.clip(y, -1.0, 1.0)), A.SR, subtype="PCM_16")
+        return path
     spec = CONDITIONS[condition]
     if spec is None:
         path = out.with_suffix(".flac")
@@ -72,6 +95,7 @@ def reencoding_report(
     labels: list[int] | None = None,
     records: list[dict[str, Any]] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
     """Per condition: share of flipped verdicts and mean |score change| over ``paths`` (16 kHz clips).
 
@@ -83,19 +107,22 @@ def reencoding_report(
     spoofs called FAKE), and the EER of the same files before and after (``eer_before`` / ``eer_after``):
     a condition can flip few verdicts and still leave the score uninformative, or flip many that were wrong.
     ``records``, when given, receives one row per file and condition (path, label, condition, score before
-    and after).
+    and after). ``only``: these conditions instead of all of :func:`conditions`.
     """
     import soundfile as sf
 
     thr = ckpt.threshold
-    res: dict[str, dict[str, list[float]]] = {
-        c: {"delta": [], "flip": [], "label": [], "before": []} for c in CONDITIONS
-    }
+    conds = conditions() if only is None else list(only)
+    unknown = set(conds) - set(CONDITIONS) - set(VOIP_CONDITIONS)
+    if unknown:
+        known = list(CONDITIONS) + list(VOIP_CONDITIONS)
+        raise ValueError(f"unknown re-encoding conditions {sorted(unknown)}; known: {known}")
+    res: dict[str, dict[str, list[float]]] = {c: {"delta": [], "flip": [], "label": [], "before": []} for c in conds}
     labels = [-1] * len(paths) if labels is None else list(labels)
     with tempfile.TemporaryDirectory(prefix="melcnn-reenc-") as td:
         for i, (p, s0, y) in enumerate(zip(paths, base_scores, labels, strict=True)):
             x, sr = sf.read(str(p), dtype="float64")
-            for cond in CONDITIONS:
+            for cond in conds:
                 f = encode_file(x, sr, cond, Path(td) / f"c{i}_{cond}")
                 s1 = file_score(f, ckpt)
                 f.unlink(missing_ok=True)
@@ -141,3 +168,37 @@ def reencoding_report(
             out[cond]["eer_before"] = round(eer(before, cls_of)[0], 4)
             out[cond]["eer_after"] = round(eer(after, cls_of)[0], 4)
     return out
+
+
+def markdown_lines(rep: dict[str, Any]) -> list[str]:
+    """The report of :func:`reencoding_report` as a Markdown table (one row per condition), then a blank line."""
+    lines: list[str] = []
+    by_class = all("bonafide_to_fake" in m and "spoof_to_real" in m for m in rep.values())
+    # reports written before the before/after figures were added lack them
+    before_after = by_class and all("eer_after" in m for m in rep.values() if m["files"])
+    head = "| re-encoding | files | verdicts flipped | mean abs score change | mean change |"
+    if by_class:
+        head += " bona fide -> FAKE | spoof -> REAL | mean change bona fide / spoof |"
+    if before_after:
+        head += " bona fide called REAL before / after | spoofs called FAKE before / after | EER before / after |"
+    lines += [head, "|---" * (head.count("|") - 1) + "|"]
+    for cond, m in rep.items():
+        if m["files"]:
+            row = (
+                f"| {cond} | {m['files']} | {m['flip_rate']:.1%} | {m['mean_abs_change']:.3f} | "
+                f"{m['mean_change']:+.3f} |"
+            )
+            if by_class:
+                row += (
+                    f" {m['bonafide_to_fake']:.1%} | {m['spoof_to_real']:.1%} | "
+                    f"{m['bonafide_mean_change']:+.3f} / {m['spoof_mean_change']:+.3f} |"
+                )
+            if before_after:
+                row += (
+                    f" {m['bonafide_real_before']:.1%} / {m['bonafide_real_after']:.1%} |"
+                    f" {m['spoof_fake_before']:.1%} / {m['spoof_fake_after']:.1%} |"
+                    f" {m['eer_before']:.1%} / {m['eer_after']:.1%} |"
+                )
+            lines.append(row)
+    lines.append("")
+    return lines

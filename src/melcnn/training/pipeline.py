@@ -556,34 +556,9 @@ def markdown(result: dict[str, Any]) -> str:
             )
         lines.append("")
     if result.get("reencoding"):
-        by_class = all("bonafide_to_fake" in m and "spoof_to_real" in m for m in result["reencoding"].values())
-        # reports written before the before/after figures were added lack them
-        before_after = by_class and all("eer_after" in m for m in result["reencoding"].values() if m["files"])
-        head = "| re-encoding | files | verdicts flipped | mean abs score change | mean change |"
-        if by_class:
-            head += " bona fide -> FAKE | spoof -> REAL | mean change bona fide / spoof |"
-        if before_after:
-            head += " bona fide called REAL before / after | spoofs called FAKE before / after | EER before / after |"
-        lines += [head, "|---" * (head.count("|") - 1) + "|"]
-        for cond, m in result["reencoding"].items():
-            if m["files"]:
-                row = (
-                    f"| {cond} | {m['files']} | {m['flip_rate']:.1%} | {m['mean_abs_change']:.3f} | "
-                    f"{m['mean_change']:+.3f} |"
-                )
-                if by_class:
-                    row += (
-                        f" {m['bonafide_to_fake']:.1%} | {m['spoof_to_real']:.1%} | "
-                        f"{m['bonafide_mean_change']:+.3f} / {m['spoof_mean_change']:+.3f} |"
-                    )
-                if before_after:
-                    row += (
-                        f" {m['bonafide_real_before']:.1%} / {m['bonafide_real_after']:.1%} |"
-                        f" {m['spoof_fake_before']:.1%} / {m['spoof_fake_after']:.1%} |"
-                        f" {m['eer_before']:.1%} / {m['eer_after']:.1%} |"
-                    )
-                lines.append(row)
-        lines.append("")
+        from .invariance import markdown_lines
+
+        lines += markdown_lines(result["reencoding"])
     corr = result.get("score_cue_correlation")
     if corr:
         cues = list(corr["bonafide"])

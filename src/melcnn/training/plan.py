@@ -251,13 +251,15 @@ def make_plan(
     candidate_transforms: tuple[str, ...] = (),
     candidate_share: float = CANDIDATE_SHARE,
     view_denoise: float = 0.0,
+    view_opus_ml: float = 0.0,
 ) -> list[dict]:
     """Every clip to make: bona fide utterances, one spoof partner each (same split), ``revocoded_share`` of
     them an extra re-vocoded TTS spoof (0: none), ``transform_share`` of the train split's an extra spoof
     made by a signal-processing transform of the utterance itself (0: none), for each of
     ``candidate_transforms`` (:data:`~melcnn.training.protocol.CANDIDATE_TRANSFORMS`) ``candidate_share``
     of them one more, drawn on its own, and ``views`` channel-augmented views of each train/dev clip, a share
-    ``view_denoise`` of them also noise-suppressed."""
+    ``view_denoise`` of them also noise-suppressed and ``view_opus_ml`` of them passed through a VoIP leg
+    (Opus 1.5 with or without its neural post-filters)."""
     unknown = set(candidate_transforms) - set(P.CANDIDATE_TRANSFORMS)
     if unknown:
         raise ValueError(f"unknown candidate transforms {sorted(unknown)}; known: {', '.join(P.CANDIDATE_TRANSFORMS)}")
@@ -345,7 +347,7 @@ def make_plan(
             }
     for s in specs:
         s["path"] = f"clips/{s['split']}/{s['label']}/{s['clip_id']}.flac"
-    specs += _view_specs(specs, views, seed, noise_files, view_denoise)
+    specs += _view_specs(specs, views, seed, noise_files, view_denoise, view_opus_ml)
     for s in specs:
         s["spec_hash"] = hashlib.sha1(
             json.dumps({k: v for k, v in s.items() if k != "spec_hash"}, sort_keys=True, default=str).encode()
@@ -353,9 +355,11 @@ def make_plan(
     return sorted(specs, key=lambda s: s["clip_id"])
 
 
-def _view_specs(specs: list[dict], views: int, seed: int, noise_files: int, denoise_p: float = 0.0) -> list[dict]:
+def _view_specs(
+    specs: list[dict], views: int, seed: int, noise_files: int, denoise_p: float = 0.0, opus_ml_p: float = 0.0
+) -> list[dict]:
     """``views`` augmented views of every train and dev clip; channels stratified per (split, label); each
-    noise-suppressed with probability ``denoise_p``."""
+    noise-suppressed with probability ``denoise_p`` and passed through a VoIP leg with ``opus_ml_p``."""
     from . import augment as V
 
     out = []
@@ -374,7 +378,7 @@ def _view_specs(specs: list[dict], views: int, seed: int, noise_files: int, deno
                 {
                     "clip_id": cid,
                     "view_of": s["clip_id"],
-                    "view": V.draw_view(chans[i], stable_rng("view", seed, cid), noise_files, denoise_p),
+                    "view": V.draw_view(chans[i], stable_rng("view", seed, cid), noise_files, denoise_p, opus_ml_p),
                     "path": f"clips/{split}/{label}/views/{cid}.flac",
                 }
             )
