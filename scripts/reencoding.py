@@ -32,6 +32,7 @@ def main() -> None:
         for row in csv.DictReader(f):
             files.setdefault(row["path"], int(row["label"]))
     paths = [args.data / p for p in files]
+    labels = list(files.values())
     only = [c for c in args.conditions.split(",") if c]
     for path in args.ckpt:
         ckpt = load_checkpoint(path)
@@ -41,7 +42,7 @@ def main() -> None:
             [paths[i] for i in keep],
             [float(base[i]) for i in keep],  # type: ignore[arg-type]
             ckpt,
-            labels=[list(files.values())[i] for i in keep],
+            labels=[labels[i] for i in keep],
             only=only,
         )
         print(f"## {path} ({len(keep)} files, threshold {ckpt.threshold:.3f})\n")

@@ -86,9 +86,9 @@ def build_dataset(
     """
     t0 = time.time()
     if view_opus_ml > 0 and not manifest_only:
-        from .opus_ml import Decoder
+        from .opus_ml import require
 
-        Decoder().close()  # fail now, with what to install, rather than in the first view that draws it
+        require()  # fail now, with what to install, rather than in the first view that draws it
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     sources_dir = data_dir / "sources"

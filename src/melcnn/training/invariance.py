@@ -113,9 +113,9 @@ def reencoding_report(
 
     thr = ckpt.threshold
     conds = conditions() if only is None else list(only)
-    unknown = set(conds) - set(CONDITIONS) - set(VOIP_CONDITIONS)
+    known = list(CONDITIONS) + list(VOIP_CONDITIONS)
+    unknown = set(conds) - set(known)
     if unknown:
-        known = list(CONDITIONS) + list(VOIP_CONDITIONS)
         raise ValueError(f"unknown re-encoding conditions {sorted(unknown)}; known: {known}")
     res: dict[str, dict[str, list[float]]] = {c: {"delta": [], "flip": [], "label": [], "before": []} for c in conds}
     labels = [-1] * len(paths) if labels is None else list(labels)

@@ -41,6 +41,15 @@ def available() -> bool:
     return shutil.which("node") is not None and (OPUS_ML_DIR / "node_modules" / PACKAGE / "package.json").is_file()
 
 
+def require() -> None:
+    """Raise :class:`OpusMLError`, saying what to install, unless :func:`available`."""
+    if not available():
+        raise OpusMLError(
+            f"the Opus ML decoder is not installed (needs node and `npm install {PACKAGE}` in {OPUS_ML_DIR}: "
+            "run scripts/install_training_deps.sh)"
+        )
+
+
 def encode(x: np.ndarray, bitrate: int, sr: int = A.SR) -> tuple[list[bytes], int]:
     """Opus packets of ``x`` (at ``sr``) from libopus at ``bitrate`` bit/s in VoIP mode, 16 kHz mono, 20 ms
     frames; and the stream's pre-skip (48 kHz samples, as the OpusHead carries it)."""
@@ -68,11 +77,7 @@ class Decoder:
     """One Node.js process running ``opus_ml_decode.mjs``; :meth:`decode` sends it a stream's packets."""
 
     def __init__(self) -> None:
-        if not available():
-            raise OpusMLError(
-                f"the Opus ML decoder is not installed (needs node and `npm install {PACKAGE}` in {OPUS_ML_DIR}: "
-                "run scripts/install_training_deps.sh)"
-            )
+        require()
         env = {**os.environ, "MELCNN_OPUS_ML_DIR": str(OPUS_ML_DIR)}
         self._proc = subprocess.Popen(
             ["node", str(_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
