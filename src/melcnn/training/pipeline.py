@@ -21,6 +21,7 @@ from ..classifier import Checkpoint, HeadConfig, load_checkpoint, save_checkpoin
 from ..config import FeatureConfig
 from ..registry import MODELS
 from . import evaluate as ev
+from . import protocol as P
 from .features import Clip, FeatureSet, cache_features, domain_ids, load_features, read_clips, view_groups
 from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_head
 
@@ -97,7 +98,9 @@ def train_model(
     if fit_on not in FIT_ON:
         raise ValueError(f"fit_on must be one of {', '.join(FIT_ON)}, not {fit_on!r}")
     clips = read_clips(data_dir)
-    train_clips = [c for c in clips if c.split == "train"]
+    # fitted on train alone, dev stays unseen: no transform made with a dev generator
+    keep = ("train", "dev") if fit_on == "train+dev" else ("train",)
+    train_clips = [c for c in clips if c.split == "train" and _base_split(c.generator) in keep]
     dev_clips = [c for c in clips if c.split == "dev"]
     tcfg = TrainConfig(
         epochs=epochs,
@@ -286,6 +289,11 @@ def _fit_train_dev(
     }
     save_oof(out / OOF_FILE, out_of_fold_logits(fs, tests, head, tcfg, progress), tests)
     return weights, history
+
+
+def _base_split(generator: str) -> str:
+    """Split of the generator a training-only transform was made with (``protocol.DERIVED_FROM``); else train."""
+    return P.GENERATOR_SPLITS.get(P.DERIVED_FROM.get(generator, ""), "train")
 
 
 def _calibrate_cross_fitted(ckpt_dir: Path, overlap_s: float, head: HeadConfig) -> dict[str, Any]:

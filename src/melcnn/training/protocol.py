@@ -112,6 +112,8 @@ GENERATOR_SPLITS: dict[str, str] = {
     "unit_splice": "train",
     "psola_prosody": "train",
     "frame_splice": "train",
+    "hifigan_lj_jitter": "train",  # made from train utterances; each follows its base vocoder's fold (DERIVED_FROM)
+    "hifigan_universal_jitter": "train",
 }
 
 HELD_OUT_GENERATORS: tuple[str, ...] = tuple(g for g, s in GENERATOR_SPLITS.items() if s == "eval")
@@ -127,7 +129,15 @@ CANDIDATE_TRANSFORMS: tuple[str, ...] = (
     "unit_splice",
     "psola_prosody",
     "frame_splice",
+    "hifigan_lj_jitter",
+    "hifigan_universal_jitter",
 )
+# training-only transforms made with a fold's own generator (its weights jittered): a fold that holds out the
+# base generator drops them, and `melcnn train` (fit on train) leaves out those whose base is not a train generator
+DERIVED_FROM: dict[str, str] = {
+    "hifigan_lj_jitter": "hifigan_lj",
+    "hifigan_universal_jitter": "hifigan_universal",
+}
 TRAINING_ONLY_GENERATORS: tuple[str, ...] = ("phase_vocoder", "minimum_phase", "formant_shift", *CANDIDATE_TRANSFORMS)
 HELD_OUT_SOURCES: tuple[str, ...] = tuple(p for p, s in SOURCE_SPLITS.items() if s == "eval")
 
@@ -188,7 +198,8 @@ def fold_role(fold: int, source: str, generator: str, label: str) -> str:
     comes from one of the fold's sources (so that, as in eval, both classes of the test reach the model
     through channels it has not seen). Train: clips whose source and generator are both outside the fold
     (and outside eval). Drop: everything else (a spoof of a fold source made by a training generator, a
-    spoof of a fold generator made from a training source, and eval material).
+    spoof of a fold generator made from a training source, a spoof derived from a fold generator
+    (:data:`DERIVED_FROM`), and eval material).
     """
     if source_split(source) == "eval" or (generator != "bonafide" and GENERATOR_SPLITS.get(generator) == "eval"):
         return "drop"
@@ -197,6 +208,8 @@ def fold_role(fold: int, source: str, generator: str, label: str) -> str:
         return "test" if source in srcs else "train"
     if generator in gens:
         return "test" if source in srcs else "drop"
+    if DERIVED_FROM.get(generator) in gens:
+        return "drop"
     return "drop" if source in srcs else "train"
 
 

@@ -194,7 +194,11 @@ def _load_hifigan(which: str):
     spec.loader.exec_module(mod)
 
     class _Cfg(dict):
-        __getattr__ = dict.__getitem__
+        def __getattr__(self, name: str) -> Any:  # attribute access as HiFi-GAN's code expects (and copyable)
+            try:
+                return self[name]
+            except KeyError:
+                raise AttributeError(name) from None
 
     cfg = _Cfg(json.loads((d / "data" / "config.json").read_text()))
     gen = mod.Generator(cfg)
@@ -211,10 +215,15 @@ def _load_hifigan(which: str):
 
 
 def hifigan(x: np.ndarray, rng: np.random.Generator, which: str = "universal") -> np.ndarray:
+    gen, cfg = _load_hifigan(which)
+    return _hifigan_render(x, gen, cfg)
+
+
+def _hifigan_render(x: np.ndarray, gen: Any, cfg: dict) -> np.ndarray:
+    """``x`` through the HiFi-GAN module ``gen``: its own mel analysis at its rate, rendered, back to 16 kHz."""
     import librosa
     import torch
 
-    gen, cfg = _load_hifigan(which)
     sr = int(cfg["sampling_rate"])
     z = A.resample(x, SR, sr).astype(np.float32)
     S = np.abs(librosa.stft(z, n_fft=cfg["n_fft"], hop_length=cfg["hop_size"], win_length=cfg["win_size"], center=True))
@@ -223,6 +232,33 @@ def hifigan(x: np.ndarray, rng: np.random.Generator, which: str = "universal") -
     with torch.inference_mode():
         y = gen(torch.from_numpy(mel)[None]).squeeze().numpy().astype(np.float64)
     return _fit(A.resample(y, sr, SR), len(x))
+
+
+# each weight scaled by (1 + s * N(0, 1)), s drawn per clip in this range: at 0.1 the output is as far from
+# the plain vocoder's (log-mel distance) as the LJSpeech weights' output is from the universal weights'
+JITTER_SIGMA = (0.03, 0.12)
+
+
+def hifigan_jitter(x: np.ndarray, rng: np.random.Generator, which: str = "universal") -> np.ndarray:
+    """HiFi-GAN V1 with every weight of the ``which`` checkpoint jittered multiplicatively, a new draw per clip.
+
+    A family of nearby vocoders of one architecture, as other trainings of it would be (the held-out HiFi-GAN
+    of the LJSpeech weights differs from the universal one only in its weights): a training-only transform
+    that asks the head to recognise the architecture's waveform rather than one checkpoint's fingerprint.
+    """
+    import copy
+
+    import torch
+
+    gen, cfg = _load_hifigan(which)
+    sigma = float(rng.uniform(*JITTER_SIGMA))
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    jittered = copy.deepcopy(gen)
+    with torch.no_grad():
+        for p in jittered.parameters():
+            if p.dim() > 1:
+                p.mul_(1 + sigma * torch.randn(p.shape, generator=g))
+    return _hifigan_render(x, jittered, cfg)
 
 
 def _hifigan16k_file() -> Path | None:
@@ -322,7 +358,7 @@ def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ------------------------------------------------- candidate transforms (screened before they are used)
-# Seven more training-only manipulations (two of the upper band, a source-filter vocoder, a learned
+# More training-only manipulations (two of the upper band, a source-filter vocoder, a learned
 # upsampler's artefacts, unit-selection joins and frame-rate splices, TD-PSOLA prosody), not in
 # `--transform-share`'s rotation: a build adds each on request (`melcnn data build --candidate-transforms`),
 # drawn on its own, so that the cross-validation can say what each teaches (`melcnn eval --cv
