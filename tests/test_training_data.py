@@ -539,6 +539,34 @@ def test_frame_splice_steps_the_pitch_frame_by_frame_along_the_real_utterance(se
         assert len(V.frame_splice(x[:n], np.random.default_rng(seed))) == n
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_source_filter_mp_shapes_each_pulse_as_a_causal_response_like_speech(seed):
+    """The minimum-phase variant of the source-filter vocoder keeps the zero-phase one's magnitude (same
+    draws, log-spectrogram within 0.2 on average) but not its time symmetry: the zero-phase output is as
+    time-reversible as its symmetric pulses make it (skewness of the first difference ~0), while the
+    minimum-phase output is irreversible like the speech-like input (> 1, each pulse a decaying response)."""
+    import librosa
+
+    from melcnn.training import generators as G
+    from melcnn.training import vocoders as V
+
+    def irreversibility(y: np.ndarray) -> float:
+        d = np.diff(y)
+        return float(np.mean(d**3) / np.mean(d**2) ** 1.5)
+
+    def logspec(y: np.ndarray) -> np.ndarray:
+        return np.log(np.abs(librosa.stft(y, n_fft=512, hop_length=128)) ** 2 + 1e-10)[:, 4:-4]
+
+    x = vowel_train(np.random.default_rng(seed), 2.0)
+    zero = V.source_filter(x, np.random.default_rng(seed))
+    mp = G.resynthesise("source_filter_mp", x, np.random.default_rng(seed))
+    assert len(mp) == len(x) and np.isfinite(mp).all()
+    assert np.array_equal(mp, V.source_filter_mp(x, np.random.default_rng(seed)))
+    assert np.abs(logspec(mp) - logspec(zero)).mean() < 0.2
+    assert abs(irreversibility(zero)) < 0.2 and irreversibility(mp) > 1.0 and irreversibility(x) > 1.0
+    assert 0.7 < np.sqrt(np.mean(mp**2)) / np.sqrt(np.mean(x**2)) < 1.4
+
+
 def test_hifigan_jitter_is_a_new_nearby_vocoder_per_clip_and_leaves_the_checkpoint_alone():
     """Each call renders the speech through its own jittered copy of the HiFi-GAN: the output is as close to the
     input's mel spectrogram as a vocoder's (not noise), yet measurably another vocoder than the plain

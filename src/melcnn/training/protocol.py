@@ -108,6 +108,7 @@ GENERATOR_SPLITS: dict[str, str] = {
     "mel_envelope": "train",  # candidates (`--candidate-transforms`), screened by the cross-validation
     "highband_noise": "train",
     "source_filter": "train",
+    "source_filter_mp": "train",
     "upsampling_artefacts": "train",
     "unit_splice": "train",
     "psola_prosody": "train",
@@ -125,6 +126,7 @@ CANDIDATE_TRANSFORMS: tuple[str, ...] = (
     "mel_envelope",
     "highband_noise",
     "source_filter",
+    "source_filter_mp",
     "upsampling_artefacts",
     "unit_splice",
     "psola_prosody",

@@ -414,6 +414,17 @@ def source_filter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     pulse-train excitation (white noise in unvoiced frames, and above an aperiodicity cutoff of 2.5-6 kHz in
     voiced ones), each frame's power matched to the original's. The harmonics are rebuilt from the F0
     alone, not kept."""
+    return _source_filter(x, rng, min_phase=False)
+
+
+def source_filter_mp(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`source_filter` with the envelope applied as a minimum-phase filter (its folded cepstrum), as
+    WORLD's synthesis shapes each pulse, instead of a zero-phase gain: each pitch pulse becomes a causal,
+    decaying response of the vocal tract, a closer and subtler imitation of that family's waveform."""
+    return _source_filter(x, rng, min_phase=True)
+
+
+def _source_filter(x: np.ndarray, rng: np.random.Generator, min_phase: bool) -> np.ndarray:
     import librosa
     from scipy.ndimage import uniform_filter1d
 
@@ -452,7 +463,12 @@ def source_filter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     smooth = uniform_filter1d(np.abs(spec) ** 2, size=width, axis=0, mode="nearest")
     cep = np.fft.irfft(0.5 * np.log(smooth + 1e-14), n=n_fft, axis=0)
     cep[lifter : n_fft - lifter + 1] = 0.0
-    envelope = np.exp(np.fft.rfft(cep, n=n_fft, axis=0).real)
+    if min_phase:  # the folded cepstrum: the minimum-phase filter of the same magnitude
+        cep[1 : n_fft // 2] *= 2.0
+        cep[n_fft // 2 + 1 :] = 0.0
+        envelope = np.exp(np.fft.rfft(cep, n=n_fft, axis=0))
+    else:
+        envelope = np.exp(np.fft.rfft(cep, n=n_fft, axis=0).real)
     out = envelope * exc
     dc = int(60.0 * n_fft / SR) + 1  # below 60 Hz the original (the pulses' DC is not speech)
     out[:dc] = spec[:dc]
