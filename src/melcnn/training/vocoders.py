@@ -332,12 +332,19 @@ def minimum_phase(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     def edit(spec: np.ndarray, n_fft: int) -> np.ndarray:
         mag = np.abs(spec)
         cep = np.fft.irfft(np.log(mag + 1e-7), n=n_fft, axis=0)
-        fold = np.zeros(n_fft)
-        fold[0] = fold[n_fft // 2] = 1.0
-        fold[1 : n_fft // 2] = 2.0
-        return mag * np.exp(1j * np.imag(np.fft.rfft(cep * fold[:, None], n=n_fft, axis=0)))
+        return mag * np.exp(1j * np.imag(np.fft.rfft(_causal_cepstrum(cep), n=n_fft, axis=0)))
 
     return _stft_edit(x, rng, edit)
+
+
+def _causal_cepstrum(cep: np.ndarray) -> np.ndarray:
+    """Real cepstra (along axis 0, length n_fft) folded onto their causal half: the rfft of the result is the
+    log spectrum of the minimum-phase filter with the same magnitude."""
+    n_fft = cep.shape[0]
+    fold = np.zeros(n_fft)
+    fold[0] = fold[n_fft // 2] = 1.0
+    fold[1 : n_fft // 2] = 2.0
+    return cep * fold[:, None]
 
 
 def formant_shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -463,10 +470,8 @@ def _source_filter(x: np.ndarray, rng: np.random.Generator, min_phase: bool) -> 
     smooth = uniform_filter1d(np.abs(spec) ** 2, size=width, axis=0, mode="nearest")
     cep = np.fft.irfft(0.5 * np.log(smooth + 1e-14), n=n_fft, axis=0)
     cep[lifter : n_fft - lifter + 1] = 0.0
-    if min_phase:  # the folded cepstrum: the minimum-phase filter of the same magnitude
-        cep[1 : n_fft // 2] *= 2.0
-        cep[n_fft // 2 + 1 :] = 0.0
-        envelope = np.exp(np.fft.rfft(cep, n=n_fft, axis=0))
+    if min_phase:
+        envelope = np.exp(np.fft.rfft(_causal_cepstrum(cep), n=n_fft, axis=0))
     else:
         envelope = np.exp(np.fft.rfft(cep, n=n_fft, axis=0).real)
     out = envelope * exc
