@@ -1058,16 +1058,16 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     dropped = train_gens[0]
     out = tmp_path / "cv"
     options = f"--cv --epochs 2 --time-stats mean,std --seed 1 --drop-generators {dropped} --balance-domains".split()
-    options += "--band-dropout 0.2 --adversary 0.5 --cv-hidden 64,32".split()
+    options += "--band-dropout 0.2 --adversary 0.5 --cv-hidden 64,32 --label-smoothing 0.1 --weight-decay 0.05".split()
     p = _melcnn("eval", "--data", data, *options, "--out", out)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "time statistics mean+std" in p.stdout and f"without the spoofs of {dropped}" in p.stdout
     assert "domains balanced" in p.stdout and "band dropout 0.2" in p.stdout and "domain adversary 0.5" in p.stdout
-    assert "mlp head 64-32" in p.stdout
+    assert "mlp head 64-32" in p.stdout and "label smoothing 0.1, weight decay 0.05" in p.stdout
     cv = json.loads((out / "cv.json").read_text())
     assert cv["time_stats"] == ["mean", "std"] and cv["drop_generators"] == [dropped] and cv["seed"] == 1
     assert cv["balance_domains"] is True and cv["band_dropout"] == 0.2 and cv["adversary"] == 0.5
-    assert cv["hidden"] == [64, 32]
+    assert cv["hidden"] == [64, 32] and cv["label_smoothing"] == 0.1 and cv["weight_decay"] == 0.05
     assert cv["folds"] and 0.0 <= cv["mean_eer"] <= 1.0
     # every held-out file's score, in its fold: the fold's EER follows from them
     import csv

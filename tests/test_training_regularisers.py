@@ -1,5 +1,6 @@
 """The head trainer's regularisers: view-group batches, the view-consistency penalty, weight averaging,
-domain balancing, mixup, band dropout, the domain adversary, the partner ranking loss."""
+domain balancing, mixup, band dropout, the domain adversary, the partner ranking loss, label smoothing and
+weight decay."""
 
 from __future__ import annotations
 
@@ -312,3 +313,39 @@ def test_partner_ranking_needs_utterances_and_does_not_mix() -> None:
         fit_head(x, y, None, None, train_groups=groups[:, :2], head=HEAD, cfg=TrainConfig(epochs=1, pairing=1))
     with pytest.raises(ValueError, match="mixup"):
         fit_head(x, y, None, None, train_groups=groups, head=HEAD, cfg=TrainConfig(epochs=1, pairing=1, mixup=0.4))
+
+
+def _separable_data(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features whose input 0 tells the class apart with a wide margin."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = np.exp(rng.normal(0, 0.3, (n, HEAD.n_channels, HEAD.n_rows))).astype(np.float32)
+    x[:, 0, 0] = np.exp(np.where(y == 1, 2.0, -2.0) + rng.normal(0, 0.3, n))
+    return x, y
+
+
+def test_label_smoothing_caps_the_confidence_and_weight_decay_shrinks_the_weights() -> None:
+    """Smoothed targets e/2 and 1-e/2 are matched by logits near +-log((1-e/2)/(e/2)), not by ever larger
+    ones; a larger weight decay leaves smaller weights. Every head still separates the classes."""
+    x, y = _separable_data(0, 512)
+    xt, yt = _separable_data(1, 400)
+
+    def fit(**kw: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        cfg = TrainConfig(epochs=12, batch_size=64, lr=1e-2, seed=0, threads=1, **kw)
+        weights, _, _ = fit_head(x, y, None, None, head=HEAD, cfg=cfg)
+        return weights, Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights).logits(xt)
+
+    plain_w, plain = fit()
+    _, smooth = fit(label_smoothing=0.4)
+    cap = np.log((1 - 0.2) / 0.2)  # 1.39: the logit whose sigmoid is the smoothed target
+    assert np.percentile(np.abs(smooth), 95) < 1.3 * cap < 2 * cap < np.median(np.abs(plain))
+    assert roc_auc(smooth, yt) > 0.99 and roc_auc(plain, yt) > 0.99
+    decayed_w, decayed = fit(weight_decay=5.0)
+
+    def norm(w: dict[str, np.ndarray]) -> float:
+        return sum(float(np.sum(v.astype(np.float64) ** 2)) for k, v in w.items() if k.endswith("weight"))
+
+    assert norm(decayed_w) < 0.8 * norm(plain_w)
+    assert roc_auc(decayed, yt) > 0.99
+    with pytest.raises(ValueError, match="label_smoothing"):
+        fit_head(x, y, None, None, head=HEAD, cfg=TrainConfig(epochs=1, label_smoothing=1.0))

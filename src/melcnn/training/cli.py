@@ -251,8 +251,8 @@ def _probability(text: str) -> float:
 
 def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_help: str, average_help: str) -> None:
     """``--consistency W``, ``--average-from E``, ``--balance-domains``, ``--mixup A``, ``--band-dropout P``,
-    ``--adversary W`` and ``--pairing W``
-    (:class:`~melcnn.training.train.TrainConfig`'s)."""
+    ``--adversary W``, ``--pairing W``, ``--label-smoothing E`` and ``--weight-decay D``
+    (:class:`~melcnn.training.train.TrainConfig`'s, gathered by :func:`_regularisers`)."""
     parser.add_argument("--consistency", type=_non_negative_float, default=0.0, metavar="W", help=consistency_help)
     parser.add_argument("--average-from", type=int, default=0, metavar="E", help=average_help)
     parser.add_argument(
@@ -295,6 +295,28 @@ def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_hel
         "asked to score above that utterance's bona fide clips, so a shift that a source or channel gives "
         "both cancels; not with --mixup (default 0: off)",
     )
+    parser.add_argument(
+        "--label-smoothing",
+        type=_probability,
+        default=0.0,
+        metavar="E",
+        help="train towards the targets E/2 and 1-E/2 instead of 0 and 1 (default 0: off)",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        default=None,
+        metavar="D",
+        help="AdamW's decoupled weight decay (default: TrainConfig's, 0.01)",
+    )
+
+
+def _regularisers(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of :func:`_add_regulariser_options` as keyword arguments of ``train_model`` and
+    ``cross_validate``."""
+    names = ("consistency", "average_from", "balance_domains", "mixup", "band_dropout", "adversary", "pairing")
+    out = {n: getattr(args, n) for n in (*names, "label_smoothing")}
+    return out if args.weight_decay is None else {**out, "weight_decay": args.weight_decay}
 
 
 class _Progress:
@@ -351,13 +373,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         time_stats=args.time_stats,
         chunk_classifier=args.chunk_classifier,
         reencode_files=args.reencode_files,
-        consistency=args.consistency,
-        average_from=args.average_from,
-        balance_domains=args.balance_domains,
-        mixup=args.mixup,
-        band_dropout=args.band_dropout,
-        adversary=args.adversary,
-        pairing=args.pairing,
+        **_regularisers(args),
         evaluate=not args.no_eval,
         fit_on=args.fit_on,
         progress=_Progress(),
@@ -385,13 +401,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             seed=args.seed,
             views=not args.no_views,
-            consistency=args.consistency,
-            average_from=args.average_from,
-            balance_domains=args.balance_domains,
-            mixup=args.mixup,
-            band_dropout=args.band_dropout,
-            adversary=args.adversary,
-            pairing=args.pairing,
+            **_regularisers(args),
             workers=args.workers,
             progress=_Progress(),
         )
@@ -407,6 +417,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         name += f"-bd{args.band_dropout:g}" if args.band_dropout else ""
         name += f"-adv{args.adversary:g}" if args.adversary else ""
         name += f"-pair{args.pairing:g}" if args.pairing else ""
+        name += f"-ls{args.label_smoothing:g}" if args.label_smoothing else ""
+        name += f"-wd{args.weight_decay:g}" if args.weight_decay is not None else ""
         out = args.out or Path(args.data) / "cv" / name
         crossval.write(cv, out)
         print(crossval.markdown(cv))

@@ -148,6 +148,8 @@ def cross_validate(
     band_dropout: float = 0.0,
     adversary: float = 0.0,
     pairing: float = 0.0,
+    label_smoothing: float = 0.0,
+    weight_decay: float = TrainConfig.weight_decay,
     folds: list[int] | None = None,
     drop_generators: tuple[str, ...] = (),
     workers: int = 2,
@@ -155,8 +157,8 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level).
 
-    ``consistency``, ``average_from``, ``balance_domains``, ``mixup``, ``band_dropout``, ``adversary`` and
-    ``pairing`` are
+    ``consistency``, ``average_from``, ``balance_domains``, ``mixup``, ``band_dropout``, ``adversary``,
+    ``pairing``, ``label_smoothing`` and ``weight_decay`` are
     :class:`~melcnn.training.train.TrainConfig`'s (the MLP head);
     ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`); ``hidden``
     the MLP's hidden layers (default the specification's 1024-512-128; smaller ones, each with the dropout
@@ -194,6 +196,8 @@ def cross_validate(
         band_dropout=band_dropout,
         adversary=adversary,
         pairing=pairing,
+        label_smoothing=label_smoothing,
+        weight_decay=weight_decay,
     )
     out: dict[str, Any] = {
         "model": model,
@@ -211,6 +215,8 @@ def cross_validate(
         "band_dropout": band_dropout,
         "adversary": adversary,
         "pairing": pairing,
+        "label_smoothing": label_smoothing,
+        "weight_decay": weight_decay,
         "folds": [],
         "file_scores": [],
     }
@@ -282,7 +288,13 @@ def markdown(cv: dict[str, Any]) -> str:
         + (f", mixup {cv['mixup']:g}" if cv.get("mixup") else "")
         + (f", band dropout {cv['band_dropout']:g}" if cv.get("band_dropout") else "")
         + (f", domain adversary {cv['adversary']:g}" if cv.get("adversary") else "")
-        + (f", partner ranking {cv['pairing']:g}" if cv.get("pairing") else ""),
+        + (f", partner ranking {cv['pairing']:g}" if cv.get("pairing") else "")
+        + (f", label smoothing {cv['label_smoothing']:g}" if cv.get("label_smoothing") else "")
+        + (
+            f", weight decay {cv['weight_decay']:g}"
+            if cv.get("weight_decay", TrainConfig.weight_decay) != TrainConfig.weight_decay
+            else ""
+        ),
         "",
         "| fold | held-out sources | held-out generators | bona fide / spoof files | EER | ROC AUC |",
         "|---|---|---|---|---|---|",

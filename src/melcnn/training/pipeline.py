@@ -66,6 +66,8 @@ def train_model(
     band_dropout: float = 0.0,
     adversary: float = 0.0,
     pairing: float = 0.0,
+    label_smoothing: float = 0.0,
+    weight_decay: float = TrainConfig.weight_decay,
     evaluate: bool = True,
     fit_on: str = "train",
     progress: Progress | None = None,
@@ -112,6 +114,8 @@ def train_model(
         band_dropout=band_dropout,
         adversary=adversary,
         pairing=pairing,
+        label_smoothing=label_smoothing,
+        weight_decay=weight_decay,
     )
     t0 = time.perf_counter()
     history: list[dict[str, float]]  # one row per epoch (empty for a head calibrated on a given classifier)

@@ -58,6 +58,9 @@ class TrainConfig:
     #: scores that a source or channel gives both sides of a pair cancels, so only what the generator changed
     #: lowers it (0: off; needs ``train_groups`` with utterances)
     pairing: float = 0.0
+    #: label smoothing: the targets 0 and 1 become ``label_smoothing / 2`` and ``1 - label_smoothing / 2``,
+    #: so that no chunk is pushed to an extreme logit by the cues that tell its source apart (0: off)
+    label_smoothing: float = 0.0
 
 
 def file_scores(chunk_scores: np.ndarray, file_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +121,8 @@ def fit_head(
 
     head = head or HeadConfig()
     cfg = cfg or TrainConfig()
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     prev_threads = torch.get_num_threads()
@@ -186,11 +191,12 @@ def fit_head(
                 wb = None if sample_w is None else sample_w[idx]
                 if cfg.mixup > 0:
                     xb, yb, wb = _mix(xb, yb, wb, rng, cfg.mixup)
+                target = yb if cfg.label_smoothing == 0 else yb * (1 - cfg.label_smoothing) + cfg.label_smoothing / 2
                 if cfg.band_dropout > 0:
                     xb = _drop_bands(xb, model.feature_mean, head.freq_bands, cfg.band_dropout, rng)
                 hidden = model.net[:-2]((xb - model.feature_mean) / model.feature_std)  # before the last dropout
                 logits = model.net[-1](model.net[-2](hidden))[:, 0]
-                loss = loss_fn(logits, yb)
+                loss = loss_fn(logits, target)
                 if wb is not None:
                     loss = (loss * wb).sum() / wb.sum()
                 if adversary is not None:
