@@ -315,8 +315,10 @@ def _regularisers(args: argparse.Namespace) -> dict[str, Any]:
     """The options of :func:`_add_regulariser_options` as keyword arguments of ``train_model`` and
     ``cross_validate``."""
     names = ("consistency", "average_from", "balance_domains", "mixup", "band_dropout", "adversary", "pairing")
-    out = {n: getattr(args, n) for n in (*names, "label_smoothing")}
-    return out if args.weight_decay is None else {**out, "weight_decay": args.weight_decay}
+    out = {n: getattr(args, n) for n in (*names, "label_smoothing", "weight_decay")}
+    if out["weight_decay"] is None:  # not given: the training's own default
+        del out["weight_decay"]
+    return out
 
 
 class _Progress:
