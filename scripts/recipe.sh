@@ -8,7 +8,8 @@
 #   (defaults: ../data/melcnn-v3 beside the repository, all, 0, 16, 1: the settings of the shipped weights,
 #   SEED the data build's seed and TRAIN_SEED the heads';
 #   MINUTES "all" builds every minute of every source, a number about that many bona fide minutes)
-# Every step resumes after an interruption; rerun the script to continue.
+# The data build and the feature cache resume after an interruption (rerun the script); the cross-validation
+# and the trainings start again from their beginning.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_DIR="${1:-${MELCNN_DATA:-$HERE/../data/melcnn-v3}}"
