@@ -1136,7 +1136,7 @@ def test_smoke_train_on_train_and_dev_is_calibrated_on_cross_fitted_logits(tiny_
     head = HeadConfig(freq_bands=2)
     tcfg = replace(TrainConfig(epochs=2, balance_domains=True), patience=2)
     tr_idx, te_idx = CV.fold_sets(chunks.clips, 0)
-    fold_head = CV._fit("mlp", CV._subset(chunks, tr_idx), head, tcfg)
+    fold_head = CV._fit("mlp", CV._subset(chunks, tr_idx), (head,), tcfg)
     test = CV._subset(chunks, te_idx)
     expected = dict(zip(np.array([c.clip_id for c in test.clips])[test.clip_index], fold_head(test.x), strict=True))
     mine = ids == next(iter(expected))
@@ -1151,3 +1151,66 @@ def test_smoke_train_on_train_and_dev_is_calibrated_on_cross_fitted_logits(tiny_
     bad = _melcnn("train", "--data", data, "--model", "v3", "--chunk-classifier", v3, "--out", tmp_path / "x",
                   "--no-eval")  # fmt: skip
     assert bad.returncode == 2 and "oof.npz" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@_needs_tools[0]
+@_needs_tools[1]
+def test_smoke_train_and_cross_validate_a_checkpoint_of_two_heads(tiny_dataset, tmp_path):
+    """`--extra-head`: V2 of two heads on different inputs, trained on train+dev, calibrated on the mean of
+    the two fold heads' cross-fitted logits; V3 from it; the cross-validation of the same pair."""
+    from dataclasses import replace
+
+    import melcnn
+    from melcnn.classifier import ENSEMBLE_FORMAT_VERSION, HeadConfig
+    from melcnn.config import FeatureConfig
+    from melcnn.training import crossval as CV
+    from melcnn.training import features as F
+    from melcnn.training.pipeline import OOF_FILE
+    from melcnn.training.train import TrainConfig
+
+    data, _, _ = tiny_dataset
+    v2, v3 = tmp_path / "v2", tmp_path / "v3"
+    p = _melcnn("train", "--data", data, "--model", "v2", "--out", v2, "--epochs", "2", "--bands", "16",
+                "--extra-head", "4:mean,std:32,16", "--fit-on", "train+dev", "--no-eval")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    cfg = json.loads((v2 / "config.json").read_text())
+    assert cfg["format_version"] == ENSEMBLE_FORMAT_VERSION and cfg["head"]["freq_bands"] == 16
+    side = HeadConfig(freq_bands=4, time_stats=("mean", "std")).with_hidden((32, 16))
+    assert [HeadConfig.from_dict(h) for h in cfg["extra_heads"]] == [side]
+    # fold 0's cross-fitted logits are the mean of the two heads trained without fold 0
+    clips = F.read_clips(data)
+    trainable = [c for c in clips if c.split == "train"] + [c for c in clips if c.split == "dev"]
+    stats = ("mean", "std")
+    chunks = F.load_features(
+        F.cache_features(data, trainable, cfg=FeatureConfig(), overlap_s=0.0, time_stats=stats), trainable, stats
+    )
+    tcfg = replace(TrainConfig(epochs=2), patience=2)
+    tr_idx, te_idx = CV.fold_sets(chunks.clips, 0)
+    heads = (HeadConfig(freq_bands=16), side)
+    train = CV._subset(chunks, tr_idx)
+    pair = CV._fit("mlp", train, heads, tcfg)
+    alone = CV._fit("mlp", F.FeatureSet(train.x[:, :417], train.y, train.clip_index, train.clips), heads[:1], tcfg)
+    test = CV._subset(chunks, te_idx)
+    ids_of_rows = np.array([c.clip_id for c in test.clips])[test.clip_index]
+    with np.load(v2 / OOF_FILE) as f:
+        z, ids = f["logits@0"], f["clip_ids@0"]
+    first = np.flatnonzero(ids_of_rows == ids_of_rows[0])
+    assert z[ids == ids_of_rows[0]] == pytest.approx(pair(test.x)[first], rel=1e-4, abs=1e-4)
+    assert not np.allclose(pair(test.x), alone(test.x[:, :417]))  # the second head moves the logits
+    # the checkpoint analyses a file with both heads; V3 reuses them and is calibrated for its chunking
+    clip = next((data / "clips").rglob("*.flac"))
+    report = melcnn.load_model(v2).analyze(media_path=clip)
+    assert 0.0 <= report["fake_score"] <= 1.0
+    p = _melcnn("train", "--data", data, "--model", "v3", "--chunk-classifier", v2, "--out", v3, "--no-eval")
+    assert p.returncode == 0, p.stderr[-2000:]
+    ck3 = melcnn.load_model(v3).checkpoint
+    assert ck3.extra_heads == (side,) and ck3.weights.keys() == melcnn.load_model(v2).checkpoint.weights.keys()
+    # the cross-validation trains both heads in every fold
+    out = tmp_path / "cv"
+    p = _melcnn("eval", "--data", data, "--cv", "--epochs", "1", "--bands", "16", "--cv-hidden", "32",
+                "--extra-head", "8:mean,std:16", "--out", out)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "with a head on 8 bands, mean+std, 16 (mean logit)" in p.stdout
+    assert json.loads((out / "cv.json").read_text())["extra_heads"][0]["freq_bands"] == 8
+    bad = _melcnn("eval", "--data", str(data), "--cv", "--extra-head", "5:mean")
+    assert bad.returncode == 2 and "do not divide" in bad.stderr

@@ -15,6 +15,11 @@ checkpoint), flattened, and passed through the specification's network::
 The raw 417x16x16 map flattened would need 110 M parameters; pooling keeps the head at the
 specification's ~1-2 M (417 x 2 bands: 1.45 M).
 
+A checkpoint may hold further heads on other inputs (``extra_heads``: other bands, other statistics over
+time, smaller hidden layers); its logit is then the mean of all heads' logits, calibrated as one. Heads
+that see the scattering map differently err on different files, so their mean generalises better to
+held-out sources and generators than any one of them (docs/training.md).
+
 A checkpoint is a directory with ``model.safetensors`` (weights, never a pickle) and
 ``config.json`` (every pipeline setting, the calibration, the threshold, training summary and
 measured metrics). Inference here runs in NumPy; training builds the same network in torch with
@@ -28,7 +33,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +44,8 @@ from .errors import CheckpointError
 from .registry import ModelSpec, spec_for
 
 FORMAT = "melcnn-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # a checkpoint of one head
+ENSEMBLE_FORMAT_VERSION = 2  # a checkpoint of several heads (``extra_heads``), which readers of 1 must refuse
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 _BN_EPS = 1e-5  # torch.nn.BatchNorm1d default
@@ -73,6 +79,19 @@ class HeadConfig:
         linear = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         return linear + 2 * sum(self.hidden)  # + BatchNorm affine
 
+    def with_hidden(self, hidden: tuple[int, ...]) -> HeadConfig:
+        """The same head with other hidden layers, each with the dropout of the specification's layer of
+        the same depth from the end (``(256, 128)`` -> dropout 0.4, 0.3)."""
+        if not hidden or len(hidden) > len(self.dropout) or min(hidden) < 1:
+            raise ValueError(f"hidden: 1 to {len(self.dropout)} positive layer sizes, got {list(hidden)}")
+        return replace(self, hidden=tuple(hidden), dropout=self.dropout[len(self.dropout) - len(hidden) :])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("hidden", "dropout", "time_stats"):
+            d[k] = list(d[k])
+        return d
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HeadConfig:
         d = dict(d)
@@ -97,6 +116,35 @@ def pool_bands(pooled: np.ndarray, freq_bands: int) -> np.ndarray:
     if rows % freq_bands:
         raise CheckpointError(f"{rows} frequency rows cannot be split into {freq_bands} equal bands")
     return pooled.reshape(n, c, freq_bands, rows // freq_bands).mean(axis=-1).reshape(n, c * freq_bands)
+
+
+def select_stats(pooled: np.ndarray, have: tuple[str, ...], want: tuple[str, ...]) -> np.ndarray:
+    """The channel blocks of the time statistics ``want`` (in that order) from time-pooled maps
+    ``(n, C * len(have), R)`` that hold the blocks of ``have``."""
+    if tuple(want) == tuple(have):
+        return pooled
+    missing = set(want) - set(have)
+    if missing:
+        raise CheckpointError(f"the features hold the time statistics {list(have)}, not {sorted(missing)}")
+    c = pooled.shape[1] // len(have)
+    return np.concatenate([pooled[:, have.index(s) * c : (have.index(s) + 1) * c] for s in want], axis=1)
+
+
+def time_stats_of(heads: tuple[HeadConfig, ...]) -> tuple[str, ...]:
+    """Statistics over time the features must hold for all ``heads``: the first head's, in its order,
+    then any other a further head needs (:func:`melcnn.features.chunk_features`' ``time_stats``)."""
+    return tuple(dict.fromkeys(s for h in heads for s in h.time_stats))
+
+
+def member_prefix(i: int) -> str:
+    """Prefix of the tensors of a checkpoint's ``i``-th head: none for the first (so a one-head
+    checkpoint's tensors keep their names), ``heads.<i>.`` for the others."""
+    return "" if i == 0 else f"heads.{i}."
+
+
+def join_members(weights: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One checkpoint's tensors from each head's own (as :func:`weights_from_torch` gives them)."""
+    return {member_prefix(i) + k: v for i, w in enumerate(weights) for k, v in w.items()}
 
 
 def head_inputs(pooled: np.ndarray, head: HeadConfig) -> np.ndarray:
@@ -126,6 +174,21 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)  # training summary, metrics, ...
     path: Path | None = None
     sha256: str | None = None
+    extra_heads: tuple[HeadConfig, ...] = ()  # further heads on other inputs; the logit is the mean of all
+
+    @property
+    def heads(self) -> tuple[HeadConfig, ...]:
+        """Every head: ``head`` first, then ``extra_heads``."""
+        return (self.head, *self.extra_heads)
+
+    @property
+    def time_stats(self) -> tuple[str, ...]:
+        """Statistics over time the features must hold for every head (:func:`time_stats_of`)."""
+        return time_stats_of(self.heads)
+
+    def n_parameters(self) -> int:
+        """Trainable parameters of all heads together."""
+        return sum(h.n_parameters() for h in self.heads)
 
     @property
     def spec(self) -> ModelSpec:
@@ -133,41 +196,57 @@ class Checkpoint:
         return spec_for(self.variant)
 
     def config_dict(self) -> dict[str, Any]:
-        head = asdict(self.head)
-        head["hidden"] = list(self.head.hidden)
-        head["dropout"] = list(self.head.dropout)
-        head["time_stats"] = list(self.head.time_stats)
+        ensemble = {"extra_heads": [h.to_dict() for h in self.extra_heads]} if self.extra_heads else {}
         return {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": ENSEMBLE_FORMAT_VERSION if self.extra_heads else FORMAT_VERSION,
             "name": self.name,
             "variant": self.variant,
             "version": self.version,
             "features": self.features.to_dict(),
             "chunking": {"overlap_s": self.spec.default_overlap_s},  # recorded for readers; the spec rules
-            "head": head,
+            "head": self.head.to_dict(),
+            **ensemble,
             "threshold": self.threshold,
             "calibration": self.calibration,
             **self.extra,
         }
 
+    def member_logits(self, pooled: np.ndarray) -> np.ndarray:
+        """Each head's raw output (eval mode) ``(n, C, R) -> (n_heads, n)``, as a P(fake) logit when the
+        heads' ``output`` is "fake" (``C`` = channels x :attr:`time_stats`, as
+        :func:`melcnn.features.chunk_features` returns them)."""
+        have = self.time_stats
+        return np.stack(
+            [
+                _mlp_logits(select_stats(pooled, have, h.time_stats), h, self.weights, member_prefix(i))
+                for i, h in enumerate(self.heads)
+            ]
+        )
+
     def logits(self, pooled: np.ndarray) -> np.ndarray:
-        """Raw head output (eval mode) for time-pooled scattering maps ``(n, C, R) -> (n,)``
-        (``C`` = channels x ``head.time_stats``, as :func:`melcnn.features.chunk_features` returns them)."""
-        w = self.weights
-        x = (head_inputs(pooled, self.head) - w["feature_mean"]) / w["feature_std"]
-        n_hidden = len(self.head.hidden)
-        for i in range(n_hidden):
-            lin, bn = 1 + 4 * i, 3 + 4 * i
-            x = np.maximum(x @ w[f"net.{lin}.weight"].T + w[f"net.{lin}.bias"], 0.0)
-            scale = w[f"net.{bn}.weight"] / np.sqrt(w[f"net.{bn}.running_var"] + _BN_EPS)
-            x = (x - w[f"net.{bn}.running_mean"]) * scale + w[f"net.{bn}.bias"]
-        last = 1 + 4 * n_hidden
-        return (x @ w[f"net.{last}.weight"].T + w[f"net.{last}.bias"])[:, 0]
+        """Raw output (eval mode) for time-pooled scattering maps ``(n, C, R) -> (n,)``: the head's, or
+        the mean of the heads' logits (``C`` = channels x :attr:`time_stats`, as
+        :func:`melcnn.features.chunk_features` returns them)."""
+        if not self.extra_heads:
+            return _mlp_logits(pooled, self.head, self.weights, "")
+        return self.member_logits(pooled).mean(axis=0)
 
     def fake_scores(self, pooled: np.ndarray) -> np.ndarray:
         """Calibrated P(fake) per chunk in [0, 1] ``(n, C, R) -> (n,)``."""
         return calibrated_scores(self.logits(pooled), head=self.head, calibration=self.calibration)
+
+
+def _mlp_logits(pooled: np.ndarray, head: HeadConfig, w: dict[str, np.ndarray], prefix: str) -> np.ndarray:
+    """One head's forward pass in NumPy (eval mode: batch norm with its running statistics)."""
+    x = (head_inputs(pooled, head) - w[prefix + "feature_mean"]) / w[prefix + "feature_std"]
+    for i in range(len(head.hidden)):
+        lin, bn = f"{prefix}net.{1 + 4 * i}.", f"{prefix}net.{3 + 4 * i}."
+        x = np.maximum(x @ w[lin + "weight"].T + w[lin + "bias"], 0.0)
+        scale = w[bn + "weight"] / np.sqrt(w[bn + "running_var"] + _BN_EPS)
+        x = (x - w[bn + "running_mean"]) * scale + w[bn + "bias"]
+    last = f"{prefix}net.{1 + 4 * len(head.hidden)}."
+    return (x @ w[last + "weight"].T + w[last + "bias"])[:, 0]
 
 
 def calibrated_scores(logits: np.ndarray, *, head: HeadConfig, calibration: dict[str, Any]) -> np.ndarray:
@@ -179,7 +258,11 @@ def calibrated_scores(logits: np.ndarray, *, head: HeadConfig, calibration: dict
     return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float64)
 
 
-def _expected_shapes(head: HeadConfig) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(heads: tuple[HeadConfig, ...]) -> dict[str, tuple[int, ...]]:
+    return {member_prefix(i) + k: v for i, h in enumerate(heads) for k, v in _head_shapes(h).items()}
+
+
+def _head_shapes(head: HeadConfig) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {"feature_mean": (head.n_inputs,), "feature_std": (head.n_inputs,)}
     sizes = [head.n_inputs, *head.hidden]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
@@ -224,13 +307,15 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {exc}") from exc
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path} is not a melcnn checkpoint config (format != {FORMAT!r})")
-    if cfg.get("format_version") != FORMAT_VERSION:
+    if cfg.get("format_version") not in (FORMAT_VERSION, ENSEMBLE_FORMAT_VERSION):
         raise CheckpointError(
-            f"{cfg_path} has format_version {cfg.get('format_version')!r}; this melcnn reads {FORMAT_VERSION}"
+            f"{cfg_path} has format_version {cfg.get('format_version')!r}; this melcnn reads "
+            f"{FORMAT_VERSION} and {ENSEMBLE_FORMAT_VERSION}"
         )
     try:
         features = FeatureConfig.from_dict(cfg["features"])
         head = HeadConfig.from_dict(cfg["head"])
+        extra_heads = tuple(HeadConfig.from_dict(d) for d in cfg.get("extra_heads", []))
         variant = str(cfg["variant"])
         name = str(cfg["name"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -246,10 +331,17 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(
             f"{cfg_path}: records a default overlap of {recorded!r} s, but {variant} has {spec.default_overlap_s:g} s"
         )
-    if head.n_rows != features.image_size // 2**features.scattering_J:
-        raise CheckpointError(f"{cfg_path}: head expects {head.n_rows} rows, features give a different number")
+    if bool(extra_heads) != (cfg["format_version"] == ENSEMBLE_FORMAT_VERSION):
+        raise CheckpointError(
+            f"{cfg_path}: format_version {ENSEMBLE_FORMAT_VERSION} goes with extra_heads, and only with them"
+        )
+    heads = (head, *extra_heads)
+    if any(h.n_rows != features.image_size // 2**features.scattering_J for h in heads):
+        raise CheckpointError(f"{cfg_path}: a head expects {head.n_rows} rows, features give a different number")
     if head.output not in ("fake", "real"):
         raise CheckpointError(f"{cfg_path}: head.output must be 'fake' or 'real', not {head.output!r}")
+    if any(h.output != head.output for h in extra_heads):
+        raise CheckpointError(f"{cfg_path}: every head must output the same class's logit")
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -257,7 +349,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         weights = load_file(str(w_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{w_path} is not a readable safetensors file: {exc}") from exc
-    for key, shape in _expected_shapes(head).items():
+    for key, shape in _expected_shapes(heads).items():
         if key not in weights:
             raise CheckpointError(f"{w_path} lacks tensor {key!r}")
         if tuple(weights[key].shape) != shape:
@@ -265,7 +357,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         weights[key] = weights[key].astype(np.float32)
         if not np.all(np.isfinite(weights[key])):
             raise CheckpointError(f"{w_path}: tensor {key!r} contains NaN or infinity")
-    known = {"format", "format_version", "name", "variant", "version", "features", "chunking", "head"}
+    known = {"format", "format_version", "name", "variant", "version", "features", "chunking", "head", "extra_heads"}
     known |= {"threshold", "calibration"}
     threshold = float(cfg.get("threshold", 0.5))
     if not 0.0 < threshold < 1.0:
@@ -282,6 +374,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         extra={k: v for k, v in cfg.items() if k not in known},
         path=directory,
         sha256=_sha256(w_path),
+        extra_heads=extra_heads,
     )
 
 
@@ -308,7 +401,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
 
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    missing = set(_expected_shapes(ckpt.head)) - set(ckpt.weights)
+    missing = set(_expected_shapes(ckpt.heads)) - set(ckpt.weights)
     if missing:
         raise CheckpointError(f"cannot save checkpoint: missing tensors {sorted(missing)}")
     tensors = stored_weights(ckpt.weights, ckpt.extra.get("storage", "float32"))

@@ -87,7 +87,7 @@ class Detector:
             "version": ck.version,
             "weights_sha256": ck.sha256,
             "checkpoint": str(ck.path) if ck.path else None,
-            "parameters": ck.head.n_parameters(),
+            "parameters": ck.n_parameters(),
             "threshold": ck.threshold,
             "chunk_duration_s": self.config.chunk_s,
             "chunk_overlap_s": self.spec.default_overlap_s,
@@ -102,9 +102,7 @@ class Detector:
     def score_chunks(self, chunks: np.ndarray) -> np.ndarray:
         """Calibrated P(fake) in [0, 1] for each chunk ``(n_chunks, chunk_len) -> (n_chunks,)``."""
         with single_threaded_blas():
-            feats = chunk_features(
-                chunks, cfg=self.config, device=self.device, time_stats=self.checkpoint.head.time_stats
-            )
+            feats = chunk_features(chunks, cfg=self.config, device=self.device, time_stats=self.checkpoint.time_stats)
             return self.checkpoint.fake_scores(feats)
 
     def analyze(
@@ -149,7 +147,7 @@ class Detector:
 
         def score(chunks: np.ndarray) -> None:  # a batch of chunks, as soon as the decoding has them
             t = time.perf_counter()
-            feats = chunk_features(chunks, cfg=cfg, device=self.device, time_stats=self.checkpoint.head.time_stats)
+            feats = chunk_features(chunks, cfg=cfg, device=self.device, time_stats=self.checkpoint.time_stats)
             t1 = time.perf_counter()
             scores.append(self.checkpoint.fake_scores(feats))
             timings["features"] += t1 - t

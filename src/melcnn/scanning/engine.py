@@ -39,4 +39,4 @@ class _Engine:
         from ..features import pool_time
 
         with single_threaded_blas():
-            return self.checkpoint.fake_scores(pool_time(self.scattering, images, self.checkpoint.head.time_stats))
+            return self.checkpoint.fake_scores(pool_time(self.scattering, images, self.checkpoint.time_stats))

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .._cli_common import _DEFAULT_OVERLAPS, _VARIANTS, EXIT_OK, EXIT_USAGE, _non_negative_float
+from ..classifier import HeadConfig
 from ..config import TIME_STATS
+from ..errors import MelcnnError
 from ..registry import MODELS
 from .protocol import CANDIDATE_TRANSFORMS
 
@@ -105,6 +107,7 @@ def add_commands(sub: Any) -> None:
     _add_time_stats_option(
         tr, "statistics over time of each scattering coefficient, comma-separated among {} (default mean)"
     )
+    _add_extra_head_option(tr, "")
     tr.add_argument(
         "--chunk-classifier",
         type=Path,
@@ -164,6 +167,7 @@ def add_commands(sub: Any) -> None:
         "specification's 1024,512,128)",
     )
     _add_time_stats_option(ev, "with --cv: statistics over time of the head input, among {} (default mean)")
+    _add_extra_head_option(ev, "with --cv: ")
     ev.add_argument(
         "--drop-generators",
         type=_generator_list,
@@ -222,6 +226,33 @@ def _layer_sizes(text: str) -> tuple[int, ...]:
     if not 1 <= len(sizes) <= 3 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"expected 1 to 3 positive layer sizes, e.g. 256,128, got {text!r}")
     return sizes
+
+
+def _extra_head(text: str) -> HeadConfig:
+    """``BANDS:STATS[:HIDDEN]``, e.g. ``8:mean,std:64,32``: a further head of a checkpoint."""
+    parts = text.split(":")
+    try:
+        if not 2 <= len(parts) <= 3:
+            raise ValueError("expected BANDS:STATS[:HIDDEN]")
+        head = HeadConfig(freq_bands=int(parts[0]), time_stats=_time_stats(parts[1]))
+        if 16 % head.freq_bands or head.freq_bands < 1:
+            raise ValueError(f"{head.freq_bands} bands do not divide the 16 frequency rows")
+        return head.with_hidden(_layer_sizes(parts[2])) if len(parts) == 3 else head
+    except (ValueError, argparse.ArgumentTypeError, MelcnnError) as exc:
+        raise argparse.ArgumentTypeError(f"--extra-head {text!r}: {exc}") from None
+
+
+def _add_extra_head_option(parser: argparse.ArgumentParser, prefix: str) -> None:
+    parser.add_argument(
+        "--extra-head",
+        type=_extra_head,
+        action="append",
+        default=[],
+        metavar="BANDS:STATS[:HIDDEN]",
+        help=f"{prefix}train a further head on another input, e.g. 8:mean,std:64,32 (8 bands, mean and std over "
+        "time, hidden layers 64-32; default the specification's layers); the model's logit is the mean of "
+        "all heads' logits. Repeatable (default none)",
+    )
 
 
 def _candidate_list(text: str) -> tuple[str, ...]:
@@ -383,6 +414,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         workers=args.workers,
         freq_bands=args.bands,
         time_stats=args.time_stats,
+        extra_heads=tuple(args.extra_head),
         chunk_classifier=args.chunk_classifier,
         reencode_files=args.reencode_files,
         **_regularisers(args),
@@ -409,6 +441,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             freq_bands=args.bands,
             time_stats=args.time_stats,
             hidden=args.cv_hidden,
+            extra_heads=tuple(args.extra_head),
             drop_generators=args.drop_generators,
             epochs=args.epochs,
             seed=args.seed,
@@ -420,6 +453,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         name = f"{args.cv_head}-b{args.bands}-e{args.epochs}"
         name += "-h" + "x".join(map(str, args.cv_hidden)) if args.cv_hidden else ""
         name += "-" + "+".join(args.time_stats) if args.time_stats != ("mean",) else ""
+        for h in args.extra_head:
+            name += f"-and-b{h.freq_bands}-{'+'.join(h.time_stats)}-h{'x'.join(map(str, h.hidden))}"
         name += "-without-" + "+".join(args.drop_generators) if args.drop_generators else ""
         name += f"-seed{args.seed}" if args.seed else ""
         name += f"-c{args.consistency:g}" if args.consistency else ""

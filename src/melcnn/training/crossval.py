@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..classifier import HeadConfig, head_inputs
+from ..classifier import HeadConfig, head_inputs, join_members, select_stats, time_stats_of
 from ..config import FeatureConfig
 from . import evaluate as ev
 from . import protocol as P
@@ -50,15 +50,33 @@ def _subset(fs: FeatureSet, clip_idx: list[int]) -> FeatureSet:
     return FeatureSet(fs.x[rows], fs.y[rows], remap[fs.clip_index[rows]], [fs.clips[i] for i in np.flatnonzero(keep)])
 
 
-def _fit(model: str, tr: FeatureSet, head: HeadConfig, tcfg: TrainConfig) -> Callable[[np.ndarray], np.ndarray]:
-    """Train a fold's head on ``tr``; returns its chunk scorer (features -> logits, higher = more spoof-like)."""
+def _fit(
+    model: str, tr: FeatureSet, heads: tuple[HeadConfig, ...], tcfg: TrainConfig
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Train a fold's head (with the mlp model: each of ``heads``, their logits averaged) on ``tr``, whose
+    features hold :func:`~melcnn.classifier.time_stats_of` ``heads``; returns its chunk scorer (features
+    -> logits, higher = more spoof-like)."""
+    head, stats = heads[0], time_stats_of(heads)
     if model == "mlp":
         from ..classifier import Checkpoint
 
-        weights, cal, _ = fit_head(
-            tr.x, tr.y, None, None, train_groups=view_groups(tr), train_domains=domain_ids(tr), head=head, cfg=tcfg
-        )
-        return Checkpoint("cv", "v2", "0", FeatureConfig(), head, weights, calibration=cal).logits
+        groups, domains = view_groups(tr), domain_ids(tr)
+        weights = [
+            fit_head(
+                select_stats(tr.x, stats, h.time_stats),
+                tr.y,
+                None,
+                None,
+                train_groups=groups,
+                train_domains=domains,
+                head=h,
+                cfg=tcfg,
+            )[0]
+            for h in heads
+        ]
+        return Checkpoint("cv", "v2", "0", FeatureConfig(), head, join_members(weights), extra_heads=heads[1:]).logits
+    if len(heads) > 1:
+        raise ValueError(f"the {model} model has one head, not {len(heads)}")
     if model == "logreg":
         from sklearn.linear_model import LogisticRegression
 
@@ -73,13 +91,13 @@ def _fit(model: str, tr: FeatureSet, head: HeadConfig, tcfg: TrainConfig) -> Cal
 def out_of_fold_logits(
     trainable: FeatureSet,
     tests: dict[float, FeatureSet],
-    head: HeadConfig,
+    heads: tuple[HeadConfig, ...],
     tcfg: TrainConfig,
     progress: Progress | None = None,
 ) -> dict[float, np.ndarray]:
     """Cross-fitted chunk logits: every base clip of ``tests`` scored by the head of the fold that holds
     out its source (bona fide) or generator (spoof), a head trained like the final one (``tcfg``, fixed
-    epochs) on ``trainable``'s clips outside that fold.
+    epochs; several ``heads``: each, their logits averaged) on ``trainable``'s clips outside that fold.
 
     ``tests`` maps a chunk overlap to the train/dev base clips chunked with it (one array of logits per
     overlap, aligned with its chunks; NaN for a clip that no fold holds out). Calibrating on these is
@@ -92,7 +110,7 @@ def out_of_fold_logits(
         tr = _subset(trainable, tr_idx)
         if len(set(tr.y.tolist())) < 2:
             continue
-        score = _fit("mlp", tr, head, tcfg)
+        score = _fit("mlp", tr, heads, tcfg)
         for o, fs in tests.items():
             _, te_idx = fold_sets(fs.clips, k)
             rows = np.isin(fs.clip_index, te_idx)
@@ -138,6 +156,7 @@ def cross_validate(
     freq_bands: int = 2,
     time_stats: tuple[str, ...] = ("mean",),
     hidden: tuple[int, ...] | None = None,
+    extra_heads: tuple[HeadConfig, ...] = (),
     epochs: int = 12,
     seed: int = 0,
     views: bool = True,
@@ -163,6 +182,8 @@ def cross_validate(
     ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`); ``hidden``
     the MLP's hidden layers (default the specification's 1024-512-128; smaller ones, each with the dropout
     of the specification's layer of the same depth from the end, make a quick screen).
+    ``extra_heads``: further heads trained beside that one in every fold (other bands, statistics or
+    hidden layers); the fold's logit is the mean of all heads' (a checkpoint's ``extra_heads``).
     ``drop_generators``: spoofs of these generators never enter any fold's training (their test clips
     stay), to measure what a generator family teaches about the others.
     """
@@ -171,20 +192,20 @@ def cross_validate(
         raise ValueError(f"unknown generators {sorted(unknown)}; known: {', '.join(P.GENERATOR_SPLITS)}")
     head = replace(HeadConfig(), freq_bands=freq_bands, time_stats=tuple(time_stats))
     if hidden is not None:
-        if not hidden or len(hidden) > len(head.hidden) or min(hidden) < 1:
-            raise ValueError(f"hidden: 1 to {len(head.hidden)} positive layer sizes, got {list(hidden)}")
-        head = replace(head, hidden=tuple(hidden), dropout=head.dropout[len(head.dropout) - len(hidden) :])
+        head = head.with_hidden(tuple(hidden))
+    heads = (head, *extra_heads)
+    stats = time_stats_of(heads)
     clips = [c for c in read_clips(data_dir) if c.split in ("train", "dev") and (views or not c.is_view)]
     root = cache_features(
         data_dir,
         clips,
         cfg=FeatureConfig(),
         overlap_s=0.0,
-        time_stats=head.time_stats,
+        time_stats=stats,
         workers=workers,
         progress=progress,
     )
-    fs = load_features(root, clips, head.time_stats)
+    fs = load_features(root, clips, stats)
     tcfg = TrainConfig(
         epochs=epochs,
         seed=seed,
@@ -204,6 +225,7 @@ def cross_validate(
         "freq_bands": freq_bands,
         "time_stats": list(head.time_stats),
         "hidden": list(head.hidden),
+        "extra_heads": [h.to_dict() for h in extra_heads],
         "drop_generators": sorted(drop_generators),
         "epochs": epochs,
         "seed": seed,
@@ -227,7 +249,7 @@ def cross_validate(
         tr, te = _subset(fs, tr_idx), _subset(fs, te_idx)
         if len(set(te.y.tolist())) < 2 or len(set(tr.y.tolist())) < 2:
             continue
-        chunk = _fit(model, tr, head, tcfg)(te.x)
+        chunk = _fit(model, tr, heads, tcfg)(te.x)
         _, fscore = file_scores(chunk, te.clip_index)
         labels = np.array([c.label for c in te.clips])
         e, _ = ev.eer(fscore, labels)
@@ -281,6 +303,7 @@ def markdown(cv: dict[str, Any]) -> str:
         + f", {cv['freq_bands']} bands, "
         f"time statistics {'+'.join(cv.get('time_stats', ['mean']))}, {cv['epochs']} epochs, "
         f"views {'on' if cv['views'] else 'off'}"
+        + "".join(f", with a head on {_head_words(HeadConfig.from_dict(h))}" for h in cv.get("extra_heads", []))
         + (f", without the spoofs of {', '.join(cv['drop_generators'])}" if cv.get("drop_generators") else "")
         + (f", consistency {cv['consistency']:g}" if cv.get("consistency") else "")
         + (f", weights averaged from epoch {cv['average_from']}" if cv.get("average_from") else "")
@@ -307,6 +330,10 @@ def markdown(cv: dict[str, Any]) -> str:
     if "mean_eer" in cv:
         lines += ["", f"mean {cv['mean_eer']:.1%}, worst {cv['worst_eer']:.1%}, spread (std) {cv['spread']:.1%}"]
     return "\n".join(lines) + "\n"
+
+
+def _head_words(h: HeadConfig) -> str:
+    return f"{h.freq_bands} bands, {'+'.join(h.time_stats)}, {'-'.join(map(str, h.hidden))} (mean logit)"
 
 
 def write(cv: dict[str, Any], out_dir: Path) -> None:

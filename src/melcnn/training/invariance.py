@@ -81,7 +81,7 @@ def file_score(path: Path, ckpt) -> float | None:
     from .features import clip_features
 
     try:
-        feats = clip_features(path, ckpt.features, ckpt.spec.default_overlap_s, ckpt.head.time_stats)
+        feats = clip_features(path, ckpt.features, ckpt.spec.default_overlap_s, ckpt.time_stats)
     except MelcnnError:
         return None
     return float(np.mean(ckpt.fake_scores(feats))) if len(feats) else None

@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..classifier import Checkpoint, HeadConfig, load_checkpoint, save_checkpoint, stored_weights
+from ..classifier import (
+    Checkpoint,
+    HeadConfig,
+    join_members,
+    load_checkpoint,
+    save_checkpoint,
+    select_stats,
+    stored_weights,
+    time_stats_of,
+)
 from ..config import FeatureConfig
 from ..registry import MODELS
 from . import evaluate as ev
@@ -55,6 +64,7 @@ def train_model(
     epochs: int = 60,
     freq_bands: int = 2,
     time_stats: tuple[str, ...] = ("mean",),
+    extra_heads: tuple[HeadConfig, ...] = (),
     train_overlap_s: float | None = None,
     workers: int = 2,
     chunk_classifier: Path | None = None,
@@ -83,7 +93,9 @@ def train_model(
     that a variant made from it with ``chunk_classifier`` is calibrated the same way.
 
     The head takes ``freq_bands`` frequency bands of each scattering coefficient's ``time_stats`` over time
-    (:class:`~melcnn.classifier.HeadConfig`).
+    (:class:`~melcnn.classifier.HeadConfig`). ``extra_heads``: further heads trained the same way beside it,
+    each on its own input; the checkpoint's logit is the mean of all heads' logits, and it is that mean
+    which is calibrated (and cross-fitted).
 
     The variant's :class:`~melcnn.registry.ModelSpec` sets the chunk length and the default overlap.
     Training uses chunks overlapping by ``train_overlap_s`` (default: the variant's own overlap, V2 0 s and
@@ -121,14 +133,13 @@ def train_model(
     history: list[dict[str, float]]  # one row per epoch (empty for a head calibrated on a given classifier)
     if chunk_classifier is not None:
         base = load_checkpoint(chunk_classifier)
-        head, weights, history = base.head, base.weights, []
+        head, extra, weights, history = base.head, base.extra_heads, base.weights, []
+        stats = base.time_stats
         fit_on = base.extra.get("training", {}).get("fit_on", "train")
         dv = load_features(
-            cache_features(
-                data_dir, dev_clips, cfg=cfg, overlap_s=overlap, time_stats=head.time_stats, workers=workers
-            ),
+            cache_features(data_dir, dev_clips, cfg=cfg, overlap_s=overlap, time_stats=stats, workers=workers),
             dev_clips,
-            head.time_stats,
+            stats,
         )
         if fit_on == "train+dev":  # calibrated as its chunk classifier was: on its cross-fitted logits
             calibration = _calibrate_cross_fitted(Path(chunk_classifier), overlap, head)
@@ -142,49 +153,59 @@ def train_model(
         }
         tr = None
     else:
-        head = HeadConfig(freq_bands=freq_bands, time_stats=tuple(time_stats))
+        head, extra = HeadConfig(freq_bands=freq_bands, time_stats=tuple(time_stats)), tuple(extra_heads)
+        heads = (head, *extra)
+        stats = time_stats_of(heads)
         root = cache_features(
             data_dir,
             train_clips + dev_clips,
             cfg=cfg,
             overlap_s=train_overlap_s,
-            time_stats=head.time_stats,
+            time_stats=stats,
             workers=workers,
             progress=progress,
         )
-        tr, dv = load_features(root, train_clips, head.time_stats), load_features(root, dev_clips, head.time_stats)
+        tr, dv = load_features(root, train_clips, stats), load_features(root, dev_clips, stats)
 
         def epoch_progress(i: int, n: int, row: dict[str, float]) -> None:
             if progress:
                 progress(f"train (dev EER {row['dev_file_eer']:.2%})", i, n)
 
         if fit_on == "train+dev":
-            tr = load_features(root, train_clips + dev_clips, head.time_stats)
-            weights, history = _fit_train_dev(data_dir, tr, cfg, head, tcfg, Path(out), workers, progress)
+            tr = load_features(root, train_clips + dev_clips, stats)
+            weights, history = _fit_train_dev(data_dir, tr, cfg, heads, tcfg, Path(out), workers, progress)
             calibration = _calibrate_cross_fitted(Path(out), overlap, head)
         else:
-            weights, calibration, history = fit_head(
-                tr.x,
-                tr.y,
-                dv.x,
-                dv.y,
-                dev_files=dv.clip_index,
-                train_groups=view_groups(tr),
-                train_domains=domain_ids(tr),
-                head=head,
-                cfg=tcfg,
-                progress=epoch_progress,
-            )
-            if overlap != train_overlap_s:  # calibrate on the variant's own chunking
-                ck = Checkpoint("tmp", variant, "0", cfg, head, weights)
-                dv = load_features(
-                    cache_features(
-                        data_dir, dev_clips, cfg=cfg, overlap_s=overlap, time_stats=head.time_stats, workers=workers
-                    ),
-                    dev_clips,
-                    head.time_stats,
+            groups, domains = view_groups(tr), domain_ids(tr)
+            fitted = [
+                fit_head(
+                    select_stats(tr.x, stats, h.time_stats),
+                    tr.y,
+                    select_stats(dv.x, stats, h.time_stats),
+                    dv.y,
+                    dev_files=dv.clip_index,
+                    train_groups=groups,
+                    train_domains=domains,
+                    head=h,
+                    cfg=tcfg,
+                    progress=epoch_progress,
                 )
+                for h in heads
+            ]
+            weights, calibration, history = join_members([f[0] for f in fitted]), fitted[0][1], fitted[0][2]
+            if overlap != train_overlap_s or extra:  # calibrate the heads' mean, on the variant's own chunking
+                ck = Checkpoint("tmp", variant, "0", cfg, head, weights, extra_heads=extra)
+                if overlap != train_overlap_s:
+                    dv = load_features(
+                        cache_features(
+                            data_dir, dev_clips, cfg=cfg, overlap_s=overlap, time_stats=stats, workers=workers
+                        ),
+                        dev_clips,
+                        stats,
+                    )
                 best = {k: calibration[k] for k in ("best_epoch", "dev_file_eer_raw")}
+                if extra:  # each head stopped early on its own
+                    best = {k: [f[1][k] for f in fitted] for k in best}
                 calibration = calibrate(ck.logits(dv.x).astype(np.float64), dv.y, dv.clip_index, head=head)
                 calibration.update(best)
     ckpt = Checkpoint(
@@ -196,6 +217,7 @@ def train_model(
         weights=weights,
         threshold=0.5,
         calibration=calibration,
+        extra_heads=extra,
         extra={
             "training": {
                 "data_dir": str(Path(data_dir).name),
@@ -212,9 +234,9 @@ def train_model(
             }
         },
     )
-    if head.n_parameters() * 4 > MAX_FLOAT32_BYTES:  # store float16, if the scores stay within 1e-3
+    if ckpt.n_parameters() * 4 > MAX_FLOAT32_BYTES:  # store float16, if the scores stay within 1e-3
         half = {k: v.astype(np.float32) for k, v in stored_weights(weights, "float16").items()}
-        ck16 = Checkpoint(ckpt.name, variant, ckpt.version, cfg, head, half, 0.5, calibration)
+        ck16 = Checkpoint(ckpt.name, variant, ckpt.version, cfg, head, half, 0.5, calibration, extra_heads=extra)
         diff = float(np.max(np.abs(ck16.fake_scores(dv.x) - ckpt.fake_scores(dv.x))))
         ckpt.extra["float16_max_score_change_dev"] = diff
         if diff <= 1e-3:
@@ -254,45 +276,51 @@ def _fit_train_dev(
     data_dir: Path,
     fs: FeatureSet,
     cfg: FeatureConfig,
-    head: HeadConfig,
+    heads: tuple[HeadConfig, ...],
     tcfg: TrainConfig,
     out: Path,
     workers: int,
     progress: Progress | None,
 ) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
-    """Train the head on every train and dev clip (``fs``) for ``tcfg.epochs`` epochs, and write the
-    cross-fitted logits of the train and dev files, at the chunking of every variant, to ``out/oof.npz``."""
+    """Train each of ``heads`` on every train and dev clip (``fs``) for ``tcfg.epochs`` epochs, and write
+    the cross-fitted logits (the heads' mean) of the train and dev files, at the chunking of every
+    variant, to ``out/oof.npz``. Returns the checkpoint's tensors and the first head's history."""
     from .crossval import out_of_fold_logits, save_oof
 
     tcfg = replace(tcfg, patience=tcfg.epochs)
+    stats = time_stats_of(heads)
 
     def epoch_progress(i: int, n: int, row: dict[str, float]) -> None:
         if progress:
             progress("train on train+dev", i, n)
 
-    weights, _, history = fit_head(
-        fs.x,
-        fs.y,
-        None,
-        None,
-        train_groups=view_groups(fs),
-        train_domains=domain_ids(fs),
-        head=head,
-        cfg=tcfg,
-        progress=epoch_progress,
-    )
+    groups, domains = view_groups(fs), domain_ids(fs)
+    fitted = [
+        fit_head(
+            select_stats(fs.x, stats, h.time_stats),
+            fs.y,
+            None,
+            None,
+            train_groups=groups,
+            train_domains=domains,
+            head=h,
+            cfg=tcfg,
+            progress=epoch_progress,
+        )
+        for h in heads
+    ]
     base = [c for c in fs.clips if not c.is_view]
     overlaps = sorted({m.default_overlap_s for m in MODELS.values() if m.chunk_s == cfg.chunk_s})
     tests = {
         o: load_features(
-            cache_features(data_dir, base, cfg=cfg, overlap_s=o, time_stats=head.time_stats, workers=workers),
+            cache_features(data_dir, base, cfg=cfg, overlap_s=o, time_stats=stats, workers=workers),
             base,
-            head.time_stats,
+            stats,
         )
         for o in overlaps
     }
-    save_oof(out / OOF_FILE, out_of_fold_logits(fs, tests, head, tcfg, progress), tests)
-    return weights, history
+    save_oof(out / OOF_FILE, out_of_fold_logits(fs, tests, heads, tcfg, progress), tests)
+    return join_members([f[0] for f in fitted]), fitted[0][2]
 
 
 def _base_split(generator: str) -> str:
@@ -453,11 +481,11 @@ def evaluate_model(
         clips,
         cfg=ckpt.features,
         overlap_s=ckpt.spec.default_overlap_s,
-        time_stats=ckpt.head.time_stats,
+        time_stats=ckpt.time_stats,
         workers=workers,
         progress=progress,
     )
-    fs = load_features(root, clips, ckpt.head.time_stats)
+    fs = load_features(root, clips, ckpt.time_stats)
     chunk_scores = ckpt.fake_scores(fs.x)
     _, file_mean = file_scores(chunk_scores, fs.clip_index)
     labels = np.array([c.label for c in fs.clips])
