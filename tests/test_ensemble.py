@@ -151,3 +151,37 @@ def test_ensemble_model_analyzes_and_scans_an_encoded_file(tmp_path):
     rows = list(melcnn.scan(media, model=detector, workers=1))
     assert [Path(r["path"]).name for r in rows] == ["voice.m4a"] and rows[0]["error_code"] is None
     assert [c["fake_score"] for c in rows[0]["chunks"]] == pytest.approx(got, abs=2e-4)
+
+
+def test_average_cv_script_scores_the_mean_of_runs_file_by_file(tmp_path):
+    """scripts/average_cv.py: two runs that each rank half the files wrong average to a perfect ranking."""
+    import subprocess
+    import sys
+
+    from melcnn.training import crossval
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1] * 2)
+    folds = np.repeat([0, 1], 8)
+    first = np.array([0, 1, 2, 8, 5, 6, 7, 3] * 2, dtype=float)  # bona fide file 3 over spoof 7
+    second = np.array([4, 1, 2, 0, 3.5, 6, 7, 9] * 2, dtype=float)  # bona fide file 0 over spoof 4
+    for name, s in (("a", first), ("b", second)):
+        rows = [
+            {
+                "clip_id": f"c{i % 8}",
+                "fold": int(k),
+                "label": int(y),
+                "generator": "g",
+                "source": "s",
+                "augmentation": "none",
+                "score": float(v),
+            }  # fmt: skip
+            for i, (k, y, v) in enumerate(zip(folds, labels, s, strict=True))
+        ]
+        crossval.write({"model": "mlp", "freq_bands": 16, "epochs": 1, "views": True, "folds": [],
+                        "file_scores": rows}, tmp_path / name)  # fmt: skip
+    script = Path(__file__).resolve().parents[1] / "scripts" / "average_cv.py"
+    p = subprocess.run([sys.executable, script, tmp_path / "a", tmp_path / "b"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert lines[0].endswith("25.0 / 25.0 = 25.0 %") and lines[1].endswith("25.0 / 25.0 = 25.0 %")
+    assert lines[2].startswith("mean of the runs") and lines[2].endswith("0.0 / 0.0 = 0.0 %")
