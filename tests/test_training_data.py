@@ -1214,3 +1214,10 @@ def test_smoke_train_and_cross_validate_a_checkpoint_of_two_heads(tiny_dataset, 
     assert json.loads((out / "cv.json").read_text())["extra_heads"][0]["freq_bands"] == 8
     bad = _melcnn("eval", "--data", str(data), "--cv", "--extra-head", "5:mean")
     assert bad.returncode == 2 and "do not divide" in bad.stderr
+    # trained on train alone: each head stops early on dev by itself, and their mean is calibrated on dev
+    p = _melcnn("train", "--data", data, "--model", "v2", "--out", tmp_path / "t", "--epochs", "2",
+                "--extra-head", "2:max:16", "--no-eval")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    ck = melcnn.load_model(tmp_path / "t").checkpoint
+    assert ck.time_stats == ("mean", "max") and len(ck.calibration["best_epoch"]) == 2
+    assert "dev_file_eer" in ck.calibration
