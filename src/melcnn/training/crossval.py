@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ..classifier import HeadConfig, head_inputs, join_members, select_stats, time_stats_of
+from ..classifier import HeadConfig, head_inputs, join_members, time_stats_of
 from ..config import FeatureConfig
 from . import evaluate as ev
 from . import protocol as P
 from .features import Clip, FeatureSet, cache_features, domain_ids, load_features, read_clips, view_groups
-from .train import TrainConfig, file_scores, fit_head
+from .train import TrainConfig, file_scores, fit_heads
 
 Progress = Callable[[str, int, int], None]
 
@@ -56,24 +56,14 @@ def _fit(
     """Train a fold's head (with the mlp model: each of ``heads``, their logits averaged) on ``tr``, whose
     features hold :func:`~melcnn.classifier.time_stats_of` ``heads``; returns its chunk scorer (features
     -> logits, higher = more spoof-like)."""
-    head, stats = heads[0], time_stats_of(heads)
+    head = heads[0]
     if model == "mlp":
         from ..classifier import Checkpoint
 
-        groups, domains = view_groups(tr), domain_ids(tr)
-        weights = [
-            fit_head(
-                select_stats(tr.x, stats, h.time_stats),
-                tr.y,
-                None,
-                None,
-                train_groups=groups,
-                train_domains=domains,
-                head=h,
-                cfg=tcfg,
-            )[0]
-            for h in heads
-        ]
+        fitted = fit_heads(
+            tr.x, tr.y, None, None, heads=heads, train_groups=view_groups(tr), train_domains=domain_ids(tr), cfg=tcfg
+        )
+        weights = [f[0] for f in fitted]
         return Checkpoint("cv", "v2", "0", FeatureConfig(), head, join_members(weights), extra_heads=heads[1:]).logits
     if len(heads) > 1:
         raise ValueError(f"the {model} model has one head, not {len(heads)}")

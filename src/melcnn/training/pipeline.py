@@ -23,7 +23,6 @@ from ..classifier import (
     join_members,
     load_checkpoint,
     save_checkpoint,
-    select_stats,
     stored_weights,
     time_stats_of,
 )
@@ -32,7 +31,7 @@ from ..registry import MODELS
 from . import evaluate as ev
 from . import protocol as P
 from .features import Clip, FeatureSet, cache_features, domain_ids, load_features, read_clips, view_groups
-from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_head
+from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_heads
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -176,22 +175,18 @@ def train_model(
             weights, history = _fit_train_dev(data_dir, tr, cfg, heads, tcfg, Path(out), workers, progress)
             calibration = _calibrate_cross_fitted(Path(out), overlap, head)
         else:
-            groups, domains = view_groups(tr), domain_ids(tr)
-            fitted = [
-                fit_head(
-                    select_stats(tr.x, stats, h.time_stats),
-                    tr.y,
-                    select_stats(dv.x, stats, h.time_stats),
-                    dv.y,
-                    dev_files=dv.clip_index,
-                    train_groups=groups,
-                    train_domains=domains,
-                    head=h,
-                    cfg=tcfg,
-                    progress=epoch_progress,
-                )
-                for h in heads
-            ]
+            fitted = fit_heads(
+                tr.x,
+                tr.y,
+                dv.x,
+                dv.y,
+                heads=heads,
+                dev_files=dv.clip_index,
+                train_groups=view_groups(tr),
+                train_domains=domain_ids(tr),
+                cfg=tcfg,
+                progress=epoch_progress,
+            )
             weights, calibration, history = join_members([f[0] for f in fitted]), fitted[0][1], fitted[0][2]
             if overlap != train_overlap_s or extra:  # calibrate the heads' mean, on the variant's own chunking
                 ck = Checkpoint("tmp", variant, "0", cfg, head, weights, extra_heads=extra)
@@ -294,21 +289,17 @@ def _fit_train_dev(
         if progress:
             progress("train on train+dev", i, n)
 
-    groups, domains = view_groups(fs), domain_ids(fs)
-    fitted = [
-        fit_head(
-            select_stats(fs.x, stats, h.time_stats),
-            fs.y,
-            None,
-            None,
-            train_groups=groups,
-            train_domains=domains,
-            head=h,
-            cfg=tcfg,
-            progress=epoch_progress,
-        )
-        for h in heads
-    ]
+    fitted = fit_heads(
+        fs.x,
+        fs.y,
+        None,
+        None,
+        heads=heads,
+        train_groups=view_groups(fs),
+        train_domains=domain_ids(fs),
+        cfg=tcfg,
+        progress=epoch_progress,
+    )
     base = [c for c in fs.clips if not c.is_view]
     overlaps = sorted({m.default_overlap_s for m in MODELS.values() if m.chunk_s == cfg.chunk_s})
     tests = {

@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from ..classifier import HeadConfig, calibrated_scores, head_inputs, torch_head, weights_from_torch
+from ..classifier import (
+    HeadConfig,
+    calibrated_scores,
+    head_inputs,
+    select_stats,
+    time_stats_of,
+    torch_head,
+    weights_from_torch,
+)
 from .evaluate import eer
 
 log = logging.getLogger(__name__)
@@ -263,6 +271,32 @@ def fit_head(
     calibration["best_epoch"] = best[1] + 1 if best[1] >= 0 else f"average of epochs {cfg.average_from}-{cfg.epochs}"
     calibration["dev_file_eer_raw"] = best[0]
     return weights_from_torch(model), calibration, history
+
+
+def fit_heads(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_dev: np.ndarray | None,
+    y_dev: np.ndarray | None,
+    *,
+    heads: tuple[HeadConfig, ...],
+    **kwargs: Any,
+) -> list[tuple[dict[str, np.ndarray], dict[str, Any], list[dict[str, float]]]]:
+    """:func:`fit_head` for each of ``heads`` (a checkpoint's ``head`` and ``extra_heads``), each on its own
+    statistics over time of features that hold :func:`~melcnn.classifier.time_stats_of` ``heads``; the
+    other arguments are :func:`fit_head`'s. Returns its result per head."""
+    have = time_stats_of(heads)
+    return [
+        fit_head(
+            select_stats(x_train, have, h.time_stats),
+            y_train,
+            None if x_dev is None else select_stats(x_dev, have, h.time_stats),
+            y_dev,
+            head=h,
+            **kwargs,
+        )
+        for h in heads
+    ]
 
 
 class _DomainAdversary:
