@@ -17,8 +17,8 @@ specification's ~1-2 M (417 x 2 bands: 1.45 M).
 
 A checkpoint may hold further heads on other inputs (``extra_heads``: other bands, other statistics over
 time, smaller hidden layers); its logit is then the mean of all heads' logits, calibrated as one. Heads
-that see the scattering map differently err on different files, so their mean generalises better to
-held-out sources and generators than any one of them (docs/training.md).
+that see the scattering map differently err on different files, so their mean does better on held-out
+sources and generators than either alone (by about a point on the cross-validation, docs/training.md).
 
 A checkpoint is a directory with ``model.safetensors`` (weights, never a pickle) and
 ``config.json`` (every pipeline setting, the calibration, the threshold, training summary and
