@@ -336,8 +336,10 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             f"{cfg_path}: format_version {ENSEMBLE_FORMAT_VERSION} goes with extra_heads, and only with them"
         )
     heads = (head, *extra_heads)
-    if any(h.n_rows != features.image_size // 2**features.scattering_J for h in heads):
-        raise CheckpointError(f"{cfg_path}: a head expects {head.n_rows} rows, features give a different number")
+    rows = features.image_size // 2**features.scattering_J
+    for h in heads:
+        if h.n_rows != rows:
+            raise CheckpointError(f"{cfg_path}: a head expects {h.n_rows} rows, the features give {rows}")
     if head.output not in ("fake", "real"):
         raise CheckpointError(f"{cfg_path}: head.output must be 'fake' or 'real', not {head.output!r}")
     if any(h.output != head.output for h in extra_heads):

@@ -235,8 +235,8 @@ def _extra_head(text: str) -> HeadConfig:
         if not 2 <= len(parts) <= 3:
             raise ValueError("expected BANDS:STATS[:HIDDEN]")
         head = HeadConfig(freq_bands=int(parts[0]), time_stats=_time_stats(parts[1]))
-        if 16 % head.freq_bands or head.freq_bands < 1:
-            raise ValueError(f"{head.freq_bands} bands do not divide the 16 frequency rows")
+        if head.freq_bands < 1 or head.n_rows % head.freq_bands:
+            raise ValueError(f"{head.freq_bands} bands do not divide the {head.n_rows} frequency rows")
         return head.with_hidden(_layer_sizes(parts[2])) if len(parts) == 3 else head
     except (ValueError, argparse.ArgumentTypeError, MelcnnError) as exc:
         raise argparse.ArgumentTypeError(f"--extra-head {text!r}: {exc}") from None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..classifier import select_stats
 from ..config import TIME_STATS, FeatureConfig
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,6 @@ def load_features(root: Path, clips: Sequence[Clip], time_stats: Sequence[str] =
     stored = list(settings.get("time_stats", ["mean"]))
     if not set(time_stats) <= set(stored):
         raise ValueError(f"{root} holds the time statistics {stored}, not {list(time_stats)}")
-    blocks = [stored.index(s) for s in time_stats]
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     idx: list[np.ndarray] = []
@@ -246,9 +246,7 @@ def load_features(root: Path, clips: Sequence[Clip], time_stats: Sequence[str] =
         arr = np.load(f, allow_pickle=False)
         if arr.size == 0:
             continue
-        if blocks != list(range(len(stored))):
-            arr = arr.reshape(len(arr), len(stored), -1, arr.shape[-1])[:, blocks].reshape(len(arr), -1, arr.shape[-1])
-        xs.append(arr.astype(np.float32))
+        xs.append(select_stats(arr, tuple(stored), tuple(time_stats)).astype(np.float32))
         ys.append(np.full(len(arr), c.label, dtype=np.int64))
         idx.append(np.full(len(arr), len(kept), dtype=np.int64))
         kept.append(c)
