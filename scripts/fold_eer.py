@@ -5,7 +5,10 @@ python scripts/fold_eer.py CKPT DATA_DIR [--detail]
     train/dev file of DATA_DIR scored by a head trained without the fold holding out its source or
     generator); --detail adds, per fold, each held-out source's own EER (its bona fide files against
     the spoofs made from them: low when the fold fails only because sources sit at different score
-    levels) and each held-out generator's EER against all of the fold's bona fide files
+    levels) and each held-out generator's EER against all of the fold's bona fide files. A file's score
+    here is its mean chunk probability (as the README's tables of the shipped weights were made); the
+    report that `melcnn train --fit-on train+dev` writes to CKPT/cv/ from the same logits averages chunk
+    logits, as `melcnn eval --cv` does (so that runs average file by file: scripts/average_cv.py)
 python scripts/fold_eer.py --train-on OTHER_DATA_DIR --like CKPT --out DIR DATA_DIR [--seed S]
     five fold heads of CKPT's recipe (its head input and training settings; its seed unless --seed)
     trained on another build's train and dev clips, scoring DATA_DIR's files; writes DIR/oof.npz,

@@ -1106,8 +1106,10 @@ def test_smoke_train_on_train_and_dev_is_calibrated_on_cross_fitted_logits(tiny_
     from melcnn.config import FeatureConfig
     from melcnn.training import crossval as CV
     from melcnn.training import features as F
+    from melcnn.training.evaluate import eer
     from melcnn.training.pipeline import OOF_FILE
     from melcnn.training.train import TrainConfig, calibrate
+    from melcnn.training.train import file_scores as train_file_scores
 
     data, manifest, _ = tiny_dataset
     v2, v3 = tmp_path / "v2", tmp_path / "v3"
@@ -1143,6 +1145,25 @@ def test_smoke_train_on_train_and_dev_is_calibrated_on_cross_fitted_logits(tiny_
     assert mine.any() and z[mine][0] == pytest.approx(expected[ids[mine][0]], rel=1e-4, abs=1e-4)
     final = melcnn.load_model(v2)  # ... and differ from the final head's, which saw those files
     assert not np.allclose(final.checkpoint.logits(test.x), fold_head(test.x))
+    # those fold heads are the recipe's cross-validation: its report, beside the checkpoint and printed
+    assert "Leave-source-out cross-validation" in p.stdout and "cross-fitted the calibration" in p.stdout
+    cv = json.loads((v2 / "cv" / "cv.json").read_text())
+    assert cv["cross_fitted"] and cv["epochs"] == 2 and cv["balance_domains"] and cv["views"]
+    with open(v2 / "cv" / "cv_scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    again = CV.cross_validate(data, epochs=1, folds=[0])["folds"][0]  # eval --cv tests fold 0 on the same files
+    fold0 = next(f for f in cv["folds"] if f["fold"] == 0)
+    assert {k: fold0[k] for k in ("test_files_bonafide", "test_files_spoof", "sources", "generators")} == {
+        k: again[k] for k in ("test_files_bonafide", "test_files_spoof", "sources", "generators")
+    }
+    assert fold0["train_chunks"] == len(CV._subset(chunks, tr_idx).y)
+    file_ids, file_logits = train_file_scores(fold_head(test.x), test.clip_index)
+    mine = {r["clip_id"]: float(r["score"]) for r in rows if r["fold"] == "0"}
+    assert mine.keys() == {test.clips[i].clip_id for i in file_ids}
+    assert [mine[test.clips[i].clip_id] for i in file_ids] == pytest.approx(file_logits, rel=1e-4, abs=1e-4)
+    labels = np.array([test.clips[i].label for i in file_ids])
+    assert fold0["eer"] == pytest.approx(eer(file_logits, labels)[0], abs=1e-3)
+    assert cv["mean_eer"] == pytest.approx(np.mean([f["eer"] for f in cv["folds"]]), abs=1e-4)
     # V3 from the same head is calibrated on the cross-fitted logits of its own (overlapping) chunks
     p = _melcnn("train", "--data", data, "--model", "v3", "--chunk-classifier", v2, "--out", v3, "--no-eval")
     assert p.returncode == 0, p.stderr[-2000:]

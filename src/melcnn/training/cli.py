@@ -140,7 +140,8 @@ def add_commands(sub: Any) -> None:
         help="train: early stopping and calibration on dev (the default); train+dev: the head trains on both "
         "for exactly --epochs epochs and is calibrated on cross-fitted logits (each train/dev file scored by a "
         "head of the same recipe trained without the cross-validation fold that holds out its source or "
-        "generator), so dev's sources and generators teach the head too",
+        "generator), so dev's sources and generators teach the head too; those fold heads' cross-validation "
+        "report is written to OUT/cv (as `melcnn eval --cv` would with these settings)",
     )
     tr.set_defaults(func=_cmd_train)
 
@@ -402,7 +403,8 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import markdown, train_model
+    from . import crossval
+    from .pipeline import CV_DIR, markdown, train_model
 
     out = train_model(
         args.data,
@@ -422,6 +424,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         fit_on=args.fit_on,
         progress=_Progress(),
     )
+    cv = out / CV_DIR / "cv.json"
+    if args.chunk_classifier is None and args.fit_on == "train+dev" and cv.is_file():  # its fold heads
+        print(crossval.markdown(json.loads(cv.read_text())))
     report = out / "eval" / "eval.json"
     if report.is_file():
         print(markdown(json.loads(report.read_text())))

@@ -84,6 +84,7 @@ def out_of_fold_logits(
     heads: tuple[HeadConfig, ...],
     tcfg: TrainConfig,
     progress: Progress | None = None,
+    seconds: dict[int, float] | None = None,
 ) -> dict[float, np.ndarray]:
     """Cross-fitted chunk logits: every base clip of ``tests`` scored by the head of the fold that holds
     out its source (bona fide) or generator (spoof), a head trained like the final one (``tcfg``, fixed
@@ -93,6 +94,7 @@ def out_of_fold_logits(
     overlap, aligned with its chunks; NaN for a clip that no fold holds out). Calibrating on these is
     calibrating on sources and generators the scoring head has not seen, as a dev split would be, while
     the final head trains on all of them (scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
+    ``seconds``, if given, receives each trained fold's time.
     """
     out = {o: np.full(len(fs.y), np.nan) for o, fs in tests.items()}
     for k in range(len(P.CV_FOLDS)):
@@ -100,12 +102,15 @@ def out_of_fold_logits(
         tr = _subset(trainable, tr_idx)
         if len(set(tr.y.tolist())) < 2:
             continue
+        t0 = time.perf_counter()
         score = _fit("mlp", tr, heads, tcfg)
         for o, fs in tests.items():
             _, te_idx = fold_sets(fs.clips, k)
             rows = np.isin(fs.clip_index, te_idx)
             if rows.any():
                 out[o][rows] = score(fs.x[rows])
+        if seconds is not None:
+            seconds[k] = time.perf_counter() - t0
         if progress:
             progress("cross-fitted calibration: fold heads", k + 1, len(P.CV_FOLDS))
     return out
@@ -210,28 +215,7 @@ def cross_validate(
         label_smoothing=label_smoothing,
         weight_decay=weight_decay,
     )
-    out: dict[str, Any] = {
-        "model": model,
-        "freq_bands": freq_bands,
-        "time_stats": list(head.time_stats),
-        "hidden": list(head.hidden),
-        "extra_heads": [h.to_dict() for h in extra_heads],
-        "drop_generators": sorted(drop_generators),
-        "epochs": epochs,
-        "seed": seed,
-        "views": views,
-        "consistency": consistency,
-        "average_from": average_from,
-        "balance_domains": balance_domains,
-        "mixup": mixup,
-        "band_dropout": band_dropout,
-        "adversary": adversary,
-        "pairing": pairing,
-        "label_smoothing": label_smoothing,
-        "weight_decay": weight_decay,
-        "folds": [],
-        "file_scores": [],
-    }
+    out = _header(model, heads, tcfg, views=views, drop_generators=drop_generators)
     for k in folds if folds is not None else range(len(P.CV_FOLDS)):
         t0 = time.perf_counter()
         tr_idx, te_idx = fold_sets(fs.clips, k)
@@ -240,50 +224,128 @@ def cross_validate(
         if len(set(te.y.tolist())) < 2 or len(set(tr.y.tolist())) < 2:
             continue
         chunk = _fit(model, tr, heads, tcfg)(te.x)
-        _, fscore = file_scores(chunk, te.clip_index)
-        labels = np.array([c.label for c in te.clips])
-        e, _ = ev.eer(fscore, labels)
-        out["file_scores"] += [
-            {
-                "clip_id": c.clip_id,
-                "fold": k,
-                "label": c.label,
-                "generator": c.generator,
-                "source": c.source,
-                "augmentation": c.augmentation,
-                "score": round(float(v), 6),
-            }
-            for c, v in zip(te.clips, fscore, strict=True)
-        ]
-        gens = {g: round(e, 4) for g, e in eer_per_generator(te.clips, fscore).items()}
-        srcs = {}
-        spoof = labels == 1
-        for s in sorted({c.source for c in te.clips if c.label == 0}):
-            sel = np.array([c.label == 0 and c.source == s for c in te.clips]) | spoof
-            srcs[s] = round(ev.eer(fscore[sel], labels[sel])[0], 4)
-        out["folds"].append(
-            {
-                "fold": k,
-                "sources": list(P.CV_FOLDS[k][0]),
-                "generators": list(P.CV_FOLDS[k][1]),
-                "train_chunks": int(len(tr.y)),
-                "test_files_bonafide": int((labels == 0).sum()),
-                "test_files_spoof": int(spoof.sum()),
-                "eer": round(float(e), 4),
-                "roc_auc": round(ev.roc_auc(fscore, labels), 4),
-                "eer_per_generator": gens,
-                "eer_per_source": srcs,
-                "seconds": round(time.perf_counter() - t0, 1),
-            }
-        )
-        if progress:
-            progress(f"cv fold {k} EER {e:.1%}", len(out["folds"]), len(P.CV_FOLDS))
+        _add_fold(out, k, te, chunk, len(tr.y), time.perf_counter() - t0, progress)
+    return _summarise(out)
+
+
+def _header(
+    model: str, heads: tuple[HeadConfig, ...], tcfg: TrainConfig, *, views: bool, drop_generators: tuple[str, ...]
+) -> dict[str, Any]:
+    """The settings a cross-validation report starts with (before its folds)."""
+    head = heads[0]
+    return {
+        "model": model,
+        "freq_bands": head.freq_bands,
+        "time_stats": list(head.time_stats),
+        "hidden": list(head.hidden),
+        "extra_heads": [h.to_dict() for h in heads[1:]],
+        "drop_generators": sorted(drop_generators),
+        "epochs": tcfg.epochs,
+        "seed": tcfg.seed,
+        "views": views,
+        **{k: getattr(tcfg, k) for k in _REGULARISERS},
+        "folds": [],
+        "file_scores": [],
+    }
+
+
+_REGULARISERS = (
+    "consistency",
+    "average_from",
+    "balance_domains",
+    "mixup",
+    "band_dropout",
+    "adversary",
+    "pairing",
+    "label_smoothing",
+    "weight_decay",
+)
+
+
+def _add_fold(
+    out: dict[str, Any],
+    k: int,
+    te: FeatureSet,
+    chunk_logits: np.ndarray,
+    train_chunks: int,
+    seconds: float,
+    progress: Progress | None = None,
+) -> None:
+    """Append fold ``k``'s figures and file scores to the report ``out``: ``te`` its test clips, scored
+    ``chunk_logits`` (one per chunk) by a head trained on ``train_chunks`` chunks outside the fold."""
+    _, fscore = file_scores(chunk_logits, te.clip_index)
+    labels = np.array([c.label for c in te.clips])
+    e, _ = ev.eer(fscore, labels)
+    out["file_scores"] += [
+        {
+            "clip_id": c.clip_id,
+            "fold": k,
+            "label": c.label,
+            "generator": c.generator,
+            "source": c.source,
+            "augmentation": c.augmentation,
+            "score": round(float(v), 6),
+        }
+        for c, v in zip(te.clips, fscore, strict=True)
+    ]
+    gens = {g: round(e, 4) for g, e in eer_per_generator(te.clips, fscore).items()}
+    srcs = {}
+    spoof = labels == 1
+    for s in sorted({c.source for c in te.clips if c.label == 0}):
+        sel = np.array([c.label == 0 and c.source == s for c in te.clips]) | spoof
+        srcs[s] = round(ev.eer(fscore[sel], labels[sel])[0], 4)
+    out["folds"].append(
+        {
+            "fold": k,
+            "sources": list(P.CV_FOLDS[k][0]),
+            "generators": list(P.CV_FOLDS[k][1]),
+            "train_chunks": int(train_chunks),
+            "test_files_bonafide": int((labels == 0).sum()),
+            "test_files_spoof": int(spoof.sum()),
+            "eer": round(float(e), 4),
+            "roc_auc": round(ev.roc_auc(fscore, labels), 4),
+            "eer_per_generator": gens,
+            "eer_per_source": srcs,
+            "seconds": round(seconds, 1),
+        }
+    )
+    if progress:
+        progress(f"cv fold {k} EER {e:.1%}", len(out["folds"]), len(P.CV_FOLDS))
+
+
+def _summarise(out: dict[str, Any]) -> dict[str, Any]:
     eers = np.array([f["eer"] for f in out["folds"]])
     if len(eers):
         out["mean_eer"] = round(float(eers.mean()), 4)
         out["worst_eer"] = round(float(eers.max()), 4)
         out["spread"] = round(float(eers.std()), 4)
     return out
+
+
+def cross_fitted_report(
+    trainable: FeatureSet,
+    test: FeatureSet,
+    logits: np.ndarray,
+    heads: tuple[HeadConfig, ...],
+    tcfg: TrainConfig,
+    seconds: dict[int, float],
+) -> dict[str, Any]:
+    """The cross-validation report of :func:`out_of_fold_logits`' fold heads: ``test`` (base train/dev
+    clips at the cross-validation's chunking) scored ``logits`` by the heads of ``heads`` and ``tcfg``
+    trained on ``trainable`` without each fold. The same folds, test files and figures as
+    :func:`cross_validate` with those settings, so a ``--fit-on train+dev`` training is its own
+    cross-validation (``seconds``: each fold's training time)."""
+    out = _header("mlp", heads, tcfg, views=any(c.is_view for c in trainable.clips), drop_generators=())
+    out["cross_fitted"] = True
+    for k in range(len(P.CV_FOLDS)):
+        tr_idx, _ = fold_sets(trainable.clips, k)
+        _, te_idx = fold_sets(test.clips, k)
+        rows = np.isin(test.clip_index, te_idx)
+        te = _subset(test, te_idx)
+        if k not in seconds or len(set(te.y.tolist())) < 2 or np.isnan(logits[rows]).any():
+            continue
+        _add_fold(out, k, te, logits[rows], int(np.isin(trainable.clip_index, tr_idx).sum()), seconds[k])
+    return _summarise(out)
 
 
 def markdown(cv: dict[str, Any]) -> str:
@@ -293,6 +355,7 @@ def markdown(cv: dict[str, Any]) -> str:
         + f", {cv['freq_bands']} bands, "
         f"time statistics {'+'.join(cv.get('time_stats', ['mean']))}, {cv['epochs']} epochs, "
         f"views {'on' if cv['views'] else 'off'}"
+        + (f", seed {cv['seed']}" if cv.get("seed") else "")
         + "".join(f", with a head on {_head_words(HeadConfig.from_dict(h))}" for h in cv.get("extra_heads", []))
         + (f", without the spoofs of {', '.join(cv['drop_generators'])}" if cv.get("drop_generators") else "")
         + (f", consistency {cv['consistency']:g}" if cv.get("consistency") else "")
@@ -306,6 +369,11 @@ def markdown(cv: dict[str, Any]) -> str:
         + (
             f", weight decay {cv['weight_decay']:g}"
             if cv.get("weight_decay", TrainConfig.weight_decay) != TrainConfig.weight_decay
+            else ""
+        )
+        + (
+            " (the fold heads that cross-fitted the calibration of a `--fit-on train+dev` training)"
+            if cv.get("cross_fitted")
             else ""
         ),
         "",

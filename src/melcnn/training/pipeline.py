@@ -89,7 +89,9 @@ def train_model(
     dev's: each train/dev clip scored by a head of the same recipe trained without the cross-validation
     fold that holds out its source or generator (:func:`melcnn.training.crossval.out_of_fold_logits`).
     Those logits, for the chunking of every variant, are saved beside the checkpoint (``oof.npz``), so
-    that a variant made from it with ``chunk_classifier`` is calibrated the same way.
+    that a variant made from it with ``chunk_classifier`` is calibrated the same way; the fold heads are
+    also the recipe's own leave-source-out cross-validation, whose report is written to ``out/cv/``
+    (as by ``melcnn eval --cv`` with the same settings, so the recipe needs no separate run).
 
     The head takes ``freq_bands`` frequency bands of each scattering coefficient's ``time_stats`` over time
     (:class:`~melcnn.classifier.HeadConfig`). ``extra_heads``: further heads trained the same way beside it,
@@ -265,6 +267,7 @@ def train_model(
 
 FIT_ON = ("train", "train+dev")  # what the head of `melcnn train` is fitted on (see train_model)
 OOF_FILE = "oof.npz"  # beside a train+dev checkpoint: its cross-fitted logits, for its calibration
+CV_DIR = "cv"  # beside a train+dev checkpoint: its fold heads' cross-validation report (crossval.write)
 
 
 def _fit_train_dev(
@@ -279,8 +282,10 @@ def _fit_train_dev(
 ) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
     """Train each of ``heads`` on every train and dev clip (``fs``) for ``tcfg.epochs`` epochs, and write
     the cross-fitted logits (the heads' mean) of the train and dev files, at the chunking of every
-    variant, to ``out/oof.npz``. Returns the checkpoint's tensors and the first head's history."""
-    from .crossval import out_of_fold_logits, save_oof
+    variant, to ``out/oof.npz``, and the fold heads' cross-validation report to ``out/cv/`` (what
+    ``melcnn eval --cv`` writes, for these settings). Returns the checkpoint's tensors and the first head's history."""
+    from . import crossval
+    from .crossval import cross_fitted_report, out_of_fold_logits, save_oof
 
     tcfg = replace(tcfg, patience=tcfg.epochs)
     stats = time_stats_of(heads)
@@ -310,7 +315,11 @@ def _fit_train_dev(
         )
         for o in overlaps
     }
-    save_oof(out / OOF_FILE, out_of_fold_logits(fs, tests, heads, tcfg, progress), tests)
+    seconds: dict[int, float] = {}
+    oof = out_of_fold_logits(fs, tests, heads, tcfg, progress, seconds)
+    save_oof(out / OOF_FILE, oof, tests)
+    if 0.0 in tests:  # the fold heads, at the cross-validation's chunking, are the recipe's cross-validation
+        crossval.write(cross_fitted_report(fs, tests[0.0], oof[0.0], heads, tcfg, seconds), out / CV_DIR)
     return join_members([f[0] for f in fitted]), fitted[0][2]
 
 
