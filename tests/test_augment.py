@@ -109,6 +109,17 @@ def test_av_roundtrip_codecs_decode_to_the_same_length(rng):
     assert not np.allclose(A.quantise_u8(x), x, atol=1e-3)
 
 
+def test_a_build_refuses_to_start_without_the_views_encoders(tmp_path, monkeypatch):
+    """PyAV 17.1+ wheels lost the AMR-NB encoder: the build says so before making any clip."""
+    from melcnn.training.build import build_dataset
+
+    A.require_av_encoders()  # the pinned PyAV has every encoder the views use
+    monkeypatch.setitem(A.AV_CODECS, "amr", ("no_such_amr_encoder", "amr", (8000,)))
+    with pytest.raises(RuntimeError, match=r"cannot encode amr \(no_such_amr_encoder\).*av==17.0.0"):
+        build_dataset(tmp_path / "data", views=2)
+    assert not (tmp_path / "data").exists()  # nothing fetched, nothing written
+
+
 def test_reencoded_files_are_real_files_of_their_format(tmp_path, rng):
     from melcnn.audio import load_audio
     from melcnn.training import invariance as I

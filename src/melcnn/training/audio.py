@@ -305,6 +305,27 @@ AV_CODECS: dict[str, tuple[str, str, tuple[int, ...]]] = {
 }
 
 
+def require_av_encoders() -> None:
+    """Raise a RuntimeError naming every encoder of :data:`AV_CODECS` that PyAV's bundled FFmpeg lacks
+    (PyAV 17.1 and later ship no AMR-NB encoder): a build checks this before it starts, rather than
+    have every view that draws such a codec fail on its own."""
+    import av
+    from av.codec import Codec
+    from av.codec.codec import UnknownCodecError
+
+    missing = []
+    for name, (encoder, _, _) in AV_CODECS.items():
+        try:
+            Codec(encoder, "w")
+        except UnknownCodecError:
+            missing.append(f"{name} ({encoder})")
+    if missing:
+        raise RuntimeError(
+            f"PyAV {av.__version__} cannot encode {', '.join(missing)}, which the channel views use: "
+            "install the PyAV that melcnn[train] pins (pip install 'av==17.0.0')"
+        )
+
+
 def av_roundtrip(x: np.ndarray, codec: str, rate: int, bitrate: int | None = None, sr: int = SR) -> np.ndarray:
     """Encode ``x`` (at ``sr``) with FFmpeg's encoder for ``codec`` at sample rate ``rate`` and ``bitrate``
     bit/s, decode it again, and return it at ``sr``, aligned and of the same length.

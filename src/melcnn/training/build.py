@@ -89,6 +89,8 @@ def build_dataset(
         from .opus_ml import require
 
         require()  # fail now, with what to install, rather than in the first view that draws it
+    if views > 0 and not manifest_only:
+        A.require_av_encoders()  # likewise for the codecs of the views
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     sources_dir = data_dir / "sources"
