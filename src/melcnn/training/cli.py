@@ -346,18 +346,9 @@ def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_hel
 def _regularisers(args: argparse.Namespace) -> dict[str, Any]:
     """The options of :func:`_add_regulariser_options` as keyword arguments of ``train_model`` and
     ``cross_validate``."""
-    names = (
-        "consistency",
-        "average_from",
-        "balance_domains",
-        "mixup",
-        "band_dropout",
-        "adversary",
-        "pairing",
-        "label_smoothing",
-        "weight_decay",
-    )
-    out = {n: getattr(args, n) for n in names}
+    from .train import REGULARISERS
+
+    out = {n: getattr(args, n) for n in REGULARISERS}
     if out["weight_decay"] is None:  # not given: the training's own default
         del out["weight_decay"]
     return out

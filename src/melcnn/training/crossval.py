@@ -24,7 +24,7 @@ from ..config import FeatureConfig
 from . import evaluate as ev
 from . import protocol as P
 from .features import Clip, FeatureSet, cache_features, domain_ids, load_features, read_clips, view_groups
-from .train import TrainConfig, file_scores, fit_heads
+from .train import REGULARISERS, TrainConfig, file_scores, fit_heads
 
 Progress = Callable[[str, int, int], None]
 
@@ -243,23 +243,10 @@ def _header(
         "epochs": tcfg.epochs,
         "seed": tcfg.seed,
         "views": views,
-        **{k: getattr(tcfg, k) for k in _REGULARISERS},
+        **{k: getattr(tcfg, k) for k in REGULARISERS},
         "folds": [],
         "file_scores": [],
     }
-
-
-_REGULARISERS = (
-    "consistency",
-    "average_from",
-    "balance_domains",
-    "mixup",
-    "band_dropout",
-    "adversary",
-    "pairing",
-    "label_smoothing",
-    "weight_decay",
-)
 
 
 def _add_fold(

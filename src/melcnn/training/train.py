@@ -71,6 +71,21 @@ class TrainConfig:
     label_smoothing: float = 0.0
 
 
+#: the fields of :class:`TrainConfig` that `melcnn train` and `melcnn eval --cv` take as options (and that a
+#: cross-validation report records)
+REGULARISERS = (
+    "consistency",
+    "average_from",
+    "balance_domains",
+    "mixup",
+    "band_dropout",
+    "adversary",
+    "pairing",
+    "label_smoothing",
+    "weight_decay",
+)
+
+
 def file_scores(chunk_scores: np.ndarray, file_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean chunk score per file, as the detector aggregates. Returns ``(unique ids, mean scores)``."""
     ids, inv = np.unique(file_ids, return_inverse=True)
