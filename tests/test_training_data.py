@@ -1151,12 +1151,16 @@ def test_smoke_train_on_train_and_dev_is_calibrated_on_cross_fitted_logits(tiny_
     assert cv["cross_fitted"] and cv["epochs"] == 2 and cv["balance_domains"] and cv["views"]
     with open(v2 / "cv" / "cv_scores.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    again = CV.cross_validate(data, epochs=1, folds=[0])["folds"][0]  # eval --cv tests fold 0 on the same files
     fold0 = next(f for f in cv["folds"] if f["fold"] == 0)
-    assert {k: fold0[k] for k in ("test_files_bonafide", "test_files_spoof", "sources", "generators")} == {
-        k: again[k] for k in ("test_files_bonafide", "test_files_spoof", "sources", "generators")
-    }
     assert fold0["train_chunks"] == len(CV._subset(chunks, tr_idx).y)
+    again = CV.cross_validate(data, epochs=2, balance_domains=True)  # eval --cv with the same settings: the same
+    assert [f["fold"] for f in again["folds"]] == [f["fold"] for f in cv["folds"]] and len(cv["folds"]) >= 2
+    for mine_fold, its in zip(cv["folds"], again["folds"], strict=True):
+        for k in ("sources", "generators", "train_chunks", "test_files_bonafide", "test_files_spoof"):
+            assert mine_fold[k] == its[k], k
+        assert mine_fold["eer"] == pytest.approx(its["eer"], abs=2e-3)
+    its_scores = {(r["fold"], r["clip_id"]): r["score"] for r in again["file_scores"]}
+    assert {(int(r["fold"]), r["clip_id"]): pytest.approx(float(r["score"]), abs=1e-3) for r in rows} == its_scores
     file_ids, file_logits = train_file_scores(fold_head(test.x), test.clip_index)
     mine = {r["clip_id"]: float(r["score"]) for r in rows if r["fold"] == "0"}
     assert mine.keys() == {test.clips[i].clip_id for i in file_ids}

@@ -190,7 +190,10 @@ def cross_validate(
         head = head.with_hidden(tuple(hidden))
     heads = (head, *extra_heads)
     stats = time_stats_of(heads)
-    clips = [c for c in read_clips(data_dir) if c.split in ("train", "dev") and (views or not c.is_view)]
+    every = read_clips(data_dir)
+    # train, then dev: the order in which `melcnn train --fit-on train+dev` fits its fold heads, so that
+    # the same settings give the same folds' heads and figures by either command
+    clips = [c for split in ("train", "dev") for c in every if c.split == split and (views or not c.is_view)]
     root = cache_features(
         data_dir,
         clips,
