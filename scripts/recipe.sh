@@ -9,8 +9,8 @@
 #   (defaults: ../data/melcnn-v3 beside the repository, all, 0, 16, 1: the settings of the shipped weights,
 #   SEED the data build's seed and TRAIN_SEED the heads';
 #   MINUTES "all" builds every minute of every source, a number about that many bona fide minutes)
-# The data build and the feature cache resume after an interruption (rerun the script); the trainings start
-# again from their beginning.
+# Everything resumes after an interruption (rerun the script): the data build, the feature cache and V2's
+# training (its final head and each fold head are kept in CKPT/v2/.partial as they finish); V3 starts again.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_DIR="${1:-${MELCNN_DATA:-$HERE/../data/melcnn-v3}}"

@@ -190,6 +190,40 @@ def test_calibration_puts_the_threshold_at_the_target_false_reject_rate(rng):
     assert eer_cal["bias"] > cal["bias"]  # the EER point rejects more bona fide files than 5 %
 
 
+def test_a_saved_training_part_is_reused_only_under_the_same_heads_settings_and_features(tmp_path):
+    """The digest that lets an interrupted `melcnn train --fit-on train+dev` reuse its finished parts."""
+    from dataclasses import replace
+
+    from melcnn.classifier import HeadConfig
+    from melcnn.training.crossval import fit_fingerprint, read_part, write_part
+    from melcnn.training.features import Clip, FeatureSet
+    from melcnn.training.train import TrainConfig
+
+    clips = [Clip(f"c{i}", Path("x"), i % 2, "train", "g", "s", "en", "none", 4.0, "src") for i in range(4)]
+    x = np.random.default_rng(0).standard_normal((8, 3, 2)).astype(np.float32)
+    fs = FeatureSet(x, np.arange(8) % 2, np.arange(8) // 2, clips)
+    heads, tcfg = (HeadConfig(freq_bands=2),), TrainConfig(epochs=2)
+    key = fit_fingerprint(heads, tcfg, fs)
+    assert key == fit_fingerprint(heads, replace(tcfg, threads=1), fs)  # threads change no result
+    other_x = x.copy()
+    other_x[0, 0, 0] += 1
+    for other in (
+        fit_fingerprint(heads, replace(tcfg, epochs=3), fs),
+        fit_fingerprint(heads, replace(tcfg, seed=1), fs),
+        fit_fingerprint((HeadConfig(freq_bands=4),), tcfg, fs),
+        fit_fingerprint(heads, tcfg, FeatureSet(other_x, fs.y, fs.clip_index, clips)),
+        fit_fingerprint(heads, tcfg, FeatureSet(x, fs.y, fs.clip_index, clips[::-1])),
+        fit_fingerprint(heads, tcfg, fs, fold=0),
+    ):
+        assert other != key
+    write_part(tmp_path / "p.npz", key, a=np.arange(3.0))
+    assert np.array_equal(read_part(tmp_path / "p.npz", key)["a"], np.arange(3.0))
+    assert read_part(tmp_path / "p.npz", fit_fingerprint(heads, replace(tcfg, epochs=3), fs)) is None
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert read_part(tmp_path / "bad.npz", key) is None and read_part(tmp_path / "none.npz", key) is None
+    assert list(tmp_path.glob("*.tmp")) == []
+
+
 def test_cross_validation_folds_keep_test_sources_and_generators_out_of_training():
     from melcnn.training import protocol as P
     from melcnn.training.crossval import fold_sets

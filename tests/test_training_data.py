@@ -1180,6 +1180,57 @@ def test_smoke_train_on_train_and_dev_is_calibrated_on_cross_fitted_logits(tiny_
 
 @_needs_tools[0]
 @_needs_tools[1]
+def test_smoke_train_on_train_and_dev_killed_and_rerun_resumes_where_it_stopped(tiny_dataset, tmp_path):
+    """`melcnn train --fit-on train+dev` killed (SIGKILL) after its final head and a fold head finished:
+    the rerun reads those back from OUT/.partial (same settings and features), trains the rest, and gives
+    what an uninterrupted run gives."""
+    import signal
+    import sys
+    import time
+
+    from safetensors.numpy import load_file
+
+    from melcnn.training.pipeline import OOF_FILE, PARTIAL_DIR
+
+    data = tiny_dataset[0]
+    args = ["train", "--data", str(data), "--model", "v2", "--epochs", "3", "--fit-on", "train+dev", "--no-eval"]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    p = _melcnn(*args, "--out", whole)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert not (whole / PARTIAL_DIR).exists()  # a finished run leaves no parts behind
+    cmd = [sys.executable, "-m", "melcnn", *args, "--out", str(resumed)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = resumed / PARTIAL_DIR
+    deadline = time.monotonic() + 600
+    while not list(partial.glob("fold*.npz")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    folds = sorted(partial.glob("fold*.npz"))
+    assert (partial / "head.npz").is_file() and folds, "killed too late: nothing left to resume"
+    assert not (resumed / "model.safetensors").exists()
+    with np.load(folds[0]) as z:  # mark one finished fold: the rerun must read it back, not train it again
+        marked = {k: z[k] + (100.0 if k.startswith("logits@") else 0) for k in z.files if k != "fingerprint"}
+        key = str(z["fingerprint"])
+    np.savez(folds[0], fingerprint=np.array(key), **marked)
+    p = _melcnn(*args, "--out", resumed)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert not partial.exists()
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)  # the final head, read back
+    fold = int(folds[0].stem[len("fold") :])
+    cv = {r["clip_id"]: int(r["fold"]) for r in csv.DictReader(open(whole / "cv" / "cv_scores.csv", newline=""))}
+    with np.load(whole / OOF_FILE) as w, np.load(resumed / OOF_FILE) as r:
+        ids = w["clip_ids@0"]
+        assert np.array_equal(ids, r["clip_ids@0"])
+        in_fold = np.array([cv.get(str(i)) == fold for i in ids])
+        assert in_fold.any() and (~in_fold).any()
+        np.testing.assert_allclose(r["logits@0"][in_fold], w["logits@0"][in_fold] + 100.0, rtol=1e-6)
+        np.testing.assert_allclose(r["logits@0"][~in_fold], w["logits@0"][~in_fold], rtol=1e-4, atol=1e-4)
+
+
+@_needs_tools[0]
+@_needs_tools[1]
 def test_smoke_train_and_cross_validate_a_checkpoint_of_two_heads(tiny_dataset, tmp_path):
     """`--extra-head`: V2 of two heads on different inputs, trained on train+dev, calibrated on the mean of
     the two fold heads' cross-fitted logits; V3 from it; the cross-validation of the same pair."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -85,6 +86,7 @@ def out_of_fold_logits(
     tcfg: TrainConfig,
     progress: Progress | None = None,
     seconds: dict[int, float] | None = None,
+    resume_dir: Path | None = None,
 ) -> dict[float, np.ndarray]:
     """Cross-fitted chunk logits: every base clip of ``tests`` scored by the head of the fold that holds
     out its source (bona fide) or generator (spoof), a head trained like the final one (``tcfg``, fixed
@@ -94,7 +96,10 @@ def out_of_fold_logits(
     overlap, aligned with its chunks; NaN for a clip that no fold holds out). Calibrating on these is
     calibrating on sources and generators the scoring head has not seen, as a dev split would be, while
     the final head trains on all of them (scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
-    ``seconds``, if given, receives each trained fold's time.
+    ``seconds``, if given, receives each trained fold's time. ``resume_dir``: each fold's logits are
+    saved there as it finishes, and a fold saved by an interrupted run with the same heads, settings
+    and features (:func:`fit_fingerprint`) is read back instead of trained again (every fold's head is
+    seeded alike, so a resumed run gives what an uninterrupted one does).
     """
     out = {o: np.full(len(fs.y), np.nan) for o, fs in tests.items()}
     for k in range(len(P.CV_FOLDS)):
@@ -102,18 +107,83 @@ def out_of_fold_logits(
         tr = _subset(trainable, tr_idx)
         if len(set(tr.y.tolist())) < 2:
             continue
-        t0 = time.perf_counter()
-        score = _fit("mlp", tr, heads, tcfg)
-        for o, fs in tests.items():
-            _, te_idx = fold_sets(fs.clips, k)
-            rows = np.isin(fs.clip_index, te_idx)
-            if rows.any():
-                out[o][rows] = score(fs.x[rows])
+        rows = {o: np.isin(fs.clip_index, fold_sets(fs.clips, k)[1]) for o, fs in tests.items()}
+        part = None if resume_dir is None else Path(resume_dir) / f"fold{k}.npz"
+        key = "" if part is None else fit_fingerprint(heads, tcfg, tr, tests, fold=k)
+        saved = read_part(part, key)
+        if saved is not None and all(len(saved[f"logits@{o:g}"]) == r.sum() for o, r in rows.items()):
+            took = float(saved["seconds"])
+            for o, r in rows.items():
+                out[o][r] = saved[f"logits@{o:g}"]
+        else:
+            t0 = time.perf_counter()
+            score = _fit("mlp", tr, heads, tcfg)
+            for o, fs in tests.items():
+                if rows[o].any():
+                    out[o][rows[o]] = score(fs.x[rows[o]])
+            took = time.perf_counter() - t0
+            if part is not None:
+                arrays = {f"logits@{o:g}": out[o][r] for o, r in rows.items()}
+                write_part(part, key, seconds=np.array(took), **arrays)
         if seconds is not None:
-            seconds[k] = time.perf_counter() - t0
+            seconds[k] = took
         if progress:
             progress("cross-fitted calibration: fold heads", k + 1, len(P.CV_FOLDS))
     return out
+
+
+def fit_fingerprint(
+    heads: tuple[HeadConfig, ...],
+    tcfg: TrainConfig,
+    train: FeatureSet,
+    tests: dict[float, FeatureSet] | None = None,
+    fold: int | None = None,
+) -> str:
+    """A digest of what a head's training and scoring depend on: ``heads``, ``tcfg`` (but its thread
+    count), the training clips, chunk count and a checksum of their features, and the scored clips
+    (``tests``); a saved part of an interrupted training is reused only under the same digest."""
+    import hashlib
+    from dataclasses import asdict
+
+    doc: dict[str, Any] = {
+        "fold": fold,
+        "heads": [h.to_dict() for h in heads],
+        "config": {k: v for k, v in asdict(tcfg).items() if k != "threads"},
+        "train": [c.clip_id for c in train.clips],
+        "train_chunks": int(len(train.y)),
+        "train_sum": float(np.sum(train.x, dtype=np.float64)),
+    }
+    if tests is not None:
+        doc["tests"] = {
+            f"{o:g}": [[c.clip_id for c in t.clips], int(len(t.y)), float(np.sum(t.x, dtype=np.float64))]
+            for o, t in tests.items()
+        }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def read_part(path: Path | None, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays of a saved part (:func:`write_part`) if it exists and carries ``key``, else None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["fingerprint"]) != key:
+                return None
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a damaged part is trained again
+        return None
+
+
+def write_part(path: Path, key: str, **arrays: np.ndarray) -> None:
+    """Save ``arrays`` with the fingerprint ``key`` atomically (an interrupted write leaves no part)."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, allow_pickle=False, fingerprint=np.array(key), **arrays)
+    os.replace(tmp, path)
 
 
 def save_oof(path: Path, oof: dict[float, np.ndarray], tests: dict[float, FeatureSet]) -> None:

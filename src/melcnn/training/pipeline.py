@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -267,6 +268,7 @@ def train_model(
 
 FIT_ON = ("train", "train+dev")  # what the head of `melcnn train` is fitted on (see train_model)
 OOF_FILE = "oof.npz"  # beside a train+dev checkpoint: its cross-fitted logits, for its calibration
+PARTIAL_DIR = ".partial"  # beside a train+dev checkpoint while it trains: its finished parts, for a resumed run
 CV_DIR = "cv"  # beside a train+dev checkpoint: its fold heads' cross-validation report (crossval.write)
 
 
@@ -283,9 +285,12 @@ def _fit_train_dev(
     """Train each of ``heads`` on every train and dev clip (``fs``) for ``tcfg.epochs`` epochs, and write
     the cross-fitted logits (the heads' mean) of the train and dev files, at the chunking of every
     variant, to ``out/oof.npz``, and the fold heads' cross-validation report to ``out/cv/`` (what
-    ``melcnn eval --cv`` writes, for these settings). Returns the checkpoint's tensors and the first head's history."""
+    ``melcnn eval --cv`` writes, for these settings). Returns the checkpoint's tensors and the first head's history.
+
+    Resumable: the final head and each fold's logits are saved to ``out/.partial/`` as they finish, and
+    a rerun with the same settings and features reuses them (the folder is removed at the end)."""
     from . import crossval
-    from .crossval import cross_fitted_report, out_of_fold_logits, save_oof
+    from .crossval import cross_fitted_report, fit_fingerprint, out_of_fold_logits, read_part, save_oof, write_part
 
     tcfg = replace(tcfg, patience=tcfg.epochs)
     stats = time_stats_of(heads)
@@ -294,17 +299,27 @@ def _fit_train_dev(
         if progress:
             progress("train on train+dev", i, n)
 
-    fitted = fit_heads(
-        fs.x,
-        fs.y,
-        None,
-        None,
-        heads=heads,
-        train_groups=view_groups(fs),
-        train_domains=domain_ids(fs),
-        cfg=tcfg,
-        progress=epoch_progress,
-    )
+    partial = Path(out) / PARTIAL_DIR  # what an interrupted run finished: reused by the next with these settings
+    key = fit_fingerprint(heads, tcfg, fs)
+    saved = read_part(partial / "head.npz", key)
+    if saved is not None:
+        weights = {k[len("w:") :]: v for k, v in saved.items() if k.startswith("w:")}
+        history = json.loads(str(saved["history"]))
+    else:
+        fitted = fit_heads(
+            fs.x,
+            fs.y,
+            None,
+            None,
+            heads=heads,
+            train_groups=view_groups(fs),
+            train_domains=domain_ids(fs),
+            cfg=tcfg,
+            progress=epoch_progress,
+        )
+        weights, history = join_members([f[0] for f in fitted]), fitted[0][2]
+        tensors = {f"w:{k}": v for k, v in weights.items()}
+        write_part(partial / "head.npz", key, history=np.array(json.dumps(history)), **tensors)
     base = [c for c in fs.clips if not c.is_view]
     overlaps = sorted({m.default_overlap_s for m in MODELS.values() if m.chunk_s == cfg.chunk_s})
     tests = {
@@ -316,11 +331,12 @@ def _fit_train_dev(
         for o in overlaps
     }
     seconds: dict[int, float] = {}
-    oof = out_of_fold_logits(fs, tests, heads, tcfg, progress, seconds)
+    oof = out_of_fold_logits(fs, tests, heads, tcfg, progress, seconds, resume_dir=partial)
     save_oof(out / OOF_FILE, oof, tests)
     if 0.0 in tests:  # the fold heads, at the cross-validation's chunking, are the recipe's cross-validation
         crossval.write(cross_fitted_report(fs, tests[0.0], oof[0.0], heads, tcfg, seconds), out / CV_DIR)
-    return join_members([f[0] for f in fitted]), fitted[0][2]
+    shutil.rmtree(partial, ignore_errors=True)  # done: a later run in this folder trains anew
+    return weights, history
 
 
 def _base_split(generator: str) -> str:
