@@ -1202,12 +1202,12 @@ def test_smoke_train_on_train_and_dev_killed_and_rerun_resumes_where_it_stopped(
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = resumed / PARTIAL_DIR
     deadline = time.monotonic() + 600
-    while not list(partial.glob("fold*.npz")) and proc.poll() is None and time.monotonic() < deadline:
+    while not list(partial.glob("head0/fold*.npz")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    folds = sorted(partial.glob("fold*.npz"))
-    assert (partial / "head.npz").is_file() and folds, "killed too late: nothing left to resume"
+    folds = sorted(partial.glob("head0/fold*.npz"))
+    assert (partial / "head0.npz").is_file() and folds, "killed too late: nothing left to resume"
     assert not (resumed / "model.safetensors").exists()
     with np.load(folds[0]) as z:  # mark one finished fold: the rerun must read it back, not train it again
         marked = {k: z[k] + (100.0 if k.startswith("logits@") else 0) for k in z.files if k != "fingerprint"}

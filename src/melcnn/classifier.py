@@ -155,8 +155,10 @@ def head_inputs(pooled: np.ndarray, head: HeadConfig) -> np.ndarray:
     leave round-off of either sign, up to about 1e-5, larger than ``log_eps``: the bands are clipped at 0
     before the log, which changes no coefficient that is not round-off.
     """
-    bands = pool_bands(np.asarray(pooled, dtype=np.float32), head.freq_bands)
-    return np.log(np.maximum(bands, np.float32(0.0)) + np.float32(head.log_eps))
+    bands = pool_bands(np.asarray(pooled, dtype=np.float32), head.freq_bands)  # a new array: changed in place
+    np.maximum(bands, np.float32(0.0), out=bands)
+    bands += np.float32(head.log_eps)
+    return np.log(bands, out=bands)
 
 
 @dataclass

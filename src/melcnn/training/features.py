@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classifier import select_stats
+from ..classifier import pool_bands, select_stats
 from ..config import TIME_STATS, FeatureConfig
 
 log = logging.getLogger(__name__)
@@ -228,9 +228,15 @@ def domain_ids(fs: FeatureSet) -> np.ndarray:
     return of_clip[fs.clip_index]
 
 
-def load_features(root: Path, clips: Sequence[Clip], time_stats: Sequence[str] = ("mean",)) -> FeatureSet:
+def load_features(
+    root: Path, clips: Sequence[Clip], time_stats: Sequence[str] = ("mean",), *, rows: int | None = None
+) -> FeatureSet:
     """Stack the cached features of ``clips`` (clips without features, e.g. too short, are left out),
-    keeping the channel blocks of ``time_stats`` (in that order) of those the cache holds."""
+    keeping the channel blocks of ``time_stats`` (in that order) of those the cache holds.
+
+    ``rows``: average the frequency rows into this many equal bands as each clip is read (the band
+    pooling of :func:`melcnn.classifier.pool_bands`, so a head of that many bands takes the same inputs),
+    so that the features of one head hold no more than that head reads."""
     settings = json.loads((Path(root) / "settings.json").read_text())
     stored = list(settings.get("time_stats", ["mean"]))
     if not set(time_stats) <= set(stored):
@@ -246,7 +252,10 @@ def load_features(root: Path, clips: Sequence[Clip], time_stats: Sequence[str] =
         arr = np.load(f, allow_pickle=False)
         if arr.size == 0:
             continue
-        xs.append(select_stats(arr, tuple(stored), tuple(time_stats)).astype(np.float32))
+        x = select_stats(arr, tuple(stored), tuple(time_stats)).astype(np.float32)
+        if rows is not None and rows != x.shape[2]:
+            x = pool_bands(x, rows).reshape(len(x), x.shape[1], rows)
+        xs.append(x)
         ys.append(np.full(len(arr), c.label, dtype=np.int64))
         idx.append(np.full(len(arr), len(kept), dtype=np.int64))
         kept.append(c)

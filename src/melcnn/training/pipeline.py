@@ -32,7 +32,7 @@ from ..registry import MODELS
 from . import evaluate as ev
 from . import protocol as P
 from .features import Clip, FeatureSet, cache_features, domain_ids, load_features, read_clips, view_groups
-from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_heads
+from .train import TARGET_FRR, TrainConfig, calibrate, file_scores, fit_head, fit_heads
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -153,7 +153,7 @@ def train_model(
             "name": base.name,
             "sha256": base.sha256,
         }
-        tr = None
+        n_train = None
     else:
         head, extra = HeadConfig(freq_bands=freq_bands, time_stats=tuple(time_stats)), tuple(extra_heads)
         heads = (head, *extra)
@@ -167,17 +167,20 @@ def train_model(
             workers=workers,
             progress=progress,
         )
-        tr, dv = load_features(root, train_clips, stats), load_features(root, dev_clips, stats)
+        dv = load_features(root, dev_clips, stats)
 
         def epoch_progress(i: int, n: int, row: dict[str, float]) -> None:
             if progress:
                 progress(f"train (dev EER {row['dev_file_eer']:.2%})", i, n)
 
         if fit_on == "train+dev":
-            tr = load_features(root, train_clips + dev_clips, stats)
-            weights, history = _fit_train_dev(data_dir, tr, cfg, heads, tcfg, Path(out), workers, progress)
+            weights, history, n_train = _fit_train_dev(
+                data_dir, root, train_clips + dev_clips, cfg, heads, tcfg, Path(out), workers, progress
+            )
             calibration = _calibrate_cross_fitted(Path(out), overlap, head)
         else:
+            tr = load_features(root, train_clips, stats)
+            n_train = len(tr.y)
             fitted = fit_heads(
                 tr.x,
                 tr.y,
@@ -221,7 +224,7 @@ def train_model(
                 "data_dir": str(Path(data_dir).name),
                 "data": _summarise_data(clips),
                 "chunk_classifier": None if chunk_classifier is None else calibration["chunk_classifier"],
-                "train_chunks": int(len(tr.y)) if tr is not None else None,
+                "train_chunks": None if n_train is None else int(n_train),
                 "dev_chunks": int(len(dv.y)),
                 "config": asdict(tcfg),
                 "fit_on": fit_on,
@@ -274,69 +277,90 @@ CV_DIR = "cv"  # beside a train+dev checkpoint: its fold heads' cross-validation
 
 def _fit_train_dev(
     data_dir: Path,
-    fs: FeatureSet,
+    root: Path,
+    clips: list[Clip],
     cfg: FeatureConfig,
     heads: tuple[HeadConfig, ...],
     tcfg: TrainConfig,
     out: Path,
     workers: int,
     progress: Progress | None,
-) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
-    """Train each of ``heads`` on every train and dev clip (``fs``) for ``tcfg.epochs`` epochs, and write
-    the cross-fitted logits (the heads' mean) of the train and dev files, at the chunking of every
-    variant, to ``out/oof.npz``, and the fold heads' cross-validation report to ``out/cv/`` (what
-    ``melcnn eval --cv`` writes, for these settings). Returns the checkpoint's tensors and the first head's history.
+) -> tuple[dict[str, np.ndarray], list[dict[str, float]], int]:
+    """Train each of ``heads`` on every train and dev clip (``clips``, features cached in ``root``) for
+    ``tcfg.epochs`` epochs, and write the cross-fitted logits (the heads' mean) of the train and dev files,
+    at the chunking of every variant, to ``out/oof.npz``, and the fold heads' cross-validation report to
+    ``out/cv/`` (what ``melcnn eval --cv`` writes, for these settings). Returns the checkpoint's tensors,
+    the first head's history and the number of training chunks.
 
-    Resumable: the final head and each fold's logits are saved to ``out/.partial/`` as they finish, and
-    a rerun with the same settings and features reuses them (the folder is removed at the end)."""
+    The heads are trained one after another, each (final and fold heads) on features read for it alone
+    (its statistics over time, its bands), which the heads' logits being averaged allows: memory holds
+    one head's inputs, not the union of all heads' statistics at every frequency row.
+
+    Resumable: each head and each of its fold heads' logits are saved to ``out/.partial/`` as they
+    finish, and a rerun with the same settings and features reuses them (the folder is removed at the end).
+    """
     from . import crossval
     from .crossval import cross_fitted_report, fit_fingerprint, out_of_fold_logits, read_part, save_oof, write_part
 
     tcfg = replace(tcfg, patience=tcfg.epochs)
     stats = time_stats_of(heads)
+    partial = Path(out) / PARTIAL_DIR  # what an interrupted run finished: reused by the next with these settings
+    base = [c for c in clips if not c.is_view]
+    overlaps = sorted({m.default_overlap_s for m in MODELS.values() if m.chunk_s == cfg.chunk_s})
+    test_roots = {
+        o: cache_features(data_dir, base, cfg=cfg, overlap_s=o, time_stats=stats, workers=workers) for o in overlaps
+    }
 
     def epoch_progress(i: int, n: int, row: dict[str, float]) -> None:
         if progress:
             progress("train on train+dev", i, n)
 
-    partial = Path(out) / PARTIAL_DIR  # what an interrupted run finished: reused by the next with these settings
-    key = fit_fingerprint(heads, tcfg, fs)
-    saved = read_part(partial / "head.npz", key)
-    if saved is not None:
-        weights = {k[len("w:") :]: v for k, v in saved.items() if k.startswith("w:")}
-        history = json.loads(str(saved["history"]))
-    else:
-        fitted = fit_heads(
-            fs.x,
-            fs.y,
-            None,
-            None,
-            heads=heads,
-            train_groups=view_groups(fs),
-            train_domains=domain_ids(fs),
-            cfg=tcfg,
-            progress=epoch_progress,
-        )
-        weights, history = join_members([f[0] for f in fitted]), fitted[0][2]
-        tensors = {f"w:{k}": v for k, v in weights.items()}
-        write_part(partial / "head.npz", key, history=np.array(json.dumps(history)), **tensors)
-    base = [c for c in fs.clips if not c.is_view]
-    overlaps = sorted({m.default_overlap_s for m in MODELS.values() if m.chunk_s == cfg.chunk_s})
-    tests = {
-        o: load_features(
-            cache_features(data_dir, base, cfg=cfg, overlap_s=o, time_stats=stats, workers=workers),
-            base,
-            stats,
-        )
-        for o in overlaps
-    }
+    members: list[dict[str, np.ndarray]] = []
+    histories: list[list[dict[str, float]]] = []
+    oof: dict[float, np.ndarray] = {}
     seconds: dict[int, float] = {}
-    oof = out_of_fold_logits(fs, tests, heads, tcfg, progress, seconds, resume_dir=partial)
-    save_oof(out / OOF_FILE, oof, tests)
-    if 0.0 in tests:  # the fold heads, at the cross-validation's chunking, are the recipe's cross-validation
-        crossval.write(cross_fitted_report(fs, tests[0.0], oof[0.0], heads, tcfg, seconds), out / CV_DIR)
+    for i, h in enumerate(heads):
+        fs = load_features(root, clips, h.time_stats, rows=h.freq_bands)
+        key = fit_fingerprint((h,), tcfg, fs)
+        saved = read_part(partial / f"head{i}.npz", key)
+        if saved is not None:
+            weights = {k[len("w:") :]: v for k, v in saved.items() if k.startswith("w:")}
+            history = json.loads(str(saved["history"]))
+        else:
+            weights, _, history = fit_head(
+                fs.x,
+                fs.y,
+                None,
+                None,
+                head=h,
+                train_groups=view_groups(fs),
+                train_domains=domain_ids(fs),
+                cfg=tcfg,
+                progress=epoch_progress,
+            )
+            tensors = {f"w:{k}": v for k, v in weights.items()}
+            write_part(partial / f"head{i}.npz", key, history=np.array(json.dumps(history)), **tensors)
+        members.append(weights)
+        histories.append(history)
+        tests = {o: load_features(test_roots[o], base, h.time_stats, rows=h.freq_bands) for o in overlaps}
+        took: dict[int, float] = {}
+        mine = out_of_fold_logits(fs, tests, (h,), tcfg, progress, took, resume_dir=partial / f"head{i}")
+        for o in overlaps:  # the checkpoint's logit is the mean of its heads'
+            oof[o] = oof.get(o, 0.0) + mine[o] / len(heads)
+        for k, t in took.items():
+            seconds[k] = seconds.get(k, 0.0) + t
+        trainable, test0 = _without_inputs(fs), {o: _without_inputs(t) for o, t in tests.items()}
+        del fs, tests
+    save_oof(out / OOF_FILE, oof, test0)
+    if 0.0 in test0:  # the fold heads, at the cross-validation's chunking, are the recipe's cross-validation
+        crossval.write(cross_fitted_report(trainable, test0[0.0], oof[0.0], heads, tcfg, seconds), out / CV_DIR)
     shutil.rmtree(partial, ignore_errors=True)  # done: a later run in this folder trains anew
-    return weights, history
+    return join_members(members), histories[0], len(trainable.y)
+
+
+def _without_inputs(fs: FeatureSet) -> FeatureSet:
+    """``fs``'s chunks, labels and clips without its features (all that the reports read)."""
+    return FeatureSet(np.zeros((len(fs.y), 0, 0), dtype=np.float32), fs.y, fs.clip_index, fs.clips)
 
 
 def _base_split(generator: str) -> str:
