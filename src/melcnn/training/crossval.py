@@ -273,7 +273,8 @@ def cross_validate(
         workers=workers,
         progress=progress,
     )
-    fs = load_features(root, clips, stats)
+    if model != "mlp" and len(heads) > 1:
+        raise ValueError(f"the {model} model has one head, not {len(heads)}")
     tcfg = TrainConfig(
         epochs=epochs,
         seed=seed,
@@ -289,16 +290,33 @@ def cross_validate(
         weight_decay=weight_decay,
     )
     out = _header(model, heads, tcfg, views=views, drop_generators=drop_generators)
-    for k in folds if folds is not None else range(len(P.CV_FOLDS)):
-        t0 = time.perf_counter()
-        tr_idx, te_idx = fold_sets(fs.clips, k)
-        tr_idx = [i for i in tr_idx if not (fs.clips[i].label == 1 and fs.clips[i].generator in drop_generators)]
-        tr, te = _subset(fs, tr_idx), _subset(fs, te_idx)
-        if len(set(te.y.tolist())) < 2 or len(set(tr.y.tolist())) < 2:
-            continue
-        chunk = _fit(model, tr, heads, tcfg)(te.x)
-        _add_fold(out, k, te, chunk, len(tr.y), time.perf_counter() - t0, progress)
+    todo = list(folds if folds is not None else range(len(P.CV_FOLDS)))
+    logits: dict[int, np.ndarray] = {}  # per fold: its test chunks' logits, the mean of the heads'
+    took: dict[int, float] = {}
+    tested: dict[int, tuple[FeatureSet, int]] = {}  # per fold: its test chunks (no features), training chunks
+    # one head after another, each on the features it reads alone (see melcnn.training.pipeline)
+    for h in heads:
+        fs = load_features(root, clips, h.time_stats, rows=h.freq_bands)
+        for k in todo:
+            t0 = time.perf_counter()
+            tr_idx, te_idx = fold_sets(fs.clips, k)
+            tr_idx = [i for i in tr_idx if not (fs.clips[i].label == 1 and fs.clips[i].generator in drop_generators)]
+            tr, te = _subset(fs, tr_idx), _subset(fs, te_idx)
+            if len(set(te.y.tolist())) < 2 or len(set(tr.y.tolist())) < 2:
+                continue
+            logits[k] = logits.get(k, 0.0) + _fit(model, tr, (h,), tcfg)(te.x) / len(heads)
+            took[k] = took.get(k, 0.0) + time.perf_counter() - t0
+            tested[k] = (without_inputs(te), len(tr.y))
+        del fs
+    for k in todo:
+        if k in tested:
+            _add_fold(out, k, tested[k][0], logits[k], tested[k][1], took[k], progress)
     return _summarise(out)
+
+
+def without_inputs(fs: FeatureSet) -> FeatureSet:
+    """``fs``'s chunks, labels and clips without its features (all that the reports read)."""
+    return FeatureSet(np.zeros((len(fs.y), 0, 0), dtype=np.float32), fs.y, fs.clip_index, fs.clips)
 
 
 def _header(

@@ -300,7 +300,15 @@ def _fit_train_dev(
     finish, and a rerun with the same settings and features reuses them (the folder is removed at the end).
     """
     from . import crossval
-    from .crossval import cross_fitted_report, fit_fingerprint, out_of_fold_logits, read_part, save_oof, write_part
+    from .crossval import (
+        cross_fitted_report,
+        fit_fingerprint,
+        out_of_fold_logits,
+        read_part,
+        save_oof,
+        without_inputs,
+        write_part,
+    )
 
     tcfg = replace(tcfg, patience=tcfg.epochs)
     stats = time_stats_of(heads)
@@ -349,18 +357,13 @@ def _fit_train_dev(
             oof[o] = oof.get(o, 0.0) + mine[o] / len(heads)
         for k, t in took.items():
             seconds[k] = seconds.get(k, 0.0) + t
-        trainable, test0 = _without_inputs(fs), {o: _without_inputs(t) for o, t in tests.items()}
+        trainable, test0 = without_inputs(fs), {o: without_inputs(t) for o, t in tests.items()}
         del fs, tests
     save_oof(out / OOF_FILE, oof, test0)
     if 0.0 in test0:  # the fold heads, at the cross-validation's chunking, are the recipe's cross-validation
         crossval.write(cross_fitted_report(trainable, test0[0.0], oof[0.0], heads, tcfg, seconds), out / CV_DIR)
     shutil.rmtree(partial, ignore_errors=True)  # done: a later run in this folder trains anew
     return join_members(members), histories[0], len(trainable.y)
-
-
-def _without_inputs(fs: FeatureSet) -> FeatureSet:
-    """``fs``'s chunks, labels and clips without its features (all that the reports read)."""
-    return FeatureSet(np.zeros((len(fs.y), 0, 0), dtype=np.float32), fs.y, fs.clip_index, fs.clips)
 
 
 def _base_split(generator: str) -> str:
