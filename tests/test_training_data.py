@@ -1059,6 +1059,7 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     out = tmp_path / "cv"
     options = f"--cv --epochs 2 --time-stats mean,std --seed 1 --drop-generators {dropped} --balance-domains".split()
     options += "--band-dropout 0.2 --adversary 0.5 --cv-hidden 64,32 --label-smoothing 0.1 --weight-decay 0.05".split()
+    options += ["--sam", "0.05"]
     p = _melcnn("eval", "--data", data, *options, "--out", out)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "time statistics mean+std" in p.stdout and f"without the spoofs of {dropped}" in p.stdout
@@ -1068,6 +1069,7 @@ def test_smoke_cross_validation(tiny_dataset, tmp_path):
     assert cv["time_stats"] == ["mean", "std"] and cv["drop_generators"] == [dropped] and cv["seed"] == 1
     assert cv["balance_domains"] is True and cv["band_dropout"] == 0.2 and cv["adversary"] == 0.5
     assert cv["hidden"] == [64, 32] and cv["label_smoothing"] == 0.1 and cv["weight_decay"] == 0.05
+    assert cv["sam"] == 0.05 and "sharpness-aware (SAM) radius 0.05" in p.stdout
     assert cv["folds"] and 0.0 <= cv["mean_eer"] <= 1.0
     # every held-out file's score, in its fold: the fold's EER follows from them
     import csv

@@ -349,3 +349,61 @@ def test_label_smoothing_caps_the_confidence_and_weight_decay_shrinks_the_weight
     assert roc_auc(decayed, yt) > 0.99
     with pytest.raises(ValueError, match="label_smoothing"):
         fit_head(x, y, None, None, head=HEAD, cfg=TrainConfig(epochs=1, label_smoothing=1.0))
+
+
+def test_sharpness_aware_step_leaves_the_gradient_taken_at_the_moved_weights_and_restores_them() -> None:
+    """SAM's second pass: the gradient it leaves is the batch's gradient at w + rho * g / |g| (computed here
+    by hand), the weights come back unchanged, and BatchNorm's running statistics see only the first pass."""
+    import torch
+
+    from melcnn.training.train import _sharpness_aware_step
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    x, y = torch.randn(32, 5), (torch.rand(32) < 0.5).float()
+
+    def loss() -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(model(x)[:, 0], y)
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss().backward()
+    g = [p.grad.clone() for p in model.parameters()]
+    stats = [model[1].running_mean.clone(), model[1].running_var.clone()]
+    rho = 0.05
+    _sharpness_aware_step(model, loss, rho, opt)
+    sam_grad = [p.grad.clone() for p in model.parameters()]
+    assert torch.equal(model[1].running_mean, stats[0]) and torch.equal(model[1].running_var, stats[1])
+    assert model[1].momentum == pytest.approx(0.1)  # restored
+    for k, v in model.state_dict().items():
+        if k not in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
+            torch.testing.assert_close(v, before[k], rtol=0, atol=1e-7)
+    # by hand: move each weight by rho * g / |g|, take the gradient there
+    norm = torch.sqrt(sum((t**2).sum() for t in g))
+    with torch.no_grad():
+        for p, t in zip(model.parameters(), g, strict=True):
+            p.add_(rho * t / norm)
+    model.zero_grad()
+    model[1].momentum = 0.0
+    loss().backward()
+    for p, t in zip(model.parameters(), sam_grad, strict=True):
+        torch.testing.assert_close(p.grad, t, rtol=1e-5, atol=1e-7)
+    assert any(not torch.allclose(a, b) for a, b in zip(g, sam_grad, strict=True))  # a different gradient
+
+
+def test_sharpness_aware_training_still_separates_the_classes_and_is_reproducible() -> None:
+    x, y = _separable_data(0, 512)
+    xt, yt = _separable_data(1, 400)
+
+    def fit(**kw: float) -> np.ndarray:
+        cfg = TrainConfig(epochs=4, batch_size=64, lr=1e-2, seed=0, threads=1, **kw)
+        weights, _, _ = fit_head(x, y, None, None, head=HEAD, cfg=cfg)
+        return Checkpoint("t", "v2", "0", FeatureConfig(), HEAD, weights).logits(xt)
+
+    sam = fit(sam=0.05)
+    assert roc_auc(sam, yt) > 0.99
+    np.testing.assert_array_equal(sam, fit(sam=0.05))
+    assert not np.allclose(sam, fit())
+    with pytest.raises(ValueError, match="sam"):
+        fit_head(x, y, None, None, head=HEAD, cfg=TrainConfig(epochs=1, sam=-0.1))

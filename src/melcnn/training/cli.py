@@ -283,7 +283,7 @@ def _probability(text: str) -> float:
 
 def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_help: str, average_help: str) -> None:
     """``--consistency W``, ``--average-from E``, ``--balance-domains``, ``--mixup A``, ``--band-dropout P``,
-    ``--adversary W``, ``--pairing W``, ``--label-smoothing E`` and ``--weight-decay D``
+    ``--adversary W``, ``--pairing W``, ``--label-smoothing E``, ``--sam RHO`` and ``--weight-decay D``
     (:class:`~melcnn.training.train.TrainConfig`'s, gathered by :func:`_regularisers`)."""
     parser.add_argument("--consistency", type=_non_negative_float, default=0.0, metavar="W", help=consistency_help)
     parser.add_argument("--average-from", type=int, default=0, metavar="E", help=average_help)
@@ -333,6 +333,14 @@ def _add_regulariser_options(parser: argparse.ArgumentParser, *, consistency_hel
         default=0.0,
         metavar="E",
         help="train towards the targets E/2 and 1-E/2 instead of 0 and 1 (default 0: off)",
+    )
+    parser.add_argument(
+        "--sam",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="RHO",
+        help="sharpness-aware minimisation: take each step's gradient at the weights moved by RHO up the "
+        "batch's gradient (e.g. 0.05; twice the training time; default 0: off)",
     )
     parser.add_argument(
         "--weight-decay",
@@ -461,6 +469,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         name += f"-adv{args.adversary:g}" if args.adversary else ""
         name += f"-pair{args.pairing:g}" if args.pairing else ""
         name += f"-ls{args.label_smoothing:g}" if args.label_smoothing else ""
+        name += f"-sam{args.sam:g}" if args.sam else ""
         name += f"-wd{args.weight_decay:g}" if args.weight_decay is not None else ""
         out = args.out or Path(args.data) / "cv" / name
         crossval.write(cv, out)

@@ -233,6 +233,7 @@ def cross_validate(
     adversary: float = 0.0,
     pairing: float = 0.0,
     label_smoothing: float = 0.0,
+    sam: float = 0.0,
     weight_decay: float = TrainConfig.weight_decay,
     folds: list[int] | None = None,
     drop_generators: tuple[str, ...] = (),
@@ -242,7 +243,7 @@ def cross_validate(
     """Run the leave-source-out cross-validation; returns per-fold and summary figures (file level).
 
     ``consistency``, ``average_from``, ``balance_domains``, ``mixup``, ``band_dropout``, ``adversary``,
-    ``pairing``, ``label_smoothing`` and ``weight_decay`` are
+    ``pairing``, ``label_smoothing``, ``sam`` and ``weight_decay`` are
     :class:`~melcnn.training.train.TrainConfig`'s (the MLP head);
     ``freq_bands`` and ``time_stats`` the head input's (:class:`~melcnn.classifier.HeadConfig`); ``hidden``
     the MLP's hidden layers (default the specification's 1024-512-128; smaller ones, each with the dropout
@@ -287,6 +288,7 @@ def cross_validate(
         adversary=adversary,
         pairing=pairing,
         label_smoothing=label_smoothing,
+        sam=sam,
         weight_decay=weight_decay,
     )
     out = _header(model, heads, tcfg, views=views, drop_generators=drop_generators)
@@ -449,6 +451,7 @@ def markdown(cv: dict[str, Any]) -> str:
             if cv.get("weight_decay", TrainConfig.weight_decay) != TrainConfig.weight_decay
             else ""
         )
+        + (f", sharpness-aware (SAM) radius {cv['sam']:g}" if cv.get("sam") else "")
         + (
             " (the fold heads that cross-fitted the calibration of a `--fit-on train+dev` training)"
             if cv.get("cross_fitted")

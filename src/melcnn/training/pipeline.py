@@ -77,6 +77,7 @@ def train_model(
     adversary: float = 0.0,
     pairing: float = 0.0,
     label_smoothing: float = 0.0,
+    sam: float = 0.0,
     weight_decay: float = TrainConfig.weight_decay,
     evaluate: bool = True,
     fit_on: str = "train",
@@ -129,6 +130,7 @@ def train_model(
         adversary=adversary,
         pairing=pairing,
         label_smoothing=label_smoothing,
+        sam=sam,
         weight_decay=weight_decay,
     )
     t0 = time.perf_counter()

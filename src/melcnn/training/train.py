@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,11 @@ class TrainConfig:
     #: label smoothing: the targets 0 and 1 become ``label_smoothing / 2`` and ``1 - label_smoothing / 2``,
     #: so that no chunk is pushed to an extreme logit by the cues that tell its source apart (0: off)
     label_smoothing: float = 0.0
+    #: sharpness-aware minimisation (SAM, Foret et al. 2021): each step takes the gradient at the weights
+    #: moved by this radius up the batch's own gradient, so training seeks weights whose whole
+    #: neighbourhood has a low loss, which is reported to generalise better (twice the cost per step; the
+    #: second pass leaves the BatchNorm statistics alone; 0: off)
+    sam: float = 0.0
 
 
 #: the fields of :class:`TrainConfig` that `melcnn train` and `melcnn eval --cv` take as options (and that a
@@ -82,6 +88,7 @@ REGULARISERS = (
     "adversary",
     "pairing",
     "label_smoothing",
+    "sam",
     "weight_decay",
 )
 
@@ -146,6 +153,8 @@ def fit_head(
     cfg = cfg or TrainConfig()
     if not 0 <= cfg.label_smoothing < 1:
         raise ValueError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.sam < 0:
+        raise ValueError(f"sam must be >= 0, got {cfg.sam}")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     prev_threads = torch.get_num_threads()
@@ -202,6 +211,22 @@ def fit_head(
         history: list[dict[str, float]] = []
         averaged: dict[str, Any] | None = None
         n_averaged = 0
+
+        def batch_loss(xb: Any, yb: Any, target: Any, wb: Any, idx: Any, idx_np: np.ndarray, ramp: float) -> Any:
+            """A batch's loss (a tensor) at the model's current weights."""
+            hidden = model.net[:-2]((xb - model.feature_mean) / model.feature_std)  # before the last dropout
+            logits = model.net[-1](model.net[-2](hidden))[:, 0]
+            loss = loss_fn(logits, target)
+            if wb is not None:
+                loss = (loss * wb).sum() / wb.sum()
+            if adversary is not None:
+                loss = loss + adversary.loss(hidden, domains_t[idx], yb, adversary_w[idx], cfg.adversary * ramp)
+            if groups is not None and cfg.consistency > 0:
+                loss = loss + cfg.consistency * _view_variance(torch.sigmoid(logits), groups[idx_np])
+            if groups is not None and cfg.pairing > 0:
+                loss = loss + cfg.pairing * _partner_ranking(logits, yt[idx_np], groups[idx_np], wb)
+            return loss
+
         for epoch in range(cfg.epochs):
             model.train()
             total = 0.0
@@ -217,20 +242,14 @@ def fit_head(
                 target = yb if cfg.label_smoothing == 0 else yb * (1 - cfg.label_smoothing) + cfg.label_smoothing / 2
                 if cfg.band_dropout > 0:
                     xb = _drop_bands(xb, model.feature_mean, head.freq_bands, cfg.band_dropout, rng)
-                hidden = model.net[:-2]((xb - model.feature_mean) / model.feature_std)  # before the last dropout
-                logits = model.net[-1](model.net[-2](hidden))[:, 0]
-                loss = loss_fn(logits, target)
-                if wb is not None:
-                    loss = (loss * wb).sum() / wb.sum()
-                if adversary is not None:
-                    ramp = 2.0 / (1.0 + np.exp(-10.0 * step / steps)) - 1.0  # DANN's schedule, 0 -> 1
-                    loss = loss + adversary.loss(hidden, domains_t[idx], yb, adversary_w[idx], cfg.adversary * ramp)
+                ramp = 2.0 / (1.0 + np.exp(-10.0 * step / steps)) - 1.0  # DANN's schedule, 0 -> 1
                 step += 1
-                if groups is not None and cfg.consistency > 0:
-                    loss = loss + cfg.consistency * _view_variance(torch.sigmoid(logits), groups[idx_np])
-                if groups is not None and cfg.pairing > 0:
-                    loss = loss + cfg.pairing * _partner_ranking(logits, yt[idx_np], groups[idx_np], wb)
+
+                at_weights = partial(batch_loss, xb, yb, target, wb, idx, idx_np, ramp)
+                loss = at_weights()
                 loss.backward()
+                if cfg.sam > 0:
+                    _sharpness_aware_step(model, at_weights, cfg.sam, opt)
                 opt.step()
                 total += loss.item() * len(idx)
             sched.step()
@@ -286,6 +305,33 @@ def fit_head(
     calibration["best_epoch"] = best[1] + 1 if best[1] >= 0 else f"average of epochs {cfg.average_from}-{cfg.epochs}"
     calibration["dev_file_eer_raw"] = best[0]
     return weights_from_torch(model), calibration, history
+
+
+def _sharpness_aware_step(model: Any, batch_loss: Callable[[], Any], rho: float, opt: Any) -> None:
+    """SAM's second pass: with the batch's gradient in ``model``'s parameters, move them by ``rho`` along
+    it (normalised), take the gradient of ``batch_loss`` there (BatchNorm running statistics untouched),
+    and move them back, leaving that gradient for the optimiser's step."""
+    import torch
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.norm(torch.stack([p.grad.norm(2) for p in params]), 2)
+    with torch.no_grad():
+        moves = [p.grad * (rho / (norm + 1e-12)) for p in params]
+        for p, m in zip(params, moves, strict=True):
+            p.add_(m)
+    opt.zero_grad()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: the second pass changes no statistic
+    try:
+        batch_loss().backward()
+    finally:
+        for m, mo in zip(norms, momenta, strict=True):
+            m.momentum = mo
+        with torch.no_grad():
+            for p, m in zip(params, moves, strict=True):
+                p.sub_(m)
 
 
 def fit_heads(
