@@ -221,7 +221,7 @@ def test_a_saved_training_part_is_reused_only_under_the_same_heads_settings_and_
     assert read_part(tmp_path / "p.npz", fit_fingerprint(heads, replace(tcfg, epochs=3), fs)) is None
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
     assert read_part(tmp_path / "bad.npz", key) is None and read_part(tmp_path / "none.npz", key) is None
-    assert list(tmp_path.glob("*.tmp")) == []
+    assert list(tmp_path.glob(".tmp-*")) == []  # no temporary file of the atomic write is left
 
 
 def test_cross_validation_folds_keep_test_sources_and_generators_out_of_training():

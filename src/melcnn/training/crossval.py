@@ -176,14 +176,13 @@ def read_part(path: Path | None, key: str) -> dict[str, np.ndarray] | None:
 
 def write_part(path: Path, key: str, **arrays: np.ndarray) -> None:
     """Save ``arrays`` with the fingerprint ``key`` atomically (an interrupted write leaves no part)."""
-    import os
-    import tempfile
+    import io
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, allow_pickle=False, fingerprint=np.array(key), **arrays)
-    os.replace(tmp, path)
+    from .audio import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, fingerprint=np.array(key), **arrays)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def save_oof(path: Path, oof: dict[float, np.ndarray], tests: dict[float, FeatureSet]) -> None:
